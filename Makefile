@@ -1,0 +1,43 @@
+# Every target runs inside .venv, which `make install` creates from this project's own files.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export NO_COLOR ?=
+
+.PHONY: install test test-live lint fix typecheck docs bench bench-retrieval clean
+
+install: $(BIN)/ragged
+
+$(BIN)/ragged: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+test: install
+	$(BIN)/pytest -q
+
+# The same end-to-end flow against a real Ollama at OLLAMA_HOST; skips when none answers.
+test-live: install
+	$(BIN)/pytest -q -m live tests/test_live.py
+
+lint: install
+	$(BIN)/ruff check ragged tests bench
+	$(BIN)/ruff format --check ragged tests bench
+	$(BIN)/mypy
+
+fix: install
+	$(BIN)/ruff check --fix ragged tests bench
+	$(BIN)/ruff format ragged tests bench
+
+docs: install
+	$(BIN)/python scripts/cli_docs.py > docs/cli.md
+
+bench: install
+	$(BIN)/python bench/run.py
+
+bench-retrieval: install
+	$(BIN)/python bench/retrieval.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

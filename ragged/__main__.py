@@ -1,0 +1,3 @@
+from ragged.cli import app
+
+app(prog_name="ragged")

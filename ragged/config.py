@@ -1,0 +1,272 @@
+"""Settings: defaults < config file < environment < command-line flags, resolved in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ragged.errors import ConfigError
+
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+DEFAULT_OLLAMA_PORT = 11434
+DEFAULT_EMBED_MODEL = "nomic-embed-text"
+DEFAULT_COLLECTION = "default"
+CONFIG_FILENAME = "config.toml"
+MODES = ("hybrid", "dense", "lexical")
+
+
+def _setting(default: Any, help: str, env: str | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "env": env})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know; built once per run by `load_settings`."""
+
+    home: Path = _setting(None, "Data directory: index, manifest, lock.", "RAGGED_HOME")
+    ollama_host: str = _setting(
+        DEFAULT_OLLAMA_HOST, "Where Ollama answers (`host`, `host:port` or a URL).", "OLLAMA_HOST"
+    )
+    chat_model: str | None = _setting(
+        None, "Generation model; empty = chosen from this machine's memory.", "RAGGED_CHAT_MODEL"
+    )
+    embed_model: str = _setting(DEFAULT_EMBED_MODEL, "Embedding model.", "RAGGED_EMBED_MODEL")
+    collection: str = _setting(DEFAULT_COLLECTION, "Collection to use.", "RAGGED_COLLECTION")
+    chunk_tokens: int = _setting(512, "Chunk size in tokens (cl100k).", "RAGGED_CHUNK_TOKENS")
+    chunk_overlap: int = _setting(
+        64, "Tokens shared by neighbouring chunks.", "RAGGED_CHUNK_OVERLAP"
+    )
+    top_k: int = _setting(6, "Passages retrieved for a question.", "RAGGED_TOP_K")
+    mode: str = _setting("hybrid", "Retrieval: hybrid, dense or lexical.", "RAGGED_MODE")
+    dense_weight: float = _setting(
+        1.0, "Weight of dense ranks in hybrid fusion.", "RAGGED_DENSE_WEIGHT"
+    )
+    lexical_weight: float = _setting(
+        1.0, "Weight of lexical ranks in hybrid fusion.", "RAGGED_LEXICAL_WEIGHT"
+    )
+    max_per_source: int = _setting(
+        3, "Most passages one file may contribute.", "RAGGED_MAX_PER_SOURCE"
+    )
+    min_score: float = _setting(
+        0.35, "Dense similarity under which a passage counts as irrelevant.", "RAGGED_MIN_SCORE"
+    )
+    context_window: int = _setting(
+        8192,
+        "Context (num_ctx) asked of the chat model; capped by the model's own.",
+        "RAGGED_NUM_CTX",
+    )
+    answer_tokens: int = _setting(
+        1024, "Room kept for the answer in the context.", "RAGGED_ANSWER_TOKENS"
+    )
+    embed_batch: int = _setting(32, "Texts per embedding request.", "RAGGED_EMBED_BATCH")
+    embed_concurrency: int = _setting(
+        2, "Embedding requests in flight (match OLLAMA_NUM_PARALLEL).", "RAGGED_EMBED_CONCURRENCY"
+    )
+    timeout: float = _setting(300.0, "Seconds to wait for one Ollama response.", "RAGGED_TIMEOUT")
+    max_file_mb: float = _setting(50.0, "Files larger than this are skipped.", "RAGGED_MAX_FILE_MB")
+    chroma_url: str | None = _setting(
+        None, "Chroma server URL; empty = embedded store under home.", "RAGGED_CHROMA_URL"
+    )
+    chroma_token: str | None = _setting(None, "Chroma server auth token.", "RAGGED_CHROMA_TOKEN")
+    chroma_tenant: str = _setting("default_tenant", "Chroma tenant.", "RAGGED_CHROMA_TENANT")
+    chroma_database: str = _setting(
+        "default_database", "Chroma database.", "RAGGED_CHROMA_DATABASE"
+    )
+    # Where each value came from, for `ragged config`; not itself a setting.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        """The config file that was read (or would have been, had it existed)."""
+        return Path(self.sources.get("config_file") or config_dir() / CONFIG_FILENAME)
+
+
+SETTING_FIELDS = tuple(f for f in dataclasses.fields(Settings) if f.name != "sources")
+
+
+def platform_data_dir() -> Path:
+    """The per-user data directory the platform expects (XDG, macOS, Windows)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "ragged"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "ragged"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ragged"
+
+
+def platform_config_dir() -> Path:
+    """The per-user config directory the platform expects."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "ragged"
+    if os.name == "nt":
+        return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "ragged"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "ragged"
+
+
+def config_dir(env: Mapping[str, str] | None = None) -> Path:
+    """RAGGED_HOME keeps config beside the data, which is what keeps tests isolated."""
+    env = os.environ if env is None else env
+    if env.get("RAGGED_HOME"):
+        return Path(env["RAGGED_HOME"]).expanduser()
+    return platform_config_dir()
+
+
+def normalize_ollama_host(value: str | None) -> str:
+    """Turn OLLAMA_HOST in any of its forms into a URL, with Ollama's own rules.
+
+    "" -> http://127.0.0.1:11434; "1.2.3.4" -> http://1.2.3.4:11434; ":5678" -> port 5678 on
+    127.0.0.1; "http://h" -> port 80, "https://h" -> 443; "0.0.0.0" is a bind-all address
+    for the server, so a client goes to 127.0.0.1 instead.
+    """
+    value = (value or "").strip()
+    if not value:
+        return DEFAULT_OLLAMA_HOST
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "http", value
+    scheme = scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(
+            f"OLLAMA_HOST has an unsupported scheme: {value!r}",
+            hint="use host, host:port or http(s)://host:port",
+        )
+    default_port = DEFAULT_OLLAMA_PORT if not sep else (443 if scheme == "https" else 80)
+    parts = urlsplit(f"{scheme}://{rest}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"OLLAMA_HOST has a bad port: {value!r}") from exc
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{host}:{port or default_port}{path}"
+
+
+def _coerce(name: str, kind: Any, raw: Any, origin: str) -> Any:
+    text_kind = str(kind)
+    if raw is None or (isinstance(raw, str) and raw.strip() == "" and "None" in text_kind):
+        return None
+    try:
+        if text_kind.startswith("int"):
+            return int(raw)
+        if text_kind.startswith("float"):
+            return float(raw)
+        if text_kind.startswith("Path"):
+            return Path(str(raw)).expanduser()
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} from {origin} is not a valid {text_kind}: {raw!r}") from exc
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
+    # Accept both a flat file and one with a [ragged] table.
+    return dict(data.get("ragged", data))
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Resolve every setting; later steps override earlier ones, and each remembers its origin."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    known = {f.name: f for f in SETTING_FIELDS}
+
+    # 1. defaults
+    for f in SETTING_FIELDS:
+        values[f.name], sources[f.name] = f.default, "default"
+    values["home"] = platform_data_dir()
+
+    # 2. config file
+    path = config_file or (
+        Path(env["RAGGED_CONFIG"]).expanduser() if env.get("RAGGED_CONFIG") else None
+    )
+    path = path or config_dir(env) / CONFIG_FILENAME
+    sources["config_file"] = str(path)
+    for key, raw in _read_config_file(path).items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(
+                f"{path}: unknown setting {key!r}", hint="`ragged config` lists the settings"
+            )
+        values[name] = _coerce(name, known[name].type, raw, str(path))
+        sources[name] = str(path)
+
+    # 3. environment; RAGGED_OLLAMA_HOST is allowed too, and beats Ollama's own variable
+    for f in SETTING_FIELDS:
+        names = [f.metadata["env"]] if f.metadata["env"] else []
+        if f.name == "ollama_host":
+            names.append("RAGGED_OLLAMA_HOST")
+        for var in names:
+            if var in env and (env[var].strip() or f.name in ("chroma_url", "chat_model")):
+                values[f.name] = _coerce(f.name, f.type, env[var], f"env {var}")
+                sources[f.name] = f"env {var}"
+
+    # 4. command-line flags
+    for name, raw in flags.items():
+        values[name] = _coerce(name, known[name].type, raw, "flag")
+        sources[name] = "flag"
+
+    values["ollama_host"] = normalize_ollama_host(values["ollama_host"])
+    settings = Settings(**values, sources=sources)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {s.mode!r}")
+    if s.chunk_tokens < 32:
+        raise ConfigError(f"chunk_tokens must be at least 32, not {s.chunk_tokens}")
+    if not 0 <= s.chunk_overlap < s.chunk_tokens:
+        raise ConfigError(
+            f"chunk_overlap must be between 0 and chunk_tokens - 1, not {s.chunk_overlap}"
+        )
+    for name in ("top_k", "embed_batch", "embed_concurrency", "max_per_source"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, not {getattr(s, name)}")
+
+
+def describe(settings: Settings) -> list[tuple[str, Any, str, str]]:
+    """(name, value, origin, help) for every setting, for `ragged config`."""
+    return [
+        (
+            f.name,
+            getattr(settings, f.name),
+            settings.sources.get(f.name, "default"),
+            f.metadata["help"],
+        )
+        for f in SETTING_FIELDS
+        if f.name != "chroma_token" or not settings.chroma_token
+    ]
+
+
+def resolve_chat_model(settings: Settings) -> tuple[str, str]:
+    """The chat model to use and why: the user's choice wins, else the machine decides."""
+    if settings.chat_model:
+        return settings.chat_model, f"set by {settings.sources.get('chat_model', 'config')}"
+    from ragged.hardware import choose_chat_model, detect_host
+
+    choice = choose_chat_model(detect_host())
+    return choice.model, choice.reason
