@@ -55,7 +55,9 @@ class Settings:
         3, "Most passages one file may contribute.", "RAGGED_MAX_PER_SOURCE"
     )
     min_score: float = _setting(
-        0.35, "Dense similarity under which a passage counts as irrelevant.", "RAGGED_MIN_SCORE"
+        0.4,
+        "Cosine similarity under which a dense hit counts as irrelevant (set for nomic-embed-text).",
+        "RAGGED_MIN_SCORE",
     )
     context_window: int = _setting(
         8192,

@@ -1,0 +1,459 @@
+"""ingest(paths, ...): walk, skip what is unchanged, load, chunk, embed in batches, store.
+
+The order of writes is what makes an interrupted run safe (see ragged/catalog.py): a
+file's chunks are committed to the catalog as "pending" in one transaction, vectors are
+upserted into Chroma under deterministic ids, and only then are the chunks marked
+embedded. A rerun embeds whatever is still pending and deletes whatever Chroma holds that
+the catalog does not, so it ends with exactly the chunks a clean run makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ragged.catalog import ChunkRow, FileRecord, now
+from ragged.errors import ModelMissing, OllamaUnavailable, RaggedError, UnreadableDocument
+
+if TYPE_CHECKING:
+    from ragged.catalog import Catalog
+    from ragged.config import Settings
+    from ragged.ingest.walk import Candidate
+    from ragged.llm import LLM
+    from ragged.store import Store
+
+SPLIT_DEPTH = 6  # an over-long input is halved at most this often (1/64 of it per request)
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    path: str
+    status: str  # added | updated | unchanged | removed | skipped | failed
+    chunks: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    files_done: int
+    files_total: int
+    chunks_done: int
+    chunks_total: int
+    current: str
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    pending: int = 0  # chunks stored as text whose embeddings are still to come
+    chunks: int = 0  # chunks written this run
+    embedded: int = 0  # embeddings computed this run
+    reused: int = 0  # embeddings copied from an identical file (moved or renamed)
+    seconds: float = 0.0
+    embed_error: str | None = None  # why embedding stopped early (Ollama down, model missing)
+    embed_hint: str | None = None
+    problems: list[FileOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.embed_error is None
+
+    def count(self, outcome: FileOutcome) -> None:
+        setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+        if outcome.status in ("failed", "skipped"):
+            self.problems.append(outcome)
+
+
+def chunk_id(path: str, content_hash: str, index: int) -> str:
+    """Deterministic, so re-adding the same chunk after a crash overwrites instead of duplicating."""
+    return hashlib.sha256(f"{path}\0{content_hash}\0{index}".encode()).hexdigest()[:32]
+
+
+def embed_text(row: ChunkRow) -> str:
+    """What the embedding model sees: the heading path gives a section its context."""
+    return f"{row.heading}\n\n{row.text}" if row.heading else row.text
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Embedder:
+    """Batches pending chunks and keeps a few embedding requests in flight while files are parsed.
+
+    Workers only make the HTTP call; every write (Chroma, catalog) happens on the calling
+    thread when it collects results, so the stores see one writer.
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        store: Store,
+        catalog: Catalog,
+        model: str,
+        batch: int,
+        concurrency: int,
+        on_embedded: Callable[[int], None],
+    ) -> None:
+        self.llm, self.store, self.catalog, self.model = llm, store, catalog, model
+        self.batch, self.concurrency = batch, concurrency
+        self.on_embedded = on_embedded
+        self.buffer: list[ChunkRow] = []
+        self.in_flight: deque[tuple[list[ChunkRow], Future[list[list[float]]]]] = deque()
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="embed")
+        self.error: RaggedError | None = None
+        self.embedded = 0
+        self._ensured = False
+
+    def add(self, rows: Sequence[ChunkRow]) -> None:
+        if self.error is not None:
+            return
+        self.buffer.extend(rows)
+        while len(self.buffer) >= self.batch:
+            self._submit(self.buffer[: self.batch])
+            del self.buffer[: self.batch]
+
+    def _submit(self, rows: list[ChunkRow]) -> None:
+        # Back-pressure: parsing may run ahead of Ollama by a bounded number of batches.
+        while len(self.in_flight) >= self.concurrency * 2:
+            self._collect(block=True)
+        if self.error is None:
+            self.in_flight.append(
+                (rows, self.pool.submit(self._embed, [embed_text(r) for r in rows]))
+            )
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        from ragged.llm import InputTooLong
+
+        try:
+            return self.llm.embed(texts, self.model)
+        except InputTooLong:
+            return [self._embed_long(t, 0) for t in texts]
+
+    def _embed_long(self, text: str, depth: int) -> list[float]:
+        """Embed a text longer than the model's context as the mean of its halves' vectors.
+
+        Nothing is truncated: every part of the chunk contributes, and the stored text stays whole.
+        """
+        from ragged.llm import InputTooLong
+
+        try:
+            return self.llm.embed([text], self.model)[0]
+        except InputTooLong:
+            if depth >= SPLIT_DEPTH or len(text) < 2:
+                raise
+        middle = text.rfind(" ", 0, len(text) // 2 + 1)
+        middle = middle if middle > 0 else len(text) // 2
+        left = self._embed_long(text[:middle], depth + 1)
+        right = self._embed_long(text[middle:], depth + 1)
+        w = middle / len(text)
+        mean = [w * a + (1 - w) * b for a, b in zip(left, right, strict=True)]
+        norm = math.sqrt(sum(x * x for x in mean)) or 1.0
+        return [x / norm for x in mean]
+
+    def _collect(self, block: bool) -> None:
+        while self.in_flight and (block or self.in_flight[0][1].done()):
+            rows, future = self.in_flight.popleft()
+            block = False
+            try:
+                vectors = future.result()
+            except (OllamaUnavailable, ModelMissing) as exc:
+                self._stop(exc)
+                return
+            except RaggedError as exc:
+                self._stop(exc)
+                return
+            self._write(rows, vectors)
+
+    def _write(self, rows: list[ChunkRow], vectors: list[list[float]]) -> None:
+        from ragged.store import chunk_metadata
+
+        if not self._ensured:
+            self.store.ensure(self.model, len(vectors[0]))
+            self._ensured = True
+        self.store.add(
+            [r.id for r in rows],
+            vectors,
+            [r.text for r in rows],
+            [
+                chunk_metadata(r.path, r.rel_path, r.page, r.heading, r.idx, r.content_hash)
+                for r in rows
+            ],
+        )
+        self.catalog.mark_embedded([r.id for r in rows], self.model)
+        self.embedded += len(rows)
+        self.on_embedded(len(rows))
+
+    def _stop(self, exc: RaggedError) -> None:
+        """Ollama is gone: keep the text (already in the catalog as pending) and stop asking."""
+        self.error = exc
+        for _, future in self.in_flight:
+            future.cancel()
+        self.in_flight.clear()
+        self.buffer.clear()
+
+    def poll(self) -> None:
+        self._collect(block=False)
+
+    def finish(self) -> None:
+        if self.buffer and self.error is None:
+            self._submit(self.buffer)
+            self.buffer = []
+        while self.in_flight:
+            self._collect(block=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def reconcile(catalog: Catalog, store: Store) -> None:
+    """Make Chroma hold exactly the catalog's embedded chunks, whatever a crash left behind."""
+    tomb = catalog.tombstones()
+    if tomb:
+        store.delete(tomb)
+        catalog.clear_tombstones(tomb)
+    # A clean last run with matching counts needs no id-by-id comparison.
+    if not catalog.interrupted and store.count() == catalog.embedded_count():
+        return
+    embedded = catalog.embedded_ids()
+    in_store = store.ids()
+    store.delete(sorted(in_store - embedded))
+    missing = embedded - in_store
+    if missing:
+        catalog.mark_unembedded(missing)
+
+
+def ingest(
+    paths: Sequence[Path],
+    settings: Settings,
+    llm: LLM,
+    store: Store,
+    catalog: Catalog,
+    *,
+    prune: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    on_progress: Callable[[Progress], None] | None = None,
+    on_file: Callable[[FileOutcome], None] | None = None,
+) -> IngestReport:
+    """Bring the collection up to date with the files under `paths`."""
+    from ragged.ingest.walk import walk
+
+    started = time.perf_counter()
+    report = IngestReport()
+    store.check_model(settings.embed_model)
+    reconcile(catalog, store)
+    catalog.begin_run()
+
+    found = walk(
+        paths,
+        include=include,
+        exclude=exclude,
+        max_bytes=int(settings.max_file_mb * 1_000_000) if settings.max_file_mb > 0 else None,
+    )
+    files_total = len(found.candidates)
+    state = {"files": 0, "chunks_done": 0, "chunks_total": catalog.pending_count(), "current": ""}
+
+    def progress() -> None:
+        if on_progress:
+            on_progress(
+                Progress(
+                    state["files"],
+                    files_total,
+                    state["chunks_done"],
+                    state["chunks_total"],
+                    str(state["current"]),
+                )
+            )
+
+    def embedded(n: int) -> None:
+        state["chunks_done"] += n
+        progress()
+
+    def record(outcome: FileOutcome) -> None:
+        report.count(outcome)
+        if on_file:
+            on_file(outcome)
+
+    for s in found.skipped:
+        record(FileOutcome(s.path, "failed" if s.failed else "skipped", reason=s.reason))
+
+    embedder = Embedder(
+        llm,
+        store,
+        catalog,
+        settings.embed_model,
+        settings.embed_batch,
+        settings.embed_concurrency,
+        embedded,
+    )
+    try:
+        # Chunks left pending by an earlier run (Ollama was down, or the run was killed) go first.
+        embedder.add(catalog.pending())
+        seen: set[str] = set()
+        for cand in found.candidates:
+            state["current"] = cand.rel_path
+            progress()
+            seen.add(str(cand.path))
+            outcome, new_rows = _ingest_file(cand, settings, store, catalog, report)
+            if new_rows:
+                state["chunks_total"] += len(new_rows)
+                embedder.add(new_rows)
+            record(outcome)
+            state["files"] += 1
+            embedder.poll()
+        embedder.finish()
+        progress()
+
+        if prune:
+            for root in found.complete_roots:
+                gone = [f.path for f in catalog.files(str(root)) if f.path not in seen]
+                # A stored file that failed to load this time is kept (it is in `seen`).
+                catalog.remove_files(gone)
+                for path in gone:
+                    record(FileOutcome(path, "removed"))
+        tomb = catalog.tombstones()
+        if tomb:
+            store.delete(tomb)
+            catalog.clear_tombstones(tomb)
+        catalog.end_run()
+    finally:
+        embedder.pool.shutdown(wait=False, cancel_futures=True)
+
+    report.embedded = embedder.embedded
+    report.pending = catalog.pending_count()
+    if embedder.error is not None:
+        report.embed_error = embedder.error.message
+        report.embed_hint = embedder.error.hint
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_file(
+    cand: Candidate, settings: Settings, store: Store, catalog: Catalog, report: IngestReport
+) -> tuple[FileOutcome, list[ChunkRow]]:
+    """Bring one file up to date; returns its outcome and the chunks that now need embeddings."""
+    from ragged.ingest.chunking import chunk
+    from ragged.ingest.loaders import load
+
+    path = str(cand.path)
+    known = catalog.file(path)
+    if (
+        known
+        and known.size == cand.size
+        and known.mtime_ns == cand.mtime_ns
+        and known.root == str(cand.root)
+    ):
+        return FileOutcome(path, "unchanged", known.chunks), []
+    try:
+        data = cand.path.read_bytes()
+    except FileNotFoundError:
+        return FileOutcome(path, "failed", reason="vanished during the run"), []
+    except PermissionError:
+        return FileOutcome(path, "failed", reason="permission denied"), []
+    except OSError as exc:
+        return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}"), []
+    digest = file_hash(data)
+    if known and known.content_hash == digest and known.root == str(cand.root):
+        catalog.touch(path, cand.size, cand.mtime_ns)
+        return FileOutcome(path, "unchanged", known.chunks), []
+    status = "updated" if known else "added"
+    record = FileRecord(
+        path=path,
+        root=str(cand.root),
+        rel_path=cand.rel_path,
+        size=cand.size,
+        mtime_ns=cand.mtime_ns,
+        content_hash=digest,
+        pages=None,
+        chunks=0,
+        status="pending",
+        embed_model=settings.embed_model,
+        ingested_at=now(),
+    )
+
+    reused = _reuse_identical(record, store, catalog)
+    if reused is not None:
+        report.reused += reused
+        report.chunks += reused
+        return FileOutcome(path, status, reused, reason="identical content already embedded"), []
+
+    try:
+        document = load(cand.path, data)
+        pieces = chunk(document, settings.chunk_tokens, settings.chunk_overlap)
+    except UnreadableDocument as exc:
+        return FileOutcome(path, "failed", reason=exc.reason), []
+    if not pieces:
+        return FileOutcome(path, "failed", reason="no extractable text"), []
+    rows = [
+        ChunkRow(
+            id=chunk_id(path, digest, c.index),
+            path=path,
+            rel_path=cand.rel_path,
+            idx=c.index,
+            text=c.text,
+            page=c.page,
+            heading=c.heading,
+            tokens=c.tokens,
+            content_hash=digest,
+        )
+        for c in pieces
+    ]
+    record = FileRecord(**{**record.__dict__, "pages": document.pages})
+    catalog.replace_file(record, rows)
+    report.chunks += len(rows)
+    return FileOutcome(path, status, len(rows)), rows
+
+
+def _reuse_identical(record: FileRecord, store: Store, catalog: Catalog) -> int | None:
+    """A moved, renamed or copied file: copy the vectors of a stored file with the same bytes."""
+    from ragged.store import chunk_metadata
+
+    for donor in catalog.files_with_hash(record.content_hash):
+        # The donor may be this very path, ingested before under another root.
+        if donor.embed_model != record.embed_model:
+            continue
+        old = catalog.chunks_of(donor.path)
+        vectors = store.vectors([c.id for c in old])
+        if not old or len(vectors) != len(old):
+            continue
+        rows = [
+            ChunkRow(
+                id=chunk_id(record.path, record.content_hash, c.idx),
+                path=record.path,
+                rel_path=record.rel_path,
+                idx=c.idx,
+                text=c.text,
+                page=c.page,
+                heading=c.heading,
+                tokens=c.tokens,
+                content_hash=c.content_hash,
+            )
+            for c in old
+        ]
+        store.add(
+            [r.id for r in rows],
+            [vectors[c.id] for c in old],
+            [r.text for r in rows],
+            [
+                chunk_metadata(r.path, r.rel_path, r.page, r.heading, r.idx, r.content_hash)
+                for r in rows
+            ],
+        )
+        catalog.replace_file(
+            FileRecord(**{**record.__dict__, "pages": donor.pages, "status": "ok"}),
+            rows,
+            embedded=True,
+        )
+        return len(rows)
+    return None

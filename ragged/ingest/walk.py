@@ -1,0 +1,194 @@
+"""Find the files to ingest under the given paths, honouring ignore rules and size limits."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragged.ingest.loaders import SUPPORTED_SUFFIXES
+
+IGNORE_FILES = (".gitignore", ".raggedignore")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: Path  # absolute, resolved
+    root: Path  # the ingest root it was found under (itself for a file argument)
+    rel_path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+    failed: bool = False  # a problem (missing root, unreadable dir) rather than a rule
+
+
+@dataclass
+class Walk:
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    # Folders walked completely: files stored under them but not seen now were deleted.
+    complete_roots: list[Path] = field(default_factory=list)
+
+
+def _spec(lines: Sequence[str]):  # type: ignore[no-untyped-def]
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def walk(
+    paths: Sequence[Path],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    max_bytes: int | None = None,
+) -> Walk:
+    """Every supported file under `paths`, with each skipped one and why."""
+    out = Walk()
+    include_spec = _spec(include) if include else None
+    exclude_spec = _spec(exclude) if exclude else None
+    seen: set[Path] = set()
+
+    def consider(path: Path, root: Path, st: os.stat_result, explicit: bool) -> None:
+        rel = path.name if root == path else path.relative_to(root).as_posix()
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            if explicit:
+                out.skipped.append(
+                    Skipped(str(path), f"unsupported file type '{path.suffix or path.name}'")
+                )
+            return
+        if not explicit and include_spec is not None and not include_spec.match_file(rel):
+            return
+        if exclude_spec is not None and exclude_spec.match_file(rel):
+            return
+        if max_bytes is not None and st.st_size > max_bytes:
+            out.skipped.append(
+                Skipped(
+                    str(path),
+                    f"larger than the {max_bytes / 1e6:g} MB limit ({st.st_size / 1e6:.1f} MB)",
+                )
+            )
+            return
+        if path in seen:
+            return
+        seen.add(path)
+        out.candidates.append(Candidate(path, root, rel, st.st_size, st.st_mtime_ns))
+
+    for given in paths:
+        given = Path(given).expanduser()
+        try:
+            root = given.resolve(strict=True)
+            st = root.stat()
+        except FileNotFoundError:
+            out.skipped.append(Skipped(str(given), "no such file or directory", failed=True))
+            continue
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on old Pythons
+            out.skipped.append(
+                Skipped(str(given), f"cannot open: {exc.strerror or exc}", failed=True)
+            )
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if _walk_dir(root, out, consider):
+                out.complete_roots.append(root)
+        else:
+            consider(root, root, st, explicit=True)
+    return out
+
+
+def _walk_dir(root: Path, out: Walk, consider) -> bool:  # type: ignore[no-untyped-def]
+    """Depth-first walk; returns False when part of the tree could not be read.
+
+    Symlinked folders are walked last, and only when their target lies inside the root and
+    was not walked already (by inode): so an alias adds nothing twice and a link to an
+    ancestor is reported as a loop instead of recursing forever.
+    """
+    complete = True
+    visited: set[tuple[int, int]] = set()
+    links: list[tuple[Path, list[tuple[Path, object]]]] = []
+    # Each level carries the ignore specs of its ancestors, with the folder they apply to.
+    stack: list[tuple[Path, list[tuple[Path, object]]]] = [(root, [])]
+    while stack or links:
+        if not stack:
+            link, specs = links.pop(0)
+            target = link.resolve()
+            st = target.stat()
+            if (st.st_dev, st.st_ino) in visited:
+                if target == link.parent or target in link.parents:
+                    out.skipped.append(Skipped(str(link), "symlink loop"))
+                continue
+            stack.append((target, specs))
+        folder, specs = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            out.skipped.append(
+                Skipped(str(folder), f"cannot open folder: {exc.strerror}", failed=True)
+            )
+            complete = False
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in visited:
+            continue
+        visited.add(key)
+        specs = specs + _read_ignores(folder)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            out.skipped.append(
+                Skipped(str(folder), f"cannot list folder: {exc.strerror}", failed=True)
+            )
+            complete = False
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden files and folders (.git, .venv, .DS_Store)
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+                is_link = entry.is_symlink()
+                real = path.resolve(strict=True) if is_link else path
+                est = real.stat()
+            except (OSError, RuntimeError):
+                out.skipped.append(Skipped(str(path), "broken symlink or unreadable entry"))
+                continue
+            if is_link and real != root and root not in real.parents:
+                out.skipped.append(Skipped(str(path), "symlink points outside the ingest root"))
+                continue
+            if _ignored(path, is_dir, specs):
+                continue
+            if is_dir and is_link:
+                links.append((path, specs))
+            elif is_dir:
+                subdirs.append(path)
+            elif stat.S_ISREG(est.st_mode):
+                # A linked file is stored under its real path, so it is never stored twice.
+                consider(real, root, est, explicit=False)
+        stack.extend((d, specs) for d in reversed(subdirs))
+    return complete
+
+
+def _read_ignores(folder: Path) -> list[tuple[Path, object]]:
+    specs = []
+    for name in IGNORE_FILES:
+        try:
+            lines = (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        specs.append((folder, _spec(lines)))
+    return specs
+
+
+def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, object]]) -> bool:
+    for base, spec in specs:
+        rel = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+        if spec.match_file(rel):  # type: ignore[attr-defined]
+            return True
+    return False

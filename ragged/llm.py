@@ -1,0 +1,304 @@
+"""All talk to Ollama, through the official `ollama` client; its errors become RaggedErrors here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
+
+if TYPE_CHECKING:
+    from ragged.config import Settings
+
+T = TypeVar("T")
+
+# Prefixes the embedding models were trained with: (query, document). A model missing here
+# gets none, which is right for models trained without instructions (all-minilm, bge-m3).
+EMBED_PREFIXES: dict[str, tuple[str, str]] = {
+    "nomic-embed-text": ("search_query: ", "search_document: "),
+    "nomic-embed-text-v2-moe": ("search_query: ", "search_document: "),
+    "mxbai-embed-large": ("Represent this sentence for searching relevant passages: ", ""),
+    "snowflake-arctic-embed": ("Represent this sentence for searching relevant passages: ", ""),
+    "snowflake-arctic-embed2": ("query: ", ""),
+    "bge-large": ("Represent this sentence for searching relevant passages: ", ""),
+    "granite-embedding": ("", ""),
+    "all-minilm": ("", ""),
+}
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503})
+RETRY_DELAYS = (0.5, 1.0, 2.0)  # bounded backoff: at most ~3.5 s of waiting per call
+TOO_LONG_MESSAGE = "input length exceeds the context length"
+NOT_RUNNING_HINT = (
+    "start it with `ollama serve` (on a Mac run the native app: Ollama in Docker cannot use "
+    "the Metal GPU), or point OLLAMA_HOST at where it runs"
+)
+
+
+class InputTooLong(OllamaFailed):
+    """An input is longer than the embedding model's context; Ollama was told not to truncate."""
+
+
+def base_name(model: str) -> str:
+    """`library/nomic-embed-text:latest` -> `nomic-embed-text`."""
+    return model.rsplit("/", 1)[-1].split(":", 1)[0].lower()
+
+
+def full_name(model: str) -> str:
+    """Ollama's canonical name: a missing tag means `:latest`; matching ignores case."""
+    model = model.lower()
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+
+
+def embed_prefixes(model: str) -> tuple[str, str]:
+    return EMBED_PREFIXES.get(base_name(model), ("", ""))
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    name: str
+    size: int
+    family: str = ""
+    parameter_size: str = ""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    context_length: int | None
+    embedding_length: int | None
+    capabilities: tuple[str, ...]
+    family: str = ""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    size: int
+    size_vram: int
+    context_length: int | None
+
+    @property
+    def gpu_fraction(self) -> float | None:
+        if self.size <= 0 or self.size_vram > self.size:
+            return None
+        return self.size_vram / self.size
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+@dataclass
+class ChatStats:
+    """Filled in while a chat streams; the metrics arrive with the last line."""
+
+    first_token_s: float | None = None
+    total_s: float = 0.0
+    eval_count: int | None = None
+    eval_duration_ns: int | None = None
+    prompt_eval_count: int | None = None
+    prompt_eval_duration_ns: int | None = None
+    load_duration_ns: int | None = None
+    done_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.eval_count or not self.eval_duration_ns:
+            return None
+        return self.eval_count / self.eval_duration_ns * 1e9
+
+
+class LLM:
+    """A connection to one Ollama server."""
+
+    def __init__(
+        self, host: str, timeout: float = 300.0, retry_delays: Sequence[float] = RETRY_DELAYS
+    ):
+        import ollama
+
+        self.host = host
+        self.timeout = timeout
+        self.retry_delays = tuple(retry_delays)
+        self._client = ollama.Client(host=host, timeout=timeout)
+
+    # -- error translation -------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T], model: str | None = None, retry: bool = True) -> T:
+        """Run one request, retrying what a busy or briefly failing server may recover from."""
+        import httpx
+        import ollama
+
+        attempt = 0 if retry else len(self.retry_delays)
+        while True:
+            try:
+                return fn()
+            except ConnectionError as exc:
+                raise OllamaUnavailable(
+                    f"Ollama isn't running at {self.host}", hint=NOT_RUNNING_HINT
+                ) from exc
+            except ollama.ResponseError as exc:
+                if exc.status_code == 404 and model:
+                    raise ModelMissing(model, self.host) from exc
+                if exc.status_code == 400 and TOO_LONG_MESSAGE in str(exc.error):
+                    raise InputTooLong(f"{model}: {exc.error}") from exc
+                if exc.status_code in RETRY_STATUSES and attempt < len(self.retry_delays):
+                    time.sleep(self.retry_delays[attempt])
+                    attempt += 1
+                    continue
+                status = f" (HTTP {exc.status_code})" if exc.status_code > 0 else ""
+                raise OllamaFailed(
+                    f"Ollama at {self.host} failed: {exc.error}{status}",
+                    hint="see the Ollama server log (`ollama serve` output) for the cause",
+                ) from exc
+            except httpx.TimeoutException as exc:
+                if attempt < len(self.retry_delays):
+                    time.sleep(self.retry_delays[attempt])
+                    attempt += 1
+                    continue
+                raise OllamaFailed(
+                    f"Ollama at {self.host} did not answer within {self.timeout:g} s",
+                    hint="raise RAGGED_TIMEOUT, or check that the machine is not swapping",
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise OllamaFailed(f"lost the connection to Ollama at {self.host}: {exc}") from exc
+
+    # -- models ------------------------------------------------------------------------
+
+    def version(self) -> str:
+        """Ollama's version; the Python client has no call for it, so ask over HTTP."""
+        response = self._call(lambda: self._client._client.get("/api/version"))
+        try:
+            return str(response.json().get("version", "unknown"))
+        except ValueError:
+            return "unknown"
+
+    def list_models(self) -> list[InstalledModel]:
+        listing = self._call(self._client.list)
+        return [
+            InstalledModel(
+                name=m.model or "",
+                size=int(m.size or 0),
+                family=(m.details.family or "") if m.details else "",
+                parameter_size=(m.details.parameter_size or "") if m.details else "",
+            )
+            for m in listing.models
+        ]
+
+    def has_model(self, model: str, installed: Sequence[InstalledModel] | None = None) -> bool:
+        names = {full_name(m.name) for m in (installed or self.list_models())}
+        return full_name(model) in names
+
+    def show(self, model: str) -> ModelInfo:
+        info = self._call(lambda: self._client.show(model), model)
+        facts = dict(info.modelinfo or {})
+        arch = str(facts.get("general.architecture", ""))
+
+        def fact(key: str) -> int | None:
+            value = facts.get(f"{arch}.{key}")
+            return int(value) if isinstance(value, int | float) else None
+
+        return ModelInfo(
+            name=model,
+            context_length=fact("context_length"),
+            embedding_length=fact("embedding_length"),
+            capabilities=tuple(info.capabilities or ()),
+            family=arch,
+        )
+
+    def loaded(self) -> list[LoadedModel]:
+        listing = self._call(self._client.ps)
+        return [
+            LoadedModel(
+                name=m.model or m.name or "",
+                size=int(m.size or 0),
+                size_vram=int(m.size_vram or 0),
+                context_length=m.context_length,
+            )
+            for m in listing.models
+        ]
+
+    def pull(self, model: str) -> Iterator[PullProgress]:
+        for part in self._stream(lambda: self._client.pull(model, stream=True), model):
+            yield PullProgress(part.status or "", part.digest, part.total, part.completed)
+
+    def _stream(self, make: Callable[[], Any], model: str) -> Iterator[Any]:
+        """Iterate a streamed response; only a request that has sent nothing yet is retried."""
+
+        def first() -> tuple[Iterator[Any], Any]:
+            iterator = iter(make())
+            return iterator, next(iterator, None)
+
+        iterator, part = self._call(first, model)
+        while part is not None:
+            yield part
+            part = self._call(lambda: next(iterator, None), model, retry=False)
+
+    # -- work --------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str], model: str, kind: str = "document") -> list[list[float]]:
+        """Embed many texts in one request, with the prefix the model was trained with.
+
+        `truncate=False` makes Ollama refuse an over-long input (InputTooLong) instead of
+        silently embedding only its beginning.
+        """
+        if not texts:
+            return []
+        query_prefix, doc_prefix = embed_prefixes(model)
+        prefix = query_prefix if kind == "query" else doc_prefix
+        inputs = [prefix + t for t in texts]
+        response = self._call(
+            lambda: self._client.embed(model=model, input=inputs, truncate=False), model
+        )
+        vectors = [list(v) for v in response.embeddings]
+        if len(vectors) != len(texts):
+            raise OllamaFailed(
+                f"Ollama at {self.host} returned {len(vectors)} embeddings for {len(texts)} inputs"
+            )
+        return vectors
+
+    def chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        num_ctx: int,
+        stats: ChatStats | None = None,
+        options: dict[str, Any] | None = None,
+        keep_alive: str | float | None = None,
+    ) -> Iterator[str]:
+        """Stream the answer's text pieces; `num_ctx` always goes along so Ollama never cuts the prompt."""
+        stats = stats if stats is not None else ChatStats()
+        opts = {"num_ctx": num_ctx, **(options or {})}
+        start = time.perf_counter()
+        parts = self._stream(
+            lambda: self._client.chat(
+                model=model, messages=messages, stream=True, options=opts, keep_alive=keep_alive
+            ),
+            model,
+        )
+        for part in parts:
+            piece = part.message.content or "" if part.message else ""
+            if piece and stats.first_token_s is None:
+                stats.first_token_s = time.perf_counter() - start
+            if part.done:
+                stats.eval_count = part.eval_count
+                stats.eval_duration_ns = part.eval_duration
+                stats.prompt_eval_count = part.prompt_eval_count
+                stats.prompt_eval_duration_ns = part.prompt_eval_duration
+                stats.load_duration_ns = part.load_duration
+                stats.done_reason = part.done_reason
+            if piece:
+                yield piece
+        stats.total_s = time.perf_counter() - start
+
+
+def connect(settings: Settings) -> LLM:
+    """The one place an Ollama connection is made; tests point OLLAMA_HOST at the stand-in."""
+    return LLM(settings.ollama_host, timeout=settings.timeout)

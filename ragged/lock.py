@@ -1,0 +1,61 @@
+"""One writer at a time per data dir: a second `ragged ingest` must not interleave its writes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ragged.errors import RaggedError
+
+LOCK_NAME = "write.lock"
+
+
+class Busy(RaggedError):
+    """Another ragged process holds the write lock."""
+
+
+@contextmanager
+def write_lock(home: Path, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive OS lock on the data dir; the OS drops it if the process dies (kill -9)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _lock(fd, path, wait)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _lock(fd: int, path: Path, wait: bool) -> None:
+    if os.name == "nt":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        mode = msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK
+        try:
+            msvcrt.locking(fd, mode, 1)
+        except OSError as exc:
+            raise _busy(path) from exc
+        return
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError as exc:
+        raise _busy(path) from exc
+
+
+def _busy(path: Path) -> Busy:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        pid = ""
+    who = f" (pid {pid})" if pid else ""
+    return Busy(
+        f"another ragged process{who} is writing to {path.parent}",
+        hint="wait for it to finish, or run again with --wait",
+    )

@@ -1,0 +1,253 @@
+"""Turning results into what a person reads (rich) or a script reads (JSON). Core modules never print."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ragged.answer import Answer
+    from ragged.ingest import IngestReport, Progress
+    from ragged.manage import SourceInfo
+    from ragged.retrieve import Retrieval
+
+_consoles: dict[bool, Console] = {}
+
+
+def console(stderr: bool = False) -> Console:
+    """Results go to stdout, everything else to stderr, so `ragged ask q > answer.md` is clean."""
+    if stderr not in _consoles:
+        from rich.console import Console
+
+        width = os.environ.get("TERMINAL_WIDTH")
+        _consoles[stderr] = Console(
+            stderr=stderr, highlight=False, width=int(width) if width else None, soft_wrap=False
+        )
+    return _consoles[stderr]
+
+
+def reset_consoles() -> None:
+    """CliRunner swaps sys.stdout per invocation; consoles must follow."""
+    _consoles.clear()
+
+
+def to_data(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_data(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(to_data(data), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def error(message: str, hint: str | None = None) -> None:
+    err = console(stderr=True)
+    err.print(f"[bold red]Error:[/] {escape(message)}")
+    if hint:
+        err.print(f"[dim]hint:[/] {escape(hint)}")
+
+
+def notice(message: str) -> None:
+    console(stderr=True).print(f"[yellow]![/] {escape(message)}")
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
+def snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+@contextmanager
+def ingest_progress(enabled: bool) -> Iterator[Any]:
+    """A live progress display on stderr; nothing at all when it is not a terminal or --quiet."""
+    err = console(stderr=True)
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[current]}"),
+        console=err,
+        transient=True,
+    )
+    files = progress.add_task("files", total=None, rate="", current="")
+    chunks = progress.add_task("chunks", total=None, rate="", current="")
+    with progress:
+
+        def update(p: Progress) -> None:
+            progress.update(
+                files, completed=p.files_done, total=p.files_total, current=snippet(p.current, 40)
+            )
+            elapsed = progress.tasks[1].elapsed or 0.0
+            rate = f"{p.chunks_done / elapsed:.0f}/s" if elapsed > 0.5 and p.chunks_done else ""
+            progress.update(
+                chunks, completed=p.chunks_done, total=max(p.chunks_total, 1), rate=rate, current=""
+            )
+
+        yield update
+
+
+def ingest_summary(report: IngestReport) -> None:
+    from rich.table import Table
+
+    table = Table(title="ingest", show_header=True, header_style="bold")
+    cols = [
+        "added",
+        "updated",
+        "unchanged",
+        "removed",
+        "skipped",
+        "failed",
+        "pending",
+        "chunks",
+        "seconds",
+    ]
+    for c in cols:
+        table.add_column(c, justify="right")
+    table.add_row(
+        *[f"{report.seconds:.1f}" if c == "seconds" else str(getattr(report, c)) for c in cols]
+    )
+    console().print(table)
+
+
+def search_results(retrieval: Retrieval) -> None:
+    from rich.table import Table
+
+    out = console()
+    if not retrieval.hits:
+        out.print("No matching passages.")
+        return
+    table = Table(show_header=True, header_style="bold", title=f"{retrieval.mode} search")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("source")
+    table.add_column("where")
+    table.add_column("passage", ratio=1)
+    for i, hit in enumerate(retrieval.hits, start=1):
+        score = f"{hit.score:.4f}" if retrieval.mode == "hybrid" else f"{hit.score:.3f}"
+        table.add_row(
+            str(i),
+            score,
+            escape(hit.rel_path or hit.path),
+            escape(hit.location or ""),
+            escape(snippet(hit.text)),
+        )
+    out.print(table)
+
+
+def answer_sources(answer: Answer) -> None:
+    out = console()
+    if not answer.answered:
+        return
+    out.print()
+    if answer.cited:
+        out.print("[bold]Sources[/]")
+        for s in answer.cited:
+            out.print(f"  [{s.n}] {escape(s.label)}", markup=True)
+    else:
+        out.print("[bold]Sources given (none cited)[/]")
+        for s in answer.given:
+            out.print(f"  [{s.n}] {escape(s.label)}")
+    if answer.unknown_citations:
+        cited = ", ".join(f"[{n}]" for n in answer.unknown_citations)
+        notice(
+            f"the answer cited {cited}, which names no source given ({len(answer.given)} were); dropped"
+        )
+
+
+def answer_data(answer: Answer, retrieval: Retrieval) -> dict[str, Any]:
+    return {
+        "question": answer.question,
+        "answer": answer.text if answer.answered else None,
+        "answered": answer.answered,
+        "model": answer.model,
+        "mode": retrieval.mode,
+        "notice": retrieval.notice,
+        "sources": [
+            {
+                "n": s.n,
+                "path": s.hit.path,
+                "rel_path": s.hit.rel_path,
+                "page": s.hit.page,
+                "heading": s.hit.heading,
+                "score": s.hit.score,
+                "cited": s in answer.cited,
+            }
+            for s in answer.given
+        ],
+        "unknown_citations": answer.unknown_citations,
+        "num_ctx": answer.num_ctx,
+        "timings": answer.timings,
+    }
+
+
+def sources_table(sources: Sequence[SourceInfo]) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold")
+    for name, justify in [
+        ("source", "left"),
+        ("chunks", "right"),
+        ("pages", "right"),
+        ("ingested at", "left"),
+        ("status", "left"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in sources:
+        table.add_row(
+            escape(s.path),
+            str(s.chunks),
+            str(s.pages or ""),
+            datetime.fromtimestamp(s.ingested_at).strftime("%Y-%m-%d %H:%M"),
+            s.status if s.status == "ok" else f"[yellow]{s.status}[/]",
+        )
+    console().print(table)
+
+
+def simple_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
+) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", title=title)
+    for h in headers:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*[escape("" if v is None else str(v)) for v in row])
+    console().print(table)

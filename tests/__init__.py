@@ -1,0 +1,1 @@
+"""ragged test suite (a package, so bench/ can import tests.ollama_standin)."""

@@ -1,0 +1,259 @@
+"""The `ragged` command end to end: real ollama client -> Ollama stand-in, real embedded Chroma."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragged.answer import CANNOT_ANSWER_PHRASE
+from ragged.cli import app
+from tests.ollama_standin import OllamaStandIn
+
+
+def run(runner: CliRunner, *args: str, ok: bool = True, input: str | None = None):  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, list(args), catch_exceptions=not ok, input=input)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def ingested(runner: CliRunner, docs: Path) -> None:
+    run(runner, "ingest", str(docs), "--quiet")
+
+
+def test_ingest_reports_every_file_type(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    result = run(runner, "ingest", str(docs), "--json")
+    report = json.loads(result.stdout)
+    assert report["added"] == 5 and report["failed"] == 0 and report["pending"] == 0
+    assert report["chunks"] >= 5
+    listing = json.loads(run(runner, "list", "--json").stdout)
+    names = sorted(Path(s["path"]).name for s in listing)
+    assert names == ["install.md", "notes.txt", "reference.rst", "report.pdf", "travel.html"]
+    pdf = next(s for s in listing if s["path"].endswith("report.pdf"))
+    assert pdf["pages"] == 2 and pdf["status"] == "ok"
+
+
+def test_ingest_summary_table_for_people(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    result = run(runner, "ingest", str(docs))
+    for column in (
+        "added",
+        "updated",
+        "unchanged",
+        "removed",
+        "skipped",
+        "failed",
+        "pending",
+        "chunks",
+    ):
+        assert column in result.stdout
+
+
+def test_second_ingest_embeds_nothing(runner: CliRunner, ollama: OllamaStandIn, docs: Path) -> None:
+    ingested(runner, docs)
+    before = ollama.count("/api/embed")
+    report = json.loads(run(runner, "ingest", str(docs), "--json").stdout)
+    assert report["unchanged"] == 5 and report["added"] == 0
+    assert ollama.count("/api/embed") == before
+
+
+def test_search_ranks_the_relevant_file_first(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    ingested(runner, docs)
+    result = json.loads(run(runner, "search", "largest living rodent capybara", "--json").stdout)
+    assert result["mode"] == "hybrid"
+    assert Path(result["hits"][0]["path"]).name == "notes.txt"
+    # no language model is involved in a search
+    assert ollama.count("/api/chat") == 0
+
+
+def test_search_table_shows_source_and_page(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    ingested(runner, docs)
+    result = run(runner, "search", "lighthouse keeper salary")
+    assert "report.pdf" in result.stdout and "page 2" in result.stdout
+
+
+def test_ask_streams_a_cited_answer(runner: CliRunner, ollama: OllamaStandIn, docs: Path) -> None:
+    ingested(runner, docs)
+    result = run(runner, "ask", "How long does the ferry to Zanzibar take?")
+    assert "two hours" in result.stdout
+    assert "[1]" in result.stdout
+    sources = result.stdout.split("Sources", 1)[1]
+    assert "travel.html" in sources
+    chat = [r for r in ollama.requests if r.path == "/api/chat"]
+    assert len(chat) == 1 and chat[0].body["stream"] is True
+    # num_ctx always goes along, so Ollama's default window never silently cuts the prompt
+    assert chat[0].body["options"]["num_ctx"] == 8192
+
+
+def test_ask_cites_the_right_pdf_page(runner: CliRunner, ollama: OllamaStandIn, docs: Path) -> None:
+    ingested(runner, docs)
+    data = json.loads(
+        run(runner, "ask", "What was the lighthouse keeper salary in 1890?", "--json").stdout
+    )
+    assert "40 pounds" in data["answer"]
+    cited = [s for s in data["sources"] if s["cited"]]
+    assert Path(cited[0]["path"]).name == "report.pdf" and cited[0]["page"] == 2
+    assert data["model"] == "llama3.2:3b" and data["timings"]["total_s"] > 0
+
+
+def test_ask_drops_citations_of_sources_never_given(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    ingested(runner, docs)
+    ollama.answer_override = "Capybaras swim well [1] and fly [7]."
+    result = run(runner, "ask", "Can capybaras swim?", "-k", "3")
+    assert "[7]" in result.stderr and "names no source given" in result.stderr
+    sources = result.stdout.split("Sources", 1)[1]
+    assert "[7]" not in sources
+
+
+def test_ask_with_nothing_relevant_does_not_call_the_model(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    ingested(runner, docs)
+    result = run(runner, "ask", "xylophone quantum zeppelin", "--mode", "dense")
+    assert "Nothing relevant" in result.stdout
+    assert ollama.count("/api/chat") == 0
+
+
+def test_model_says_it_does_not_know(runner: CliRunner, ollama: OllamaStandIn, docs: Path) -> None:
+    ingested(runner, docs)
+    ollama.answer_override = CANNOT_ANSWER_PHRASE
+    result = run(runner, "ask", "How do capybaras sleep?")
+    assert CANNOT_ANSWER_PHRASE in result.stdout
+
+
+def test_ollama_down_gives_one_clear_line(runner: CliRunner, ollama_down: str, docs: Path) -> None:
+    result = run(runner, "ingest", str(docs), ok=False)
+    assert result.exit_code == 1
+    assert f"Ollama isn't running at http://{ollama_down}" in result.stderr
+    assert "ollama serve" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_chat_model_names_the_pull_command(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    ingested(runner, docs)
+    result = run(runner, "ask", "capybara?", "--model", "mistral:7b", ok=False)
+    assert result.exit_code == 1
+    assert "model 'mistral:7b' is not pulled" in result.stderr
+    assert "ollama pull mistral:7b" in result.stderr
+
+
+def test_missing_embedding_model_keeps_text_pending(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    ollama.remove_model("nomic-embed-text:latest")
+    result = run(runner, "ingest", str(docs), ok=False)
+    assert result.exit_code == 1
+    assert "ollama pull nomic-embed-text" in result.stderr
+    assert "await embeddings" in result.stderr
+    listing = json.loads(run(runner, "list", "--json").stdout)
+    assert {s["status"] for s in listing} == {"pending"}
+    ollama.add_model("nomic-embed-text:latest")
+    ollama.reset()
+    report = json.loads(run(runner, "ingest", str(docs), "--json").stdout)
+    assert report["pending"] == 0 and report["unchanged"] == 5
+    assert report["embedded"] == ollama.embedded_inputs > 0
+
+
+def test_mismatched_embedding_model_is_refused(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    ingested(runner, docs)
+    ollama.add_model("all-minilm:latest")
+    for args in (["search", "capybara"], ["ingest", str(docs)]):
+        result = run(runner, *args, "--embed-model", "all-minilm", ok=False)
+        assert result.exit_code == 1
+        assert "was built with embedding model nomic-embed-text" in result.stderr
+        assert "not all-minilm" in result.stderr
+
+
+def test_empty_folder(runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run(runner, "ingest", str(empty))
+    assert "no supported documents found" in result.stderr
+
+
+def test_path_that_does_not_exist(runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    result = run(runner, "ingest", str(missing), ok=False)
+    assert result.exit_code == 1
+    assert f"{missing}: no such file or directory" in result.stderr
+
+
+def test_ask_without_ollama_shows_best_passages(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    docs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ollama_down: str,
+) -> None:
+    # ollama_down repointed OLLAMA_HOST after the ingest fixture started, so ingest by hand first
+    monkeypatch.setenv("OLLAMA_HOST", ollama.host)
+    ingested(runner, docs)
+    monkeypatch.setenv("OLLAMA_HOST", ollama_down)
+    result = run(runner, "ask", "capybara rodent", ok=False)
+    assert result.exit_code == 1
+    assert "lexical" in result.stderr and "notes.txt" in result.stdout
+
+
+def test_remove_list_collections_reset(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    ingested(runner, docs)
+    run(runner, "remove", str(docs / "notes.txt"))
+    names = [Path(s["path"]).name for s in json.loads(run(runner, "list", "--json").stdout)]
+    assert "notes.txt" not in names and len(names) == 4
+    cols = json.loads(run(runner, "collections", "--json").stdout)
+    assert cols[0]["name"] == "default" and cols[0]["embed_model"] == "nomic-embed-text"
+    search = json.loads(run(runner, "search", "capybara rodent", "--json").stdout)
+    assert all(not h["path"].endswith("notes.txt") for h in search["hits"])
+    assert run(runner, "reset", input="n\n", ok=False).exit_code == 1
+    run(runner, "reset", "--yes")
+    assert json.loads(run(runner, "list", "--json").stdout) == []
+
+
+def test_config_shows_where_values_come_from(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGGED_TOP_K", "9")
+    data = json.loads(run(runner, "config", "--json").stdout)
+    assert data["settings"]["top_k"] == {"value": 9, "source": "env RAGGED_TOP_K"}
+    assert data["settings"]["embed_model"]["source"] == "default"
+    assert "RAGGED_TOP_K" in run(runner, "config").stdout
+
+
+def test_real_subprocess_ingest_and_ask(ollama: OllamaStandIn, docs: Path, env: Path) -> None:
+    """The installed entry point, as a user runs it, with output to a pipe (not a terminal)."""
+    environ = {**os.environ, "OLLAMA_HOST": ollama.host, "RAGGED_HOME": str(env)}
+    exe = [sys.executable, "-m", "ragged"]
+    done = subprocess.run(
+        [*exe, "ingest", str(docs)], env=environ, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[" not in done.stdout + done.stderr  # no colour codes or progress bars into a pipe
+    done = subprocess.run(
+        [*exe, "ask", "Which port does the Foxtrot daemon listen on?"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "7341" in done.stdout and "install.md" in done.stdout.split("Sources", 1)[1]

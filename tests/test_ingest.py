@@ -1,0 +1,199 @@
+"""ragged.ingest on the core API: incremental, safe against bad files and outages, never duplicating."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ragged.catalog import open_catalog
+from ragged.config import load_settings
+from ragged.ingest import chunk_id, ingest, reconcile
+from ragged.llm import LLM, connect
+from ragged.store import open_store
+from tests.conftest import bench_dir
+from tests.ollama_standin import OllamaStandIn
+
+
+class Env:
+    """The services one test uses, opened the way the CLI opens them."""
+
+    def __init__(self, **flags: object) -> None:
+        self.settings = load_settings(flags)
+        self.llm: LLM = connect(self.settings)
+        self.store = open_store(self.settings)
+        self.catalog = open_catalog(self.settings)
+
+    def ingest(self, *paths: Path, **kw: object):  # type: ignore[no-untyped-def]
+        return ingest(list(paths), self.settings, self.llm, self.store, self.catalog, **kw)  # type: ignore[arg-type]
+
+    def consistent(self) -> int:
+        """Chroma holds exactly the catalog's chunks, each once; returns how many."""
+        ids = self.store.ids()
+        assert ids == {c.id for f in self.catalog.files() for c in self.catalog.chunks_of(f.path)}
+        assert self.catalog.pending_count() == 0
+        return len(ids)
+
+
+@pytest.fixture
+def rag(ollama: OllamaStandIn) -> Env:
+    return Env()
+
+
+def test_ingest_stores_chunks_with_their_provenance(rag: Env, docs: Path) -> None:
+    report = rag.ingest(docs)
+    assert report.ok and report.added == 5
+    n = rag.consistent()
+    assert n == report.chunks == report.embedded
+    md = rag.catalog.chunks_of(str(docs / "guide" / "install.md"))
+    assert md[0].rel_path == "guide/install.md"
+    brew = next(c for c in md if "brew install" in c.text)
+    assert brew.heading.startswith("Installing Foxtrot")
+    pdf = rag.catalog.chunks_of(str(docs / "report.pdf"))
+    assert [c.page for c in pdf] == [1, 2]
+    hit = rag.store.query(rag.llm.embed(["lighthouse keeper"], "nomic-embed-text", "query")[0], 1)[
+        0
+    ]
+    assert (hit.rel_path, hit.page) == ("report.pdf", 2)
+
+
+def test_changed_file_replaces_its_chunks(rag: Env, docs: Path) -> None:
+    rag.ingest(docs)
+    notes = docs / "notes.txt"
+    old_ids = {c.id for c in rag.catalog.chunks_of(str(notes))}
+    notes.write_text("Okapis are related to giraffes, not zebras.\n")
+    report = rag.ingest(docs)
+    assert (report.updated, report.unchanged, report.added) == (1, 4, 0)
+    new = rag.catalog.chunks_of(str(notes))
+    assert "Okapis" in new[0].text and not old_ids & {c.id for c in new}
+    rag.consistent()
+    assert not old_ids & rag.store.ids()
+
+
+def test_touched_but_identical_file_is_not_reembedded(
+    rag: Env, docs: Path, ollama: OllamaStandIn
+) -> None:
+    rag.ingest(docs)
+    notes = docs / "notes.txt"
+    os.utime(notes, ns=(notes.stat().st_atime_ns, notes.stat().st_mtime_ns + 10**9))
+    before = ollama.embedded_inputs
+    report = rag.ingest(docs)
+    assert report.unchanged == 5 and ollama.embedded_inputs == before
+
+
+def test_deleted_file_is_pruned_unless_told_not_to(rag: Env, docs: Path) -> None:
+    rag.ingest(docs)
+    (docs / "notes.txt").unlink()
+    kept = rag.ingest(docs, prune=False)
+    assert kept.removed == 0 and rag.catalog.file(str(docs / "notes.txt")) is not None
+    report = rag.ingest(docs)
+    assert report.removed == 1 and rag.catalog.file(str(docs / "notes.txt")) is None
+    rag.consistent()
+
+
+def test_moved_file_is_not_embedded_again(rag: Env, docs: Path, ollama: OllamaStandIn) -> None:
+    rag.ingest(docs)
+    before = ollama.embedded_inputs
+    (docs / "archive").mkdir()
+    shutil.move(docs / "notes.txt", docs / "archive" / "renamed.txt")
+    report = rag.ingest(docs)
+    assert report.added == 1 and report.removed == 1 and report.reused > 0
+    assert ollama.embedded_inputs == before
+    moved = rag.catalog.chunks_of(str(docs / "archive" / "renamed.txt"))
+    assert moved and moved[0].rel_path == "archive/renamed.txt"
+    rag.consistent()
+
+
+def test_bad_file_is_reported_and_the_rest_stored(rag: Env, docs: Path) -> None:
+    (docs / "empty.md").write_bytes(b"")
+    (docs / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    seen = []
+    report = rag.ingest(docs, on_file=seen.append)
+    assert report.added == 5 and report.failed == 2 and not report.ok
+    reasons = {Path(o.path).name: o.reason for o in seen if o.status == "failed"}
+    assert reasons == {"empty.md": "empty file", "binary.txt": "binary content, not text"}
+    rag.consistent()
+
+
+def test_a_stored_file_that_turns_bad_keeps_its_old_chunks(rag: Env, docs: Path) -> None:
+    rag.ingest(docs)
+    notes = docs / "notes.txt"
+    old = rag.catalog.chunks_of(str(notes))
+    notes.write_bytes(b"\x00\x01\x02" * 100)
+    report = rag.ingest(docs)
+    assert report.failed == 1 and report.removed == 0
+    assert rag.catalog.chunks_of(str(notes)) == old
+    rag.consistent()
+
+
+def test_ollama_outage_keeps_text_pending_then_resumes(docs: Path, ollama: OllamaStandIn) -> None:
+    rag = Env(embed_batch=2)
+    ollama.fail_next("/api/embed", status=500, times=1000)
+    rag.llm.retry_delays = ()
+    report = rag.ingest(docs)
+    assert report.embed_error and report.pending == report.chunks > 0
+    assert {f.status for f in rag.catalog.files()} == {"pending"}
+    # keyword search works on pending text already
+    assert rag.catalog.search("capybara", 3)
+    ollama.reset()
+    again = rag.ingest(docs)
+    assert again.ok and again.unchanged == 5 and again.embedded == report.pending
+    assert ollama.embedded_inputs == report.pending
+    rag.consistent()
+
+
+def test_reconcile_repairs_what_a_crash_can_leave(rag: Env, docs: Path) -> None:
+    rag.ingest(docs)
+    # a crash after Chroma got vectors but before the catalog recorded the file
+    rag.store.add(
+        ["orphan"],
+        [[0.1] * 768],
+        ["orphan text"],
+        [
+            {
+                "path": "/gone",
+                "rel_path": "gone",
+                "heading": "",
+                "chunk_index": 0,
+                "content_hash": "x",
+            }
+        ],
+    )
+    # and a crash after the catalog marked chunks embedded but before Chroma had them
+    victim = rag.catalog.chunks_of(str(docs / "notes.txt"))[0].id
+    rag.store.delete([victim])
+    rag.catalog.begin_run()  # what the interrupted run would have left behind
+    reconcile(rag.catalog, rag.store)
+    assert "orphan" not in rag.store.ids()
+    assert rag.catalog.pending_count() == 1
+    rag.ingest(docs)
+    rag.consistent()
+
+
+def test_chunk_ids_are_deterministic() -> None:
+    assert chunk_id("/a", "h", 0) == chunk_id("/a", "h", 0) != chunk_id("/a", "h", 1)
+
+
+def test_bad_corpus_files_each_named(rag: Env, tmp_path: Path) -> None:
+    bad = bench_dir("corpus", "bad")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(bad, mixed)
+    (mixed / "good.md").write_text("# Good\n\nA perfectly fine markdown file about herons.\n")
+    seen = []
+    report = rag.ingest(mixed, on_file=seen.append)
+    assert not report.ok
+    failed = {Path(o.path).name for o in seen if o.status == "failed"}
+    assert {
+        "empty.md",
+        "empty.pdf",
+        "binary-renamed.md",
+        "truncated-30pct.pdf",
+        "encrypted-aes256-password-ragged-secret.pdf",
+        "encrypted-rc4-password-ragged-secret.pdf",
+    } <= failed
+    assert all(o.reason for o in seen if o.status == "failed")
+    assert rag.catalog.file(str(mixed / "good.md")) is not None
+    assert rag.catalog.file(str(mixed / "latin1-encoded.txt")) is not None
+    rag.consistent()

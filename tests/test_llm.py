@@ -1,0 +1,107 @@
+"""ragged.llm through the real `ollama` client against the stand-in: what a user meets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
+from ragged.llm import LLM, ChatStats, InputTooLong, embed_prefixes, full_name
+from tests.ollama_standin import OllamaStandIn
+
+
+@pytest.fixture
+def llm(ollama: OllamaStandIn) -> LLM:
+    return LLM(ollama.url, timeout=10, retry_delays=(0.01, 0.01))
+
+
+def test_embed_batches_with_the_models_prefix(llm: LLM, ollama: OllamaStandIn) -> None:
+    vectors = llm.embed(["alpha beta", "gamma"], "nomic-embed-text")
+    assert len(vectors) == 2 and len(vectors[0]) == 768
+    assert math.isclose(sum(x * x for x in vectors[0]), 1.0, rel_tol=1e-4)
+    body = [r for r in ollama.requests if r.path == "/api/embed"][-1].body
+    assert body["input"] == ["search_document: alpha beta", "search_document: gamma"]
+    assert body["truncate"] is False  # never silently truncated
+    llm.embed(["why"], "nomic-embed-text", kind="query")
+    assert [r for r in ollama.requests if r.path == "/api/embed"][-1].body["input"] == [
+        "search_query: why"
+    ]
+
+
+def test_prefix_table() -> None:
+    assert embed_prefixes("nomic-embed-text:latest") == ("search_query: ", "search_document: ")
+    assert embed_prefixes("library/mxbai-embed-large:335m")[1] == ""
+    assert embed_prefixes("some-new-model") == ("", "")
+    assert full_name("Nomic-Embed-Text") == "nomic-embed-text:latest"
+
+
+def test_over_long_input_is_refused_not_truncated(llm: LLM) -> None:
+    with pytest.raises(InputTooLong):
+        llm.embed(["word " * 3000], "nomic-embed-text")
+
+
+def test_chat_streams_pieces_and_stats(llm: LLM) -> None:
+    stats = ChatStats()
+    pieces = list(
+        llm.chat(
+            "llama3.2:3b",
+            [
+                {
+                    "role": "user",
+                    "content": "Sources:\n\n[1] a.md\nThe sky is green.\n\nQuestion: what colour is the sky?",
+                }
+            ],
+            num_ctx=4096,
+            stats=stats,
+        )
+    )
+    assert len(pieces) > 3
+    assert "[1]" in "".join(pieces)
+    assert stats.eval_count and stats.tokens_per_second and stats.first_token_s is not None
+
+
+def test_model_missing(llm: LLM) -> None:
+    with pytest.raises(ModelMissing) as info:
+        list(llm.chat("mistral:7b", [{"role": "user", "content": "hi"}], num_ctx=2048))
+    assert "ollama pull mistral:7b" in (info.value.hint or "")
+
+
+def test_unreachable(ollama_down: str) -> None:
+    with pytest.raises(OllamaUnavailable, match=f"Ollama isn't running at http://{ollama_down}"):
+        LLM(f"http://{ollama_down}", retry_delays=()).list_models()
+
+
+def test_busy_server_is_retried_then_succeeds(llm: LLM, ollama: OllamaStandIn) -> None:
+    ollama.fail_next("/api/embed", status=503, times=2)
+    assert len(llm.embed(["x"], "nomic-embed-text")) == 1
+    assert ollama.count("/api/embed") == 3
+
+
+def test_persistent_5xx_is_reported_after_bounded_retries(llm: LLM, ollama: OllamaStandIn) -> None:
+    ollama.fail_next("/api/embed", status=500, times=10)
+    with pytest.raises(OllamaFailed, match=r"HTTP 500"):
+        llm.embed(["x"], "nomic-embed-text")
+    assert ollama.count("/api/embed") == 3  # first try + 2 retries
+
+
+def test_stream_is_retried_only_before_it_starts(llm: LLM, ollama: OllamaStandIn) -> None:
+    ollama.fail_next("/api/chat", status=503)
+    text = "".join(llm.chat("llama3.2:3b", [{"role": "user", "content": "hello"}], num_ctx=2048))
+    assert text
+    ollama.fail_mid_stream("/api/chat")
+    with pytest.raises(OllamaFailed):
+        "".join(llm.chat("llama3.2:3b", [{"role": "user", "content": "hello there"}], num_ctx=2048))
+
+
+def test_models_show_ps_version_pull(llm: LLM, ollama: OllamaStandIn) -> None:
+    assert llm.has_model("nomic-embed-text") and not llm.has_model("mistral:7b")
+    info = llm.show("nomic-embed-text")
+    assert info.context_length == 2048 and info.embedding_length == 768
+    assert llm.version() == ollama.version
+    statuses = [p.status for p in llm.pull("mistral:7b")]
+    assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
+    assert llm.has_model("mistral:7b")
+    list(llm.chat("mistral:7b", [{"role": "user", "content": "hi"}], num_ctx=2048))
+    loaded = {m.name: m for m in llm.loaded()}
+    assert loaded["mistral:7b"].gpu_fraction == 1.0
