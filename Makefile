@@ -31,7 +31,7 @@ fix: install
 	$(BIN)/ruff format ragged tests bench
 
 docs: install
-	$(BIN)/python scripts/cli_docs.py > docs/cli.md
+	$(BIN)/python scripts/gen_docs.py
 
 bench: install
 	$(BIN)/python bench/run.py

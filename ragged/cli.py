@@ -128,6 +128,10 @@ def ingest(
         list[str] | None, typer.Option(help="Skip files matching this glob (repeatable).")
     ] = None,
     max_file_mb: Annotated[float | None, typer.Option(help="Skip files larger than this.")] = None,
+    embed_batch: Annotated[int | None, typer.Option(help="Texts per embedding request.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Embedding requests in flight (match OLLAMA_NUM_PARALLEL).")
+    ] = None,
     prune: Annotated[
         bool, typer.Option(help="Forget stored files that are gone from the folder.")
     ] = True,
@@ -153,6 +157,8 @@ def ingest(
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
             max_file_mb=max_file_mb,
+            embed_batch=embed_batch,
+            embed_concurrency=concurrency,
         )
         llm, store, catalog = _open(settings)
         err = render.console(stderr=True)

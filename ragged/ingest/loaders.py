@@ -1,0 +1,583 @@
+"""load(path) → Document: one file's text, split into sections by page or heading."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from ragged.errors import UnreadableDocument
+
+# More than this share of control bytes (not tab, newline, CR, FF, VT or ESC) means binary.
+# Random bytes have about 10%; text with a stray NUL, like a bad copy-paste, has well under 5%.
+BINARY_CONTROL_RATIO = 0.05
+HEADING_SEPARATOR = " > "
+MAX_HEADING_CHARS = 200  # an unclosed <h1> or a runaway setext title must not become the path
+
+NO_TEXT = "no extractable text"
+
+
+@dataclass(frozen=True)
+class Section:
+    text: str
+    page: int | None = None  # 1-based page for PDFs, else None
+    heading: str = ""  # heading path, e.g. "Install > On macOS"; "" when none
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path
+    sections: tuple[Section, ...]
+    pages: int | None = None  # page count for PDFs
+
+
+def load(path: Path, data: bytes | None = None) -> Document:
+    """Read one file (or the bytes already read from it) into text sections; raises UnreadableDocument."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    loader = LOADERS.get(suffix)
+    if loader is None:
+        raise UnreadableDocument(path, f"unsupported file type '{suffix or path.name}'")
+    if data is None:
+        data = _read(path)
+    if not data:
+        raise UnreadableDocument(path, "empty file")
+    document = loader(path, data)
+    if not document.sections:
+        raise UnreadableDocument(path, NO_TEXT)
+    return document
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes, with OS errors turned into reasons a user can act on."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise UnreadableDocument(path, "file not found") from exc
+    except PermissionError as exc:
+        raise UnreadableDocument(path, "permission denied") from exc
+    except IsADirectoryError as exc:
+        raise UnreadableDocument(path, "is a directory, not a file") from exc
+    except OSError as exc:
+        raise UnreadableDocument(path, f"cannot read: {exc.strerror or exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Text: decoding and normalising
+
+
+_BOMS = (
+    # UTF-32 LE starts with the UTF-16 LE BOM, so it must be tried first.
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
+_TRAILING_SPACE = re.compile(r"[ \t\f\v\u00a0]+$", re.MULTILINE)
+_BLANK_LINES = re.compile(r"\n{3,}")
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
+)
+
+
+def decode_text(path: Path, data: bytes, declared: str | None = None) -> str:
+    """Bytes → str: a BOM, else UTF-8, else `declared`, else what charset_normalizer detects."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError:
+                break  # a BOM-like start on binary data; let the checks below decide
+            # Almost any even number of bytes "decodes" as UTF-16, so look at the result.
+            if _control_ratio(text.encode("utf-8", errors="replace")) > BINARY_CONTROL_RATIO:
+                raise UnreadableDocument(path, "binary content, not text")
+            return text
+    if _control_ratio(data) > BINARY_CONTROL_RATIO:
+        raise UnreadableDocument(path, "binary content, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Mostly valid UTF-8 with a few broken bytes (a bad concatenation, a truncated copy): keep
+    # UTF-8 and mark the damage with U+FFFD rather than re-reading everything as cp1252.
+    # Legacy 8-bit text almost never forms valid multi-byte UTF-8 sequences by accident.
+    replaced = data.decode("utf-8", errors="replace")
+    bad = replaced.count("\ufffd")
+    non_ascii = len(replaced) - len(replaced.encode("ascii", errors="ignore"))
+    if non_ascii - bad > bad:
+        return replaced
+    if declared:
+        try:
+            return data.decode(declared)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    import charset_normalizer
+
+    results = charset_normalizer.from_bytes(data)
+    best = results.best()
+    if best is None:
+        raise UnreadableDocument(path, "binary content, not text")
+    # Short texts often tie: French read as cp1250 scores the same as cp1252 but turns
+    # "crème" into "crčme". On a tie, take Windows-1252, the default browsers assume too.
+    for match in results:
+        if (match.chaos, match.coherence) == (best.chaos, best.coherence) and (
+            "cp1252" in match.could_be_from_charset
+        ):
+            try:
+                return data.decode("cp1252")
+            except UnicodeDecodeError:
+                break
+    return str(best)
+
+
+def _control_ratio(data: bytes) -> float:
+    """Share of bytes that are control characters no text file has many of."""
+    return (len(data) - len(data.translate(None, _CONTROL_BYTES))) / len(data)
+
+
+def normalise(text: str) -> str:
+    """Unix newlines, no NULs or trailing spaces, at most one blank line in a row, trimmed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = _TRAILING_SPACE.sub("", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip("\n")
+
+
+def _document(path: Path, parts: list[tuple[str, str]], fallback: str) -> Document:
+    """A Document from (heading, text) parts; `fallback` whole when no part has text."""
+    sections = [Section(text, heading=heading) for heading, text in parts if text.strip()]
+    if not sections and fallback.strip():
+        # Headings and nothing else (a stub README): keep what there is rather than fail.
+        sections = [Section(fallback)]
+    if not sections:
+        raise UnreadableDocument(path, NO_TEXT)
+    return Document(path, tuple(sections))
+
+
+def _load_text(path: Path, data: bytes) -> Document:
+    """Plain text: one section."""
+    text = normalise(decode_text(path, data))
+    return _document(path, [("", text)], text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+# YAML (---) or TOML (+++) front matter; it must hold a "key:" / "key =" line, so a document
+# that merely opens with a horizontal rule keeps its text.
+_FRONT_MATTER = re.compile(
+    r"\A(---|\+\+\+)[ \t]*\n(?P<meta>(?:.*\n)*?)(?:\1|\.\.\.)[ \t]*(?:\n|\Z)"
+)
+_META_KEY = re.compile(r"^[\w\"'-][^:=\n]*[:=]", re.MULTILINE)
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
+_ATX_CLOSING = re.compile(r"(?:^|[ \t]+)#+$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+# MkDocs / Pandoc attribute lists after a heading: "Install { #install }".
+_ATTR_LIST = re.compile(r"[ \t]*\{[ \t]*[#.:][^}]*\}$")
+# Lines that cannot be a setext title: list items, quotes, tables, HTML blocks.
+_NOT_SETEXT_TITLE = re.compile(r"^ {0,3}(?:[-*+>|<]|\d+[.)])")
+
+
+def _heading_path(stack: list[tuple[int, str]]) -> str:
+    return HEADING_SEPARATOR.join(title for _, title in stack)
+
+
+def _push_heading(stack: list[tuple[int, str]], level: int, title: str) -> None:
+    """Close headings at `level` or deeper, then open this one."""
+    while stack and stack[-1][0] >= level:
+        stack.pop()
+    if title:
+        stack.append((level, title[:MAX_HEADING_CHARS]))
+
+
+def _clean_md_heading(raw: str) -> str:
+    title = _ATX_CLOSING.sub("", raw.strip())
+    return _ATTR_LIST.sub("", title).strip()
+
+
+def _load_markdown(path: Path, data: bytes) -> Document:
+    """Markdown: one section per heading (ATX and setext), code fences kept as text."""
+    text = normalise(decode_text(path, data))
+    if (front := _FRONT_MATTER.match(text)) and _META_KEY.search(front.group("meta")):
+        text = text[front.end() :]
+    parts: list[tuple[str, str]] = []
+    stack: list[tuple[int, str]] = []
+    body: list[str] = []
+    fence: str | None = None  # the opening fence ("```" or "~~~~") while inside a code block
+
+    def flush() -> None:
+        parts.append((_heading_path(stack), normalise("\n".join(body))))
+        body.clear()
+
+    for line in text.split("\n"):
+        if fence is not None:
+            body.append(line)
+            # A fence closes with the same character, at least as long, and nothing after it.
+            stripped = line.strip()
+            if stripped.startswith(fence) and not stripped.strip(fence[0]):
+                fence = None
+            continue
+        if match := _FENCE.match(line):
+            fence = match.group(1)
+            body.append(line)
+            continue
+        if match := _ATX.match(line):
+            flush()
+            _push_heading(stack, len(match.group(1)), _clean_md_heading(match.group(2) or ""))
+            continue
+        if (match := _SETEXT.match(line)) and _setext_title(body):
+            title = body.pop().strip()
+            flush()
+            _push_heading(stack, 1 if match.group(1)[0] == "=" else 2, _clean_md_heading(title))
+            continue
+        body.append(line)
+    flush()
+    return _document(path, parts, text)
+
+
+def _setext_title(body: list[str]) -> bool:
+    """Whether the last body line is a one-line paragraph that an underline makes a heading."""
+    if not body or not body[-1].strip() or _NOT_SETEXT_TITLE.match(body[-1]):
+        return False
+    if body[-1].startswith(("    ", "\t")):
+        return False  # indented code
+    # Only a one-line paragraph: after a multi-line one, "---" is far more often a rule.
+    return len(body) == 1 or not body[-2].strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# reStructuredText
+
+
+_RST_ADORNMENT = re.compile(r"""^([!-/:-@\[-`{-~])\1{2,}[ \t]*$""")
+
+
+def _load_rst(path: Path, data: bytes) -> Document:
+    """reStructuredText: one section per underlined (optionally overlined) title."""
+    text = normalise(decode_text(path, data))
+    lines = text.split("\n")
+    parts: list[tuple[str, str]] = []
+    stack: list[tuple[int, str]] = []
+    styles: list[tuple[str, bool]] = []  # adornment styles in order of first use = levels
+    body: list[str] = []
+    i = 0
+    while i < len(lines):
+        title, style, used = _rst_title(lines, i)
+        if title:
+            parts.append((_heading_path(stack), normalise("\n".join(body))))
+            body.clear()
+            if style not in styles:
+                styles.append(style)
+            _push_heading(stack, styles.index(style) + 1, title)
+            i += used
+            continue
+        body.append(lines[i])
+        i += 1
+    parts.append((_heading_path(stack), normalise("\n".join(body))))
+    return _document(path, parts, text)
+
+
+def _rst_title(lines: list[str], i: int) -> tuple[str, tuple[str, bool], int]:
+    """The title starting at line i, its adornment style and how many lines it uses; or ""."""
+    if i > 0 and lines[i - 1].strip():
+        return "", ("", False), 0  # a title starts a block
+    over = _RST_ADORNMENT.match(lines[i])
+    start = i + 1 if over else i
+    if start + 1 >= len(lines):
+        return "", ("", False), 0
+    title = lines[start].strip()
+    under = _RST_ADORNMENT.match(lines[start + 1])
+    if not title or _RST_ADORNMENT.match(lines[start]) or not under:
+        return "", ("", False), 0
+    char = under.group(1)
+    if over and over.group(1) != char:
+        return "", ("", False), 0
+    if len(lines[start + 1].rstrip()) < len(title) and not over:
+        return "", ("", False), 0
+    return title, (char, bool(over)), (3 if over else 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+
+# Elements whose text is never content: code, chrome, navigation, forms, hidden templates.
+_SKIP = frozenset(
+    "script style noscript template svg math nav header footer aside form "
+    "button select datalist iframe object canvas dialog".split()
+)
+# Wikipedia and MediaWiki chrome that is not marked up as <nav> ("[edit]" links, navboxes).
+_SKIP_CLASSES = frozenset(
+    {"mw-editsection", "navbox", "noprint", "mw-jump-link", "catlinks", "mw-hidden-catlinks"}
+)
+_VOID = frozenset(
+    "area base br col embed hr img input link meta param source track wbr keygen".split()
+)
+_PARAGRAPH = frozenset(
+    "p pre blockquote table ul ol dl section article main figure details address "
+    "h1 h2 h3 h4 h5 h6 hgroup fieldset".split()
+)
+_LINE = frozenset("div li tr dt dd br hr caption figcaption summary legend option".split())
+_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_WHITESPACE = re.compile(r"\s+")
+
+
+class _HTMLText(HTMLParser):
+    """Collects readable text as (heading levels, text) parts; tolerant of unclosed tags."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool]] = []  # open elements: (tag, skipped)
+        self.skipping = 0  # open elements whose text is dropped
+        self.pre = 0  # open <pre> elements: whitespace is kept inside
+        self.body: list[str] = []
+        self.newlines = 0  # newlines at the end of body, so block breaks never stack up
+        self.heading: list[str] | None = None  # text of the heading being read
+        self.heading_level = 0
+        self.levels: list[tuple[int, str]] = []
+        self.parts: list[tuple[list[tuple[int, str]], str]] = []
+        self.title: list[str] | None = None
+        self.title_text = ""
+        self.saw_h1 = False
+
+    # Text -----------------------------------------------------------------------------------
+    def _emit(self, text: str) -> None:
+        if self.heading is not None:
+            self.heading.append(text)
+            return
+        if not self.pre:
+            text = _WHITESPACE.sub(" ", text)
+            last = self.body[-1][-1:] if self.body else "\n"
+            if text[:1] == " " and last in ("\n", " "):
+                text = text[1:]
+        if text:
+            self.body.append(text)
+            self.newlines = len(text) - len(text.rstrip("\n"))
+
+    def _newline(self, count: int) -> None:
+        """End the line (1) or the paragraph (2), unless the text already ends so."""
+        if self.heading is None and self.body and self.newlines < count:
+            self.body.append("\n" * (count - self.newlines))
+            self.newlines = count
+
+    def _flush(self) -> None:
+        text = normalise("".join(self.body))
+        if text.strip():
+            self.parts.append((list(self.levels), text))
+        self.body.clear()
+        self.newlines = 0
+
+    # Tags -------------------------------------------------------------------------------------
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _VOID:
+            if not self.skipping and tag in ("br", "hr"):
+                if self.heading is not None:
+                    self.heading.append(" ")
+                else:
+                    self._newline(1)
+            return
+        if self.heading is not None and (tag in _HEADINGS or tag in _PARAGRAPH or tag in _LINE):
+            # An unclosed heading ("<h1>Title<p>text"): the block ends it, as a browser shows.
+            self._close_heading()
+        skip = tag in _SKIP or _hidden(attrs)
+        self.stack.append((tag, skip))
+        if skip:
+            self.skipping += 1
+        if self.skipping:
+            return
+        if tag == "title" and self.title is None:
+            self.title = []
+            self.heading = self.title  # title text is collected like a heading's
+            self.heading_level = 0
+        elif tag in _HEADINGS:
+            self._flush()
+            self.heading = []
+            self.heading_level = _HEADINGS[tag]
+        elif tag == "pre":
+            self.pre += 1
+            self._newline(2)
+        elif tag in _PARAGRAPH:
+            self._newline(2)
+        elif tag in _LINE:
+            self._newline(1)
+        elif tag in ("td", "th"):
+            if self.body and not self.newlines:
+                self.body[-1] = self.body[-1].rstrip(" ")
+                self.body.append(" | ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if not any(open_tag == tag for open_tag, _ in self.stack):
+            return  # a stray end tag: browsers ignore it too
+        # Pop up to the matching element: anything left open inside it ends here.
+        while self.stack:
+            open_tag, skipped = self.stack.pop()
+            if skipped:
+                self.skipping -= 1
+            self._ended(open_tag)
+            if open_tag == tag:
+                break
+
+    def _ended(self, tag: str) -> None:
+        if self.skipping:
+            return
+        if tag == "title" and self.heading is self.title:
+            self._close_heading()
+        elif tag in _HEADINGS and self.heading is not None:
+            self._close_heading()
+        elif tag == "pre" and self.pre:
+            self.pre -= 1
+            self._newline(2)
+        elif tag in _PARAGRAPH:
+            self._newline(2)
+        elif tag in _LINE:
+            self._newline(1)
+
+    def _close_heading(self) -> None:
+        words = _WHITESPACE.sub(" ", "".join(self.heading or [])).strip()[:MAX_HEADING_CHARS]
+        if self.heading is self.title:
+            self.title_text = words
+        else:
+            if self.heading_level == 1:
+                self.saw_h1 = True
+            _push_heading(self.levels, self.heading_level, words)
+        self.heading = None
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self._emit(data)
+
+    def finish(self) -> list[tuple[str, str]]:
+        """(heading path, text) parts, with <title> as the top heading when there is no <h1>."""
+        self.close()
+        if self.heading is not None:
+            self._close_heading()
+        self._flush()
+        top = [self.title_text] if self.title_text and not self.saw_h1 else []
+        return [
+            (HEADING_SEPARATOR.join(top + [title for _, title in levels]), text)
+            for levels, text in self.parts
+        ]
+
+
+def _hidden(attrs: list[tuple[str, str | None]]) -> bool:
+    """Whether an element is hidden or is navigation by its attributes."""
+    for name, value in attrs:
+        value = (value or "").lower()
+        if name == "hidden" or (name == "aria-hidden" and value == "true"):
+            return True
+        if name == "role" and value in ("navigation", "search", "menubar"):
+            return True
+        if name == "class" and _SKIP_CLASSES.intersection(value.split()):
+            return True
+        if name == "style" and re.search(r"display\s*:\s*none", value):
+            return True
+    return False
+
+
+_TITLE_OPEN = re.compile(r"<title\b[^>]*>", re.IGNORECASE)
+_TITLE_CLOSE = re.compile(r"</title\s*>", re.IGNORECASE)
+
+
+def _load_html(path: Path, data: bytes) -> Document:
+    """HTML: readable text only, one section per heading, <title> on top when there is no <h1>."""
+    declared = _META_CHARSET.search(data[:4096])
+    text = decode_text(path, data, declared.group(1).decode("ascii") if declared else None)
+    # Newer Pythons read <title> as raw text up to </title>; an unclosed one would swallow
+    # the page, so end it at the next tag, as browsers effectively do.
+    if (opened := _TITLE_OPEN.search(text)) and not _TITLE_CLOSE.search(text):
+        cut = text.find("<", opened.end())
+        if cut != -1:
+            text = f"{text[:cut]}</title>{text[cut:]}"
+    parser = _HTMLText()
+    try:
+        parser.feed(text)
+        parts = parser.finish()
+    except (AssertionError, ValueError) as exc:  # html.parser's last-resort failures
+        raise UnreadableDocument(path, f"malformed HTML: {exc}") from exc
+    return _document(path, parts, "")
+
+
+# ---------------------------------------------------------------------------------------------
+# PDF
+
+
+# Typographic ligatures (common in LaTeX and browser output) would hide words from search.
+_LIGATURES = str.maketrans(
+    {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl"}
+    | {"\ufb05": "st", "\ufb06": "st"}
+)
+
+
+def _load_pdf(path: Path, data: bytes) -> Document:
+    """PDF: one section per page that has text, via pypdf."""
+    import pypdf
+    from pypdf.errors import DependencyError
+
+    # pypdf logs a warning for every quirk it repairs; users can do nothing about them.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnreadableDocument(path, "encrypted PDF (password required)")
+        pages = reader.pages
+        count = len(pages)
+    except UnreadableDocument:
+        raise
+    except DependencyError as exc:
+        # pypdf needs the optional `cryptography` package for AES before it can even try
+        # the empty password.
+        raise UnreadableDocument(
+            path, "encrypted PDF (AES; opening it needs the 'cryptography' package)"
+        ) from exc
+    except Exception as exc:  # pypdf raises many types (PdfReadError, KeyError, ...)
+        raise UnreadableDocument(path, f"corrupt or truncated PDF: {_short(exc)}") from exc
+
+    sections = []
+    failure: Exception | None = None
+    for number in range(1, count + 1):
+        try:
+            raw = pages[number - 1].extract_text()
+        except Exception as exc:  # one broken page should not cost the others
+            failure = failure or exc
+            continue
+        # Lone surrogates from broken font maps would break UTF-8 storage later.
+        raw = raw.encode("utf-8", errors="replace").decode("utf-8")
+        text = normalise(raw.translate(_LIGATURES))
+        if text.strip():
+            sections.append(Section(text, page=number))
+    if not sections:
+        if failure is not None:
+            raise UnreadableDocument(
+                path, f"corrupt or truncated PDF: {_short(failure)}"
+            ) from failure
+        raise UnreadableDocument(path, "no extractable text (scanned PDF without a text layer?)")
+    return Document(path, tuple(sections), pages=count)
+
+
+def _short(exc: BaseException) -> str:
+    """A one-line reason from an exception: its message, else its type."""
+    message = str(exc).strip().split("\n", 1)[0]
+    if len(message) > 120:
+        message = message[:117] + "..."
+    return message or type(exc).__name__
+
+
+LOADERS: dict[str, Callable[[Path, bytes], Document]] = {
+    ".md": _load_markdown,
+    ".markdown": _load_markdown,
+    ".txt": _load_text,
+    ".rst": _load_rst,
+    ".html": _load_html,
+    ".htm": _load_html,
+    ".pdf": _load_pdf,
+}
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(LOADERS)

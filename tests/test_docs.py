@@ -1,0 +1,37 @@
+"""The README and docs/cli.md must say what the code does."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_generated_docs_are_current() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_docs.py"), "--check"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_readme_setup_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    setup = re.search(r"## Set-up.*?```sh\n(.*?)```", readme, re.S)
+    assert setup is not None
+    commands = [line.split("#")[0].strip() for line in setup.group(1).splitlines() if line.strip()]
+    assert commands == ["make install", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert all(c in ci for c in commands)
+
+
+def test_readme_lists_every_command() -> None:
+    import typer
+
+    from ragged.cli import app
+
+    readme = (ROOT / "README.md").read_text()
+    for name in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
+        assert f"`ragged {name}" in readme, name

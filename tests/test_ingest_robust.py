@@ -1,0 +1,212 @@
+"""Ingest against what real folders and real users do: kill -9, a second run, vanishing files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ragged.catalog import open_catalog
+from ragged.config import load_settings
+from ragged.lock import write_lock
+from ragged.store import open_store
+from tests.conftest import bench_dir
+from tests.ollama_standin import OllamaStandIn
+
+RAGGED = [sys.executable, "-m", "ragged"]
+
+
+def corpus(root: Path, n: int = 40) -> Path:
+    root.mkdir(parents=True)
+    for i in range(n):
+        body = "\n\n".join(
+            f"## Part {j}\n\nDocument {i} part {j} talks about topic{i % 7} and item{j}. " * 3
+            for j in range(4)
+        )
+        (root / f"doc{i:03}.md").write_text(f"# Document {i}\n\n{body}\n")
+    return root
+
+
+def environ(home: Path, ollama: OllamaStandIn, **extra: str) -> dict[str, str]:
+    return {**os.environ, "RAGGED_HOME": str(home), "OLLAMA_HOST": ollama.host, **extra}
+
+
+def stored_ids(home: Path) -> tuple[set[str], set[str], int]:
+    """(ids in Chroma, ids in the catalog, chunks still pending) of a data dir."""
+    settings = load_settings({"home": home})
+    catalog = open_catalog(settings)
+    ids = {c.id for f in catalog.files() for c in catalog.chunks_of(f.path)}
+    return open_store(settings).ids(), ids, catalog.pending_count()
+
+
+def ingest_json(home: Path, ollama: OllamaStandIn, path: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    done = subprocess.run(
+        [*RAGGED, "ingest", str(path), "--json", *args],
+        env=environ(home, ollama),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_sigkill_mid_run_then_rerun_equals_a_clean_run(ollama: OllamaStandIn, tmp_path: Path) -> None:
+    docs = corpus(tmp_path / "docs")
+    clean_home, killed_home = tmp_path / "clean", tmp_path / "killed"
+    small = ("--chunk-tokens", "64", "--chunk-overlap", "8")  # several chunks per file
+    ingest_json(clean_home, ollama, docs, *small)
+    clean_chroma, clean_catalog, _ = stored_ids(clean_home)
+    assert clean_chroma == clean_catalog and len(clean_chroma) > 100
+
+    ollama.embed_delay = 0.01  # slow enough to be killed half way
+    ollama.reset()
+    proc = subprocess.Popen(
+        [*RAGGED, "ingest", str(docs), "--embed-batch", "4", *small],
+        env=environ(killed_home, ollama),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while ollama.embedded_inputs < len(clean_chroma) // 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial_chroma, _, pending = stored_ids(killed_home)
+    assert 0 < len(partial_chroma) < len(clean_chroma)
+
+    ollama.embed_delay = 0.0
+    report = ingest_json(killed_home, ollama, docs, *small)
+    assert report["failed"] == 0 and report["pending"] == 0
+    chroma, catalog, pending = stored_ids(killed_home)
+    # ids are derived from path + content + position, so equal sets mean equal chunks
+    assert chroma == catalog == clean_chroma and pending == 0
+
+
+def test_second_ingest_while_one_runs_exits_clearly(ollama: OllamaStandIn, docs: Path, env: Path) -> None:
+    with write_lock(env):
+        done = subprocess.run(
+            [*RAGGED, "ingest", str(docs)],
+            env=environ(env, ollama),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"another ragged process (pid {os.getpid()}) is writing to {env}" in done.stderr
+    assert "--wait" in done.stderr
+    assert ollama.count("/api/embed") == 0
+
+
+def test_a_file_that_vanishes_during_the_run(ollama: OllamaStandIn, docs: Path) -> None:
+    from ragged.ingest import ingest
+    from ragged.llm import connect
+
+    settings = load_settings()
+    victim = docs / "travel.html"
+    seen = []
+
+    def on_progress(p):  # type: ignore[no-untyped-def]
+        if p.current == "travel.html" and victim.exists():
+            victim.unlink()
+
+    report = ingest(
+        [docs],
+        settings,
+        connect(settings),
+        open_store(settings),
+        open_catalog(settings),
+        on_progress=on_progress,
+        on_file=seen.append,
+    )
+    assert report.failed == 1 and report.added == 4
+    assert [(Path(o.path).name, o.reason) for o in seen if o.status == "failed"] == [
+        ("travel.html", "vanished during the run")
+    ]
+
+
+def test_unreadable_file_is_named(ollama: OllamaStandIn, docs: Path, env: Path) -> None:
+    secret = docs / "secret.md"
+    secret.write_text("# Secret\n\nnobody may read this\n")
+    secret.chmod(0)
+    command = [*RAGGED, "ingest", str(docs)]
+    if os.geteuid() == 0:
+        # root reads everything; without these two capabilities the permission bits apply
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and util-linux's setpriv is missing")
+        command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--", *command]
+    done = subprocess.run(command, env=environ(env, ollama), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert f"{secret}: permission denied" in done.stderr
+    assert "added" in done.stdout and "Traceback" not in done.stderr
+    listing = subprocess.run([*RAGGED, "list", "--json"], env=environ(env, ollama), capture_output=True)
+    assert len(json.loads(listing.stdout)) == 5
+
+
+def test_progress_shows_on_a_terminal_only(ollama: OllamaStandIn, docs: Path, env: Path) -> None:
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [*RAGGED, "ingest", str(docs)],
+        env=environ(env, ollama, TERM="xterm", COLUMNS="120"),
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    out = b""
+    while True:
+        ready, _, _ = select.select([main], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    proc.wait(timeout=60)
+    text = out.decode(errors="replace")
+    assert "files" in text and "chunks" in text and "━" in text  # the live bar
+    assert "added" in text  # then the summary table
+    quiet = subprocess.run(
+        [*RAGGED, "ingest", str(docs)], env=environ(env, ollama), capture_output=True, text=True
+    )
+    assert "━" not in quiet.stderr and "\x1b[" not in quiet.stderr
+
+
+def test_unchanged_markdown_corpus_makes_no_embedding_requests(
+    ollama: OllamaStandIn, env: Path
+) -> None:
+    markdown = bench_dir("corpus", "markdown")
+    first = ingest_json(env, ollama, markdown)
+    assert first["failed"] == 0 and first["added"] > 1000
+    ollama.reset()
+    second = ingest_json(env, ollama, markdown)
+    assert second["unchanged"] == first["added"] and second["added"] == 0
+    assert ollama.count("/api/embed") == 0
+
+
+@pytest.mark.parametrize("flag", ["--no-prune"])
+def test_no_prune_keeps_deleted_files(
+    ollama: OllamaStandIn, docs: Path, env: Path, flag: str
+) -> None:
+    ingest_json(env, ollama, docs)
+    (docs / "notes.txt").unlink()
+    done = subprocess.run(
+        [*RAGGED, "ingest", str(docs), flag, "--json"],
+        env=environ(env, ollama),
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(done.stdout)["removed"] == 0
