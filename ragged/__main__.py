@@ -1,3 +1,5 @@
 from ragged.cli import app
 
-app(prog_name="ragged")
+# The guard matters: PDF parsing runs in spawned worker processes, which import this module.
+if __name__ == "__main__":
+    app(prog_name="ragged")

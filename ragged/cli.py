@@ -258,7 +258,7 @@ def ask(
     Example: ragged ask "How do I declare a path parameter?" -m mistral:7b
     """
     from ragged import render
-    from ragged.answer import answer
+    from ragged.answer import answer, warm_up
     from ragged.config import resolve_chat_model
     from ragged.retrieve import retrieve
 
@@ -267,6 +267,7 @@ def ask(
         settings = state.settings(
             collection=collection, embed_model=embed_model, mode=mode, chat_model=model
         )
+        warm_up()
         llm, store, catalog = _open(settings)
         result = retrieve(question, settings, llm, store, catalog, k=top_k, path_glob=path)
         if result.notice:

@@ -9,15 +9,18 @@ the catalog does not, so it ends with exactly the chunks a clean run makes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from ragged.catalog import ChunkRow, FileRecord, now
 from ragged.errors import ModelMissing, OllamaUnavailable, RaggedError, UnreadableDocument
@@ -25,6 +28,7 @@ from ragged.errors import ModelMissing, OllamaUnavailable, RaggedError, Unreadab
 if TYPE_CHECKING:
     from ragged.catalog import Catalog
     from ragged.config import Settings
+    from ragged.ingest.chunking import Chunk
     from ragged.ingest.walk import Candidate
     from ragged.llm import LLM
     from ragged.store import Store
@@ -297,6 +301,20 @@ def ingest(
         settings.embed_concurrency,
         embedded,
     )
+    parsers = Parsers(settings)
+
+    def finish(cand: Candidate, record: FileRecord, parsed: Parsed, status: str) -> None:
+        outcome, rows = _store_parsed(cand, record, parsed, status, catalog, report)
+        if rows:
+            state["chunks_total"] += len(rows)
+            embedder.add(rows)
+        record_outcome(outcome)
+
+    def record_outcome(outcome: FileOutcome) -> None:
+        record(outcome)
+        state["files"] += 1
+        progress()
+
     try:
         # Chunks left pending by an earlier run (Ollama was down, or the run was killed) go first.
         embedder.add(catalog.pending())
@@ -305,13 +323,16 @@ def ingest(
             state["current"] = cand.rel_path
             progress()
             seen.add(str(cand.path))
-            outcome, new_rows = _ingest_file(cand, settings, store, catalog, report)
-            if new_rows:
-                state["chunks_total"] += len(new_rows)
-                embedder.add(new_rows)
-            record(outcome)
-            state["files"] += 1
+            prepared = _prepare(cand, settings, store, catalog, report)
+            if isinstance(prepared, FileOutcome):
+                record_outcome(prepared)
+            else:
+                parsers.submit(cand, *prepared)
+            for done in parsers.ready():
+                finish(*done)
             embedder.poll()
+        for done in parsers.drain():
+            finish(*done)
         embedder.finish()
         progress()
 
@@ -329,6 +350,7 @@ def ingest(
         catalog.end_run()
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
+        parsers.close()
 
     report.embedded = embedder.embedded
     report.pending = catalog.pending_count()
@@ -339,34 +361,97 @@ def ingest(
     return report
 
 
-def _ingest_file(
-    cand: Candidate, settings: Settings, store: Store, catalog: Catalog, report: IngestReport
-) -> tuple[FileOutcome, list[ChunkRow]]:
-    """Bring one file up to date; returns its outcome and the chunks that now need embeddings."""
+# What parsing a file gives: its page count and chunks, or why it could not be read.
+Parsed: TypeAlias = "tuple[int | None, list[Chunk]] | str"
+
+
+def parse_file(path: str, data: bytes, max_tokens: int, overlap: int) -> Parsed:
+    """Load and chunk one file. Runs in a worker process for PDFs, so it returns, never raises."""
     from ragged.ingest.chunking import chunk
     from ragged.ingest.loaders import load
 
+    try:
+        document = load(Path(path), data)
+        pieces = chunk(document, max_tokens, overlap)
+    except UnreadableDocument as exc:
+        return exc.reason
+    if not pieces:
+        return "no extractable text"
+    return document.pages, pieces
+
+
+class Parsers:
+    """Parses files: text formats inline, PDFs in a pool of processes while the run goes on.
+
+    pypdf is pure Python and CPU-bound, so threads would not help; the pool is started only
+    when the first PDF needs parsing, since spawning workers costs a few hundred ms.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.workers = max(1, min(4, os.cpu_count() or 1))
+        self.pool: ProcessPoolExecutor | None = None
+        self.queue: deque[tuple[Candidate, FileRecord, str, Future[Parsed]]] = deque()
+        self.done: list[tuple[Candidate, FileRecord, Parsed, str]] = []
+
+    def submit(self, cand: Candidate, record: FileRecord, data: bytes, status: str) -> None:
+        args = (str(cand.path), data, self.settings.chunk_tokens, self.settings.chunk_overlap)
+        if cand.path.suffix.lower() != ".pdf":
+            self.done.append((cand, record, parse_file(*args), status))
+            return
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        # Bounded look-ahead keeps memory flat on folders of large PDFs.
+        while len(self.queue) >= 2 * self.workers:
+            self._take(block=True)
+        self.queue.append((cand, record, status, self.pool.submit(parse_file, *args)))
+
+    def _take(self, block: bool) -> None:
+        while self.queue and (block or self.queue[0][3].done()):
+            cand, record, status, future = self.queue.popleft()
+            block = False
+            try:
+                parsed = future.result()
+            except Exception as exc:  # a worker that died (out of memory, a crash in pypdf)
+                parsed = f"parser crashed: {exc.__class__.__name__}: {exc}"
+            self.done.append((cand, record, parsed, status))
+
+    def ready(self) -> list[tuple[Candidate, FileRecord, Parsed, str]]:
+        self._take(block=False)
+        out, self.done = self.done, []
+        return out
+
+    def drain(self) -> list[tuple[Candidate, FileRecord, Parsed, str]]:
+        while self.queue:
+            self._take(block=True)
+        return self.ready()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _prepare(
+    cand: Candidate, settings: Settings, store: Store, catalog: Catalog, report: IngestReport
+) -> FileOutcome | tuple[FileRecord, bytes, str]:
+    """Settle a file without parsing if possible; else return what parsing needs."""
     path = str(cand.path)
     known = catalog.file(path)
-    if (
-        known
-        and known.size == cand.size
-        and known.mtime_ns == cand.mtime_ns
-        and known.root == str(cand.root)
-    ):
-        return FileOutcome(path, "unchanged", known.chunks), []
+    same_root = known is not None and known.root == str(cand.root)
+    if known and same_root and known.size == cand.size and known.mtime_ns == cand.mtime_ns:
+        return FileOutcome(path, "unchanged", known.chunks)
     try:
         data = cand.path.read_bytes()
     except FileNotFoundError:
-        return FileOutcome(path, "failed", reason="vanished during the run"), []
+        return FileOutcome(path, "failed", reason="vanished during the run")
     except PermissionError:
-        return FileOutcome(path, "failed", reason="permission denied"), []
+        return FileOutcome(path, "failed", reason="permission denied")
     except OSError as exc:
-        return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}"), []
+        return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}")
     digest = file_hash(data)
-    if known and known.content_hash == digest and known.root == str(cand.root):
+    if known and same_root and known.content_hash == digest:
         catalog.touch(path, cand.size, cand.mtime_ns)
-        return FileOutcome(path, "unchanged", known.chunks), []
+        return FileOutcome(path, "unchanged", known.chunks)
     status = "updated" if known else "added"
     record = FileRecord(
         path=path,
@@ -381,38 +466,43 @@ def _ingest_file(
         embed_model=settings.embed_model,
         ingested_at=now(),
     )
-
     reused = _reuse_identical(record, store, catalog)
     if reused is not None:
         report.reused += reused
         report.chunks += reused
-        return FileOutcome(path, status, reused, reason="identical content already embedded"), []
+        return FileOutcome(path, status, reused, reason="identical content already embedded")
+    return record, data, status
 
-    try:
-        document = load(cand.path, data)
-        pieces = chunk(document, settings.chunk_tokens, settings.chunk_overlap)
-    except UnreadableDocument as exc:
-        return FileOutcome(path, "failed", reason=exc.reason), []
-    if not pieces:
-        return FileOutcome(path, "failed", reason="no extractable text"), []
+
+def _store_parsed(
+    cand: Candidate,
+    record: FileRecord,
+    parsed: Parsed,
+    status: str,
+    catalog: Catalog,
+    report: IngestReport,
+) -> tuple[FileOutcome, list[ChunkRow]]:
+    """Commit a parsed file's chunks as pending; returns its outcome and the rows to embed."""
+    if isinstance(parsed, str):
+        return FileOutcome(record.path, "failed", reason=parsed), []
+    pages, pieces = parsed
     rows = [
         ChunkRow(
-            id=chunk_id(path, digest, c.index),
-            path=path,
+            id=chunk_id(record.path, record.content_hash, c.index),
+            path=record.path,
             rel_path=cand.rel_path,
             idx=c.index,
             text=c.text,
             page=c.page,
             heading=c.heading,
             tokens=c.tokens,
-            content_hash=digest,
+            content_hash=record.content_hash,
         )
         for c in pieces
     ]
-    record = FileRecord(**{**record.__dict__, "pages": document.pages})
-    catalog.replace_file(record, rows)
+    catalog.replace_file(dataclasses.replace(record, pages=pages), rows)
     report.chunks += len(rows)
-    return FileOutcome(path, status, len(rows)), rows
+    return FileOutcome(record.path, status, len(rows)), rows
 
 
 def _reuse_identical(record: FileRecord, store: Store, catalog: Catalog) -> int | None:
@@ -451,7 +541,7 @@ def _reuse_identical(record: FileRecord, store: Store, catalog: Catalog) -> int 
             ],
         )
         catalog.replace_file(
-            FileRecord(**{**record.__dict__, "pages": donor.pages, "status": "ok"}),
+            dataclasses.replace(record, pages=donor.pages, status="ok"),
             rows,
             embedded=True,
         )

@@ -533,8 +533,8 @@ def _load_pdf(path: Path, data: bytes) -> Document:
     except UnreadableDocument:
         raise
     except DependencyError as exc:
-        # pypdf needs the optional `cryptography` package for AES before it can even try
-        # the empty password.
+        # Only without pypdf's `crypto` extra (a broken install): AES needs `cryptography`
+        # before pypdf can even try the empty password.
         raise UnreadableDocument(
             path, "encrypted PDF (AES; opening it needs the 'cryptography' package)"
         ) from exc
