@@ -35,9 +35,9 @@ def _lock(fd: int, path: Path, wait: bool) -> None:
     if os.name == "nt":  # pragma: no cover - exercised on Windows only
         import msvcrt
 
-        mode = msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK
+        mode = msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK  # type: ignore[attr-defined]
         try:
-            msvcrt.locking(fd, mode, 1)
+            msvcrt.locking(fd, mode, 1)  # type: ignore[attr-defined]
         except OSError as exc:
             raise _busy(path) from exc
         return

@@ -54,6 +54,14 @@ class Progress:
 
 
 @dataclass
+class _Tally:
+    files: int = 0
+    chunks_done: int = 0
+    chunks_total: int = 0
+    current: str = ""
+
+
+@dataclass
 class IngestReport:
     added: int = 0
     updated: int = 0
@@ -266,22 +274,18 @@ def ingest(
         max_bytes=int(settings.max_file_mb * 1_000_000) if settings.max_file_mb > 0 else None,
     )
     files_total = len(found.candidates)
-    state = {"files": 0, "chunks_done": 0, "chunks_total": catalog.pending_count(), "current": ""}
+    state = _Tally(chunks_total=catalog.pending_count())
 
     def progress() -> None:
         if on_progress:
             on_progress(
                 Progress(
-                    state["files"],
-                    files_total,
-                    state["chunks_done"],
-                    state["chunks_total"],
-                    str(state["current"]),
+                    state.files, files_total, state.chunks_done, state.chunks_total, state.current
                 )
             )
 
     def embedded(n: int) -> None:
-        state["chunks_done"] += n
+        state.chunks_done += n
         progress()
 
     def record(outcome: FileOutcome) -> None:
@@ -306,13 +310,13 @@ def ingest(
     def finish(cand: Candidate, record: FileRecord, parsed: Parsed, status: str) -> None:
         outcome, rows = _store_parsed(cand, record, parsed, status, catalog, report)
         if rows:
-            state["chunks_total"] += len(rows)
+            state.chunks_total += len(rows)
             embedder.add(rows)
         record_outcome(outcome)
 
     def record_outcome(outcome: FileOutcome) -> None:
         record(outcome)
-        state["files"] += 1
+        state.files += 1
         progress()
 
     try:
@@ -320,7 +324,7 @@ def ingest(
         embedder.add(catalog.pending())
         seen: set[str] = set()
         for cand in found.candidates:
-            state["current"] = cand.rel_path
+            state.current = cand.rel_path
             progress()
             seen.add(str(cand.path))
             prepared = _prepare(cand, settings, store, catalog, report)

@@ -91,7 +91,9 @@ def walk(
             continue
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on old Pythons
             out.skipped.append(
-                Skipped(str(given), f"cannot open: {exc.strerror or exc}", failed=True)
+                Skipped(
+                    str(given), f"cannot open: {getattr(exc, 'strerror', None) or exc}", failed=True
+                )
             )
             continue
         if stat.S_ISDIR(st.st_mode):
