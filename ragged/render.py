@@ -155,8 +155,8 @@ def search_results(retrieval: Retrieval) -> None:
         return
     table = Table(show_header=True, header_style="bold", title=f"{retrieval.mode} search")
     table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("source")
+    table.add_column("score", justify="right", style="cyan")
+    table.add_column("source", style="green")
     table.add_column("where")
     table.add_column("passage", ratio=1)
     for i, hit in enumerate(retrieval.hits, start=1):

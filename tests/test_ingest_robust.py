@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -60,7 +61,9 @@ def ingest_json(home: Path, ollama: OllamaStandIn, path: Path, *args: str) -> di
     return json.loads(done.stdout)
 
 
-def test_sigkill_mid_run_then_rerun_equals_a_clean_run(ollama: OllamaStandIn, tmp_path: Path) -> None:
+def test_sigkill_mid_run_then_rerun_equals_a_clean_run(
+    ollama: OllamaStandIn, tmp_path: Path
+) -> None:
     docs = corpus(tmp_path / "docs")
     clean_home, killed_home = tmp_path / "clean", tmp_path / "killed"
     small = ("--chunk-tokens", "64", "--chunk-overlap", "8")  # several chunks per file
@@ -92,7 +95,9 @@ def test_sigkill_mid_run_then_rerun_equals_a_clean_run(ollama: OllamaStandIn, tm
     assert chroma == catalog == clean_chroma and pending == 0
 
 
-def test_second_ingest_while_one_runs_exits_clearly(ollama: OllamaStandIn, docs: Path, env: Path) -> None:
+def test_second_ingest_while_one_runs_exits_clearly(
+    ollama: OllamaStandIn, docs: Path, env: Path
+) -> None:
     with write_lock(env):
         done = subprocess.run(
             [*RAGGED, "ingest", str(docs)],
@@ -145,11 +150,15 @@ def test_unreadable_file_is_named(ollama: OllamaStandIn, docs: Path, env: Path) 
         if setpriv is None:
             pytest.skip("running as root and util-linux's setpriv is missing")
         command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--", *command]
-    done = subprocess.run(command, env=environ(env, ollama), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        command, env=environ(env, ollama), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 1, done.stderr
     assert f"{secret}: permission denied" in done.stderr
     assert "added" in done.stdout and "Traceback" not in done.stderr
-    listing = subprocess.run([*RAGGED, "list", "--json"], env=environ(env, ollama), capture_output=True)
+    listing = subprocess.run(
+        [*RAGGED, "list", "--json"], env=environ(env, ollama), capture_output=True
+    )
     assert len(json.loads(listing.stdout)) == 5
 
 
@@ -210,3 +219,43 @@ def test_no_prune_keeps_deleted_files(
         text=True,
     )
     assert json.loads(done.stdout)["removed"] == 0
+
+
+def _run_in_terminal(argv: list[str], env: dict[str, str]) -> str:
+    main, child = pty.openpty()
+    proc = subprocess.Popen(argv, env=env, stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    out = b""
+    while True:
+        ready, _, _ = select.select([main], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    proc.wait(timeout=60)
+    os.close(main)
+    return out.decode(errors="replace")
+
+
+def test_no_color_is_honoured_on_a_terminal(ollama: OllamaStandIn, docs: Path, env: Path) -> None:
+    ingest_json(env, ollama, docs / "notes.txt")
+    base = environ(env, ollama, TERM="xterm-256color", COLUMNS="120")
+    argv = [*RAGGED, "search", "capybara", "--mode", "lexical"]
+    coloured = _run_in_terminal(argv, base)
+    plain = _run_in_terminal(argv, {**base, "NO_COLOR": "1"})
+    assert "notes.txt" in coloured and has_colour(coloured)
+    assert "notes.txt" in plain and not has_colour(plain)
+
+
+def has_colour(text: str) -> bool:
+    """Any SGR escape that sets a foreground or background colour (bold and italic are not)."""
+    for params in re.findall(r"\x1b\[([0-9;]*)m", text):
+        codes = [int(p) for p in params.split(";") if p]
+        if any(30 <= c <= 49 or 90 <= c <= 107 for c in codes):
+            return True
+    return False
