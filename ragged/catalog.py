@@ -24,6 +24,7 @@ from ragged.errors import StoreError
 
 if TYPE_CHECKING:
     from ragged.config import Settings
+    from ragged.store import Store
 
 SCHEMA_VERSION = 1
 
@@ -212,43 +213,48 @@ class Catalog:
         """Swap a file's chunks for new ones in one transaction; old ids become tombstones."""
         with self.transaction() as db:
             self._forget(db, record.path)
-            db.execute(
-                "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            self._insert(db, record, chunks, embedded)
+
+    def _insert(
+        self, db: sqlite3.Connection, record: FileRecord, chunks: Sequence[ChunkRow], embedded: bool
+    ) -> None:
+        db.execute(
+            "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.path,
+                record.root,
+                record.rel_path,
+                record.size,
+                record.mtime_ns,
+                record.content_hash,
+                record.pages,
+                len(chunks),
+                record.status,
+                record.embed_model,
+                record.ingested_at,
+            ),
+        )
+        db.executemany(
+            "INSERT INTO chunks(id, path, rel_path, idx, text, page, heading, tokens, "
+            "content_hash, embedded) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
                 (
-                    record.path,
-                    record.root,
-                    record.rel_path,
-                    record.size,
-                    record.mtime_ns,
-                    record.content_hash,
-                    record.pages,
-                    len(chunks),
-                    record.status,
-                    record.embed_model,
-                    record.ingested_at,
-                ),
-            )
-            db.executemany(
-                "INSERT INTO chunks(id, path, rel_path, idx, text, page, heading, tokens, "
-                "content_hash, embedded) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        c.id,
-                        c.path,
-                        c.rel_path,
-                        c.idx,
-                        c.text,
-                        c.page,
-                        c.heading,
-                        c.tokens,
-                        c.content_hash,
-                        int(embedded),
-                    )
-                    for c in chunks
-                ],
-            )
-            # An id may have been tombstoned by an earlier version of this file: it lives again.
-            db.executemany("DELETE FROM tombstones WHERE id = ?", [(c.id,) for c in chunks])
+                    c.id,
+                    c.path,
+                    c.rel_path,
+                    c.idx,
+                    c.text,
+                    c.page,
+                    c.heading,
+                    c.tokens,
+                    c.content_hash,
+                    int(embedded),
+                )
+                for c in chunks
+            ],
+        )
+        # An id may have been tombstoned by an earlier version of this file: it lives again.
+        db.executemany("DELETE FROM tombstones WHERE id = ?", [(c.id,) for c in chunks])
 
     def remove_files(self, paths: Iterable[str]) -> int:
         """Forget files and tombstone their chunks; returns how many files were known."""
@@ -364,8 +370,76 @@ class Catalog:
         return [(ChunkRow(*r[:9]), -float(r[9])) for r in rows]
 
     def rebuild_lexical(self) -> None:
+        """Rebuild the BM25 index from the chunk table (after a damaged index or a schema change)."""
         with self.transaction() as db:
             db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+
+    def replace_all(self, files: Sequence[tuple[FileRecord, Sequence[ChunkRow]]]) -> None:
+        """Make the catalog hold exactly these files and embedded chunks, in one transaction."""
+        with self.transaction() as db:
+            # The delete trigger needs an index that matches the rows (else "malformed"), and
+            # the index may be what was damaged: rebuild it from the rows first.
+            db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+            db.execute("DELETE FROM chunks")
+            db.execute("DELETE FROM files")
+            db.execute("DELETE FROM tombstones")
+            db.execute("DELETE FROM meta WHERE key = 'run_in_progress'")
+            for record, chunks in files:
+                self._insert(db, record, chunks, embedded=True)
+
+
+def rebuild_catalog_from_store(store: Store, catalog: Catalog) -> int:
+    """Refill a lost or damaged catalog (manifest, chunk texts, BM25 index) from Chroma.
+
+    Chroma keeps every chunk's text and metadata, so only what it never had stays unknown: a
+    file's size and mtime become 0, and the next ingest hashes each file once, finds the
+    same content and keeps its chunks. Returns the number of chunks restored.
+    """
+    from ragged.ingest.chunking import count_tokens
+
+    recorded = store.embedding
+    model = recorded[0] if recorded else None
+    by_path: dict[str, list[ChunkRow]] = {}
+    for id_, _vector, text, meta in store.iter_all():
+        path = str(meta.get("path") or "")
+        if not path:
+            continue  # not written by ragged: nothing to tie it to a file
+        page = meta.get("page")
+        by_path.setdefault(path, []).append(
+            ChunkRow(
+                id=id_,
+                path=path,
+                rel_path=str(meta.get("rel_path") or Path(path).name),
+                idx=int(meta.get("chunk_index", 0)),
+                text=text,
+                page=int(page) if page is not None else None,
+                heading=str(meta.get("heading") or ""),
+                tokens=count_tokens(text),
+                content_hash=str(meta.get("content_hash") or ""),
+            )
+        )
+    files = []
+    for path, rows in sorted(by_path.items()):
+        rows.sort(key=lambda r: r.idx)
+        rel = rows[0].rel_path
+        # e.g. /home/me/docs/guide/a.md with rel_path guide/a.md came from /home/me/docs
+        root = path[: -len(rel) - 1] if path.endswith("/" + rel) else str(Path(path).parent)
+        record = FileRecord(
+            path=path,
+            root=root,
+            rel_path=rel,
+            size=0,
+            mtime_ns=0,
+            content_hash=rows[0].content_hash,
+            pages=None,
+            chunks=len(rows),
+            status="ok",
+            embed_model=model,
+            ingested_at=now(),
+        )
+        files.append((record, rows))
+    catalog.replace_all(files)
+    return sum(len(rows) for _, rows in files)
 
 
 def catalog_path(settings: Settings, collection: str | None = None) -> Path:

@@ -436,4 +436,4 @@ def config(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             )
 
 
-from ragged import cli_doctor  # noqa: E402,F401
+from ragged import cli_copy, cli_doctor  # noqa: E402,F401

@@ -212,11 +212,12 @@ def classify_ollama_host(url: str) -> str:
         return "loopback"
     if name in HOST_GATEWAY_NAMES:
         return "host-gateway"
+    # A bare name like `gpu-box` is as often a LAN machine as a compose service, so only
+    # names that say container or VM count as one.
     if (
         name in CONTAINER_NAMES
         or name.startswith(CONTAINER_PREFIXES)
         or name.endswith(CONTAINER_SUFFIXES)
-        or "." not in name
     ):
         return "container"
     return "remote"
@@ -844,6 +845,9 @@ def run_checks(
     checks.append(offload)
     if installed is None:
         checks.append(_skipped("memory", "Ollama is not reachable"))
+    elif classify_ollama_host(settings.ollama_host) == "remote":
+        # This machine's memory says nothing about the one Ollama runs on; offload does.
+        checks.append(_skipped("memory", "Ollama runs on another machine (see gpu offload)"))
     else:
         checks.append(check_memory(host, chat_model, _find(chat_model, installed), loaded))
     if bench:

@@ -27,12 +27,19 @@ EMBED_PREFIXES: dict[str, tuple[str, str]] = {
     "all-minilm": ("", ""),
 }
 
+# A wrong or unreachable OLLAMA_HOST should fail in seconds; the response timeout
+# (settings.timeout, 300 s) stays long because a model loading over a network can be slow.
+CONNECT_TIMEOUT = 10.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
 RETRY_DELAYS = (0.5, 1.0, 2.0)  # bounded backoff: at most ~3.5 s of waiting per call
 TOO_LONG_MESSAGE = "input length exceeds the context length"
 NOT_RUNNING_HINT = (
     "start it with `ollama serve` (on a Mac run the native app: Ollama in Docker cannot use "
     "the Metal GPU), or point OLLAMA_HOST at where it runs"
+)
+UNREACHABLE_HINT = (
+    "check OLLAMA_HOST; on the Ollama machine, make it listen beyond loopback "
+    "(OLLAMA_HOST=0.0.0.0 for `ollama serve`) and let port 11434 through its firewall"
 )
 
 
@@ -121,12 +128,17 @@ class LLM:
     def __init__(
         self, host: str, timeout: float = 300.0, retry_delays: Sequence[float] = RETRY_DELAYS
     ):
+        import httpx
         import ollama
 
         self.host = host
         self.timeout = timeout
+        self.connect_timeout = min(CONNECT_TIMEOUT, timeout)
         self.retry_delays = tuple(retry_delays)
-        self._client = ollama.Client(host=host, timeout=timeout)
+        # ollama.Client hands `timeout` to httpx.Client as is, so an httpx.Timeout works.
+        self._client = ollama.Client(
+            host=host, timeout=httpx.Timeout(timeout, connect=self.connect_timeout)
+        )
 
     # -- error translation -------------------------------------------------------------
 
@@ -156,6 +168,13 @@ class LLM:
                 raise OllamaFailed(
                     f"Ollama at {self.host} failed: {exc.error}{status}",
                     hint="see the Ollama server log (`ollama serve` output) for the cause",
+                ) from exc
+            except httpx.ConnectTimeout as exc:
+                # Nothing answered at all: a wrong host or a firewall, which retrying won't fix.
+                raise OllamaUnavailable(
+                    f"cannot reach Ollama at {self.host} "
+                    f"(no connection within {self.connect_timeout:g} s)",
+                    hint=UNREACHABLE_HINT,
                 ) from exc
             except httpx.TimeoutException as exc:
                 if attempt < len(self.retry_delays):

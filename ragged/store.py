@@ -21,6 +21,16 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 EMBED_MODEL_KEY = "ragged:embed_model"
 EMBED_DIM_KEY = "ragged:embed_dim"
 WRITE_BATCH = 1000  # well under Chroma's max batch size, and bounded memory per request
+DEFAULT_SERVER_PORT = 8000  # `chroma run`'s port; the compose file maps it to 8001
+# chromadb's HTTP client waits forever by default (httpx timeout=None). A wrong host should
+# fail within seconds; a big upsert over a slow link may legitimately take a minute or two.
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 120.0
+SERVER_DOWN_HINT = (
+    "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`) and "
+    "run the command again, which finishes any interrupted work; or unset RAGGED_CHROMA_URL "
+    "to use the embedded store"
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +98,17 @@ class Store:
             except Exception as exc:  # Chroma raises several types for "no such collection"
                 if "does not exist" in str(exc) or "not found" in str(exc).lower():
                     return None
-                raise StoreError(f"Chroma at {self.where}: {exc}") from exc
+                raise explain(exc, self.where) from exc
         return self._collection
+
+    @property
+    def exists(self) -> bool:
+        return self._get() is not None
+
+    @property
+    def shared(self) -> bool:
+        """A server may hold other machines' chunks, which no local catalog knows about."""
+        return self.where.startswith(("http://", "https://"))
 
     @property
     def embedding(self) -> tuple[str, int] | None:
@@ -129,9 +148,7 @@ class Store:
                     embedding_function=None,
                 )
             except Exception as exc:
-                raise StoreError(
-                    f"cannot create collection '{self.name}' at {self.where}: {exc}"
-                ) from exc
+                raise explain(exc, self.where, f"cannot create collection '{self.name}'") from exc
 
     def add(
         self,
@@ -217,6 +234,22 @@ class Store:
                 yield id_, [float(x) for x in vec], doc or "", dict(meta or {})
             offset += len(res["ids"])
 
+    def iter_texts(self, batch: int = WRITE_BATCH) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Every (id, text, metadata) without vectors: a quarter of the bytes of `iter_all`."""
+        col = self._get()
+        if col is None:
+            return
+        offset = 0
+        while True:
+            res = self._guard(
+                lambda o=offset: col.get(limit=batch, offset=o, include=["documents", "metadatas"])
+            )
+            if not res["ids"]:
+                return
+            for id_, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True):
+                yield id_, doc or "", dict(meta or {})
+            offset += len(res["ids"])
+
     def ids(self) -> set[str]:
         col = self._get()
         if col is None:
@@ -259,22 +292,124 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(
-                f"Chroma at {self.where} failed: {exc}",
-                hint="check that the Chroma server is up"
-                if self.where.startswith("http")
-                else None,
-            ) from exc
+            raise explain(exc, self.where) from exc
+
+
+def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreError:
+    """Turn whatever chromadb or httpx raised into one StoreError that says what to do.
+
+    A server that is down or goes away mid-run surfaces as several httpx errors (refused,
+    reset, "server disconnected", a timeout) or as chromadb's own ValueError at connect time.
+    """
+    import httpx
+
+    prefix = f"{doing}: " if doing else ""  # the messages below name `where` themselves
+    general = f"{doing} at {where}: " if doing else f"Chroma at {where} failed: "
+    text = str(exc) or type(exc).__name__
+    if not where.startswith(("http://", "https://")):
+        return StoreError(general + text)
+    # chromadb re-raises some httpx errors as a bare ValueError or Exception: look beneath.
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, httpx.HTTPError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        exc, text = cause, str(cause) or type(cause).__name__
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        if status in (401, 403):
+            text = f"HTTP {status} {exc.response.reason_phrase}"
+        else:
+            return StoreError(
+                f"{prefix}{where} answered HTTP {status} {exc.response.reason_phrase} "
+                f"to {exc.request.url.path}: is it a Chroma 1.x server?",
+                hint="check the host and port in RAGGED_CHROMA_URL (`ragged config`); the "
+                "server's version should match the chromadb package (`pip show chromadb`)",
+            )
+    if isinstance(exc, httpx.ConnectTimeout):
+        return StoreError(
+            f"{prefix}cannot reach the Chroma server at {where} "
+            f"(no connection within {CONNECT_TIMEOUT:g} s)",
+            hint="check the host name and port in RAGGED_CHROMA_URL and that a firewall lets "
+            "the port through; " + SERVER_DOWN_HINT,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return StoreError(
+            f"{prefix}the Chroma server at {where} did not answer within {REQUEST_TIMEOUT:g} s",
+            hint="check the server's load and log, then run the command again",
+        )
+    if isinstance(exc, httpx.ConnectError) or "Could not connect to a Chroma server" in text:
+        return StoreError(f"{prefix}the Chroma server at {where} is not running", SERVER_DOWN_HINT)
+    if isinstance(exc, httpx.TransportError):
+        # Reset, "Server disconnected without sending a response": it went away mid-request.
+        return StoreError(
+            f"{prefix}lost the connection to the Chroma server at {where} ({text})",
+            SERVER_DOWN_HINT,
+        )
+    # A Chroma auth error, a 401/403 found above, or a proxy's refusal known only by its words.
+    lowered = text.lower()
+    if type(exc).__name__ in ("ChromaAuthError", "AuthorizationError") or any(
+        word in lowered for word in ("unauthorized", "forbidden", "access denied")
+    ):
+        return StoreError(
+            f"{prefix}the Chroma server at {where} refused the request: {text[:200]}",
+            hint="set RAGGED_CHROMA_TOKEN to the token the server (or its proxy) expects",
+        )
+    return StoreError(general + text, hint="see the Chroma server's log for the cause")
 
 
 def list_collections(settings: Settings) -> list[tuple[str, int, str | None]]:
     """(name, chunk count, embedding model) of every collection in the configured Chroma."""
     client = _client(settings)
     out = []
-    for col in client.list_collections():
-        meta = col.metadata or {}
-        out.append((col.name, int(col.count()), meta.get(EMBED_MODEL_KEY)))
+    try:
+        for col in client.list_collections():
+            meta = col.metadata or {}
+            out.append((col.name, int(col.count()), meta.get(EMBED_MODEL_KEY)))
+    except Exception as exc:
+        raise explain(exc, store_location(settings)) from exc
     return sorted(out)
+
+
+# One HttpClient per server and database for the life of the process: chromadb keeps every
+# HttpClient's connection pool alive in a class-level registry, so making a fresh one per
+# call would leak connections in a long-lived process (a test run, a Python user's loop).
+_HTTP_CLIENTS: dict[tuple[str, str | None, str, str], Any] = {}
+
+
+def http_options(settings: Settings) -> dict[str, Any]:
+    """HttpClient arguments from the settings: URL -> host, port, TLS; token -> headers.
+
+    e.g. "https://chroma.example" -> port 443 with TLS; "gpu-box:8001" -> http on 8001;
+    "http://h" -> port 8000, Chroma's own default, not 80.
+    """
+    url = settings.chroma_url or ""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https"):
+        raise StoreError(
+            f"RAGGED_CHROMA_URL has an unsupported scheme: {url!r}",
+            hint="use http://host:port or https://host[:port]",
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise StoreError(f"RAGGED_CHROMA_URL has a bad port: {url!r}") from exc
+    headers = None
+    if settings.chroma_token:
+        # Both places a token may be looked for: `Authorization: Bearer` is what reverse
+        # proxies (and Chroma's own 0.x token auth by default) check; Chroma Cloud and 0.x
+        # servers configured for it read X-Chroma-Token.
+        headers = {
+            "Authorization": f"Bearer {settings.chroma_token}",
+            "X-Chroma-Token": settings.chroma_token,
+        }
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": port or (443 if parts.scheme == "https" else DEFAULT_SERVER_PORT),
+        "ssl": parts.scheme == "https",
+        "headers": headers,
+        "tenant": settings.chroma_tenant,
+        "database": settings.chroma_database,
+    }
 
 
 def _client(settings: Settings) -> Any:
@@ -282,38 +417,70 @@ def _client(settings: Settings) -> Any:
     from chromadb.config import Settings as ChromaSettings
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
-    try:
-        if settings.chroma_url:
-            parts = urlsplit(
-                settings.chroma_url
-                if "://" in settings.chroma_url
-                else f"http://{settings.chroma_url}"
-            )
-            headers = (
-                {"Authorization": f"Bearer {settings.chroma_token}"}
-                if settings.chroma_token
-                else None
-            )
-            return chromadb.HttpClient(
-                host=parts.hostname or "127.0.0.1",
-                port=parts.port or (443 if parts.scheme == "https" else 8000),
-                ssl=parts.scheme == "https",
-                headers=headers,
-                settings=chroma_settings,
-                tenant=settings.chroma_tenant,
-                database=settings.chroma_database,
-            )
+    if not settings.chroma_url:
         path = Path(settings.home) / "chroma"
-        path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        except Exception as exc:
+            raise StoreError(
+                f"cannot open Chroma at {path}: {exc}", hint="check that the data dir is writable"
+            ) from exc
+
+    options = http_options(settings)
+    key = (
+        settings.chroma_url,
+        settings.chroma_token,
+        settings.chroma_tenant,
+        settings.chroma_database,
+    )
+    if key in _HTTP_CLIENTS:
+        return _HTTP_CLIENTS[key]
+    try:
+        client = chromadb.HttpClient(settings=chroma_settings, **options)
     except Exception as exc:
-        where = settings.chroma_url or str(Path(settings.home) / "chroma")
-        raise StoreError(
-            f"cannot open Chroma at {where}: {exc}",
-            hint="start the server (`docker compose up -d chromadb`) or unset RAGGED_CHROMA_URL"
-            if settings.chroma_url
-            else "check that the data dir is writable",
+        if "Database" in str(exc) and "not found" in str(exc):
+            # Like a collection, a database is made on first use rather than by hand.
+            client = _create_database(settings, options, chroma_settings, exc)
+        else:
+            raise explain(exc, settings.chroma_url, "cannot open Chroma") from exc
+    _set_timeout(client)
+    _HTTP_CLIENTS[key] = client
+    return client
+
+
+def _create_database(
+    settings: Settings, options: dict[str, Any], chroma_settings: Any, cause: Exception
+) -> Any:
+    import chromadb
+
+    where = str(settings.chroma_url)
+    try:
+        admin = chromadb.AdminClient(
+            chromadb.config.Settings(
+                chroma_api_impl="chromadb.api.fastapi.FastAPI",
+                chroma_server_host=options["host"],
+                chroma_server_http_port=options["port"],
+                chroma_server_ssl_enabled=options["ssl"],
+                chroma_server_headers=options["headers"],
+                anonymized_telemetry=False,
+            )
+        )
+        admin.create_database(settings.chroma_database, tenant=settings.chroma_tenant)
+        return chromadb.HttpClient(settings=chroma_settings, **options)
+    except Exception as exc:
+        raise explain(
+            exc, where, f"cannot create database '{settings.chroma_database}' ({cause})"
         ) from exc
+
+
+def _set_timeout(client: Any) -> None:
+    """Bound every request; chromadb offers no setting for it, so set it on its httpx session."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT)
 
 
 def store_location(settings: Settings) -> str:
@@ -341,10 +508,7 @@ def describe(settings: Settings) -> dict[str, Any]:
             heartbeat = int(client.heartbeat())
             version = str(client.get_version())
         except Exception as exc:
-            raise StoreError(
-                f"Chroma server at {where} did not answer: {exc}",
-                hint="start the server (`docker compose up -d chromadb`) or unset RAGGED_CHROMA_URL",
-            ) from exc
+            raise explain(exc, where) from exc
         return {"mode": "server", "location": where, "version": version, "heartbeat_ns": heartbeat}
     path = Path(where)
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.chroma_server import ChromaServer
 from tests.ollama_standin import OllamaStandIn
 
 DATA = Path(__file__).parent / "data"
@@ -78,3 +80,52 @@ def bench_dir(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (shared benchmark data is not beside this checkout)")
     return path
+
+
+# -- Chroma server mode ----------------------------------------------------------------------
+# The suite's end-to-end modules run twice: against the embedded store and against one real
+# `chroma run` server per session, each test in a database of its own (a database costs a
+# few milliseconds; a server start about a second).
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """One `chroma run` on 127.0.0.1, a free port and a temporary path, for the whole session."""
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data")
+    server.start()
+    yield server
+    server.stop()
+
+
+_database_numbers = itertools.count()
+
+
+def new_chroma_database(server: ChromaServer) -> str:
+    """A fresh, empty database on the server (names: 3-512 of [a-zA-Z0-9._-])."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    name = f"test-{os.getpid()}-{next(_database_numbers)}"
+    admin = chromadb.AdminClient(
+        ChromaSettings(
+            chroma_api_impl="chromadb.api.fastapi.FastAPI",
+            chroma_server_host=server.host,
+            chroma_server_http_port=server.port,
+            anonymized_telemetry=False,
+        )
+    )
+    admin.create_database(name)
+    return name
+
+
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
+def chroma_mode(request: pytest.FixtureRequest, env: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the embedded store and once against a real Chroma server."""
+    if request.param == "server":
+        server: ChromaServer = request.getfixturevalue("chroma_server")
+        if not server.running:
+            # A test that stopped or killed the shared server must not break the ones after it.
+            server.start()
+        monkeypatch.setenv("RAGGED_CHROMA_URL", server.url)
+        monkeypatch.setenv("RAGGED_CHROMA_DATABASE", new_chroma_database(server))
+    return str(request.param)

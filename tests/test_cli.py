@@ -15,6 +15,9 @@ from ragged.answer import CANNOT_ANSWER_PHRASE
 from ragged.cli import app
 from tests.ollama_standin import OllamaStandIn
 
+# Every test runs against the embedded store and against a real `chroma run` server.
+pytestmark = pytest.mark.usefixtures("chroma_mode")
+
 
 def run(runner: CliRunner, *args: str, ok: bool = True, input: str | None = None):  # type: ignore[no-untyped-def]
     result = runner.invoke(app, list(args), catch_exceptions=not ok, input=input)

@@ -313,6 +313,7 @@ def test_describe_offload(size: int, vram: int, said: str) -> None:
         ("http://lima-default:11434", "container"),
         ("http://172.17.0.2:11434", "container"),
         ("http://studio.lan:11434", "remote"),
+        ("http://gpu-box:11434", "remote"),  # a bare LAN name is not a container
         ("http://192.168.1.20:11434", "remote"),
     ],
 )

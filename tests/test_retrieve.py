@@ -6,20 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from ragged.catalog import open_catalog
+from ragged.catalog import catalog_path, open_catalog, rebuild_catalog_from_store
 from ragged.config import load_settings
 from ragged.ingest import ingest
 from ragged.llm import connect
-from ragged.retrieve import diversify, retrieve, rrf
+from ragged.retrieve import diversify, fuse, retrieve
 from ragged.store import Hit, open_store
 from tests.ollama_standin import OllamaStandIn
 
+# Every test runs against the embedded store and against a real `chroma run` server.
+pytestmark = pytest.mark.usefixtures("chroma_mode")
 
-def h(id_: str, path: str = "/a", text: str | None = None) -> Hit:
+
+def h(id_: str, path: str = "/a", text: str | None = None, score: float = 0.0) -> Hit:
     return Hit(
         id=id_,
         text=text or f"passage {id_} " * 3,
-        score=0.0,
+        score=score,
         path=path,
         rel_path=path,
         page=None,
@@ -28,15 +31,31 @@ def h(id_: str, path: str = "/a", text: str | None = None) -> Hit:
     )
 
 
-def test_rrf_rewards_agreement() -> None:
-    fused = rrf([(1.0, [h("a"), h("b"), h("c")]), (1.0, [h("c"), h("a")])])
-    assert [x.id for x, _ in fused] == ["a", "c", "b"]
-    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+def test_fuse_averages_cosine_and_bm25_scaled_by_the_best() -> None:
+    dense = [h("a", score=0.62), h("b", score=0.40)]
+    lexical = [h("c", score=12.0), h("a", score=9.0)]
+    fused = {x.id: s for x, s in fuse(dense, lexical, 1.0, 1.0)}
+    assert fused["a"] == pytest.approx((0.62 + 9.0 / 12.0) / 2)
+    # Missing from a list: that list's lowest score (b: 9/12, c: 0.40).
+    assert fused["b"] == pytest.approx((0.40 + 0.75) / 2)
+    assert fused["c"] == pytest.approx((0.40 + 1.0) / 2)
 
 
-def test_rrf_weights() -> None:
-    fused = rrf([(0.1, [h("a")]), (1.0, [h("b")])])
-    assert [x.id for x, _ in fused] == ["b", "a"]
+def test_fuse_unsure_dense_cannot_overturn_a_clear_lexical_winner() -> None:
+    # Low, close cosines (a weak model) against a clear BM25 gap: rank fusion would let the
+    # dense order decide as much as the lexical one; score fusion keeps the lexical winner.
+    dense = [h("b", score=0.31), h("a", score=0.29)]
+    lexical = [h("a", score=12.0), h("b", score=3.0)]
+    assert [x.id for x, _ in fuse(dense, lexical, 1.0, 1.0)] == ["a", "b"]
+
+
+def test_fuse_weights() -> None:
+    dense = [h("a", score=0.9), h("b", score=0.1)]
+    lexical = [h("b", score=10.0), h("a", score=1.0)]
+    assert fuse(dense, lexical, 1.0, 1.0)[0][0].id == "b"
+    assert fuse(dense, lexical, 3.0, 1.0)[0][0].id == "a"
+    assert fuse(dense, lexical, 0.0, 0.0)[0][0].id == "b"  # no weights: equal ones
+    assert [x.id for x, _ in fuse([], lexical, 1.0, 1.0)] == ["b", "a"]
 
 
 def test_diversify_caps_per_source_and_drops_near_duplicates() -> None:
@@ -51,6 +70,15 @@ def test_diversify_caps_per_source_and_drops_near_duplicates() -> None:
     ]
     kept = diversify(hits, k=10, max_per_source=2)
     assert [x.id for x in kept] == ["1", "2", "4", "6"]
+
+
+def test_diversify_keeps_distinct_passages_that_share_phrases() -> None:
+    common = "randomized controlled trial of vitamin d supplementation in older adults "
+    hits = [
+        h("1", "/a", common + "showed fewer falls over two years of follow up"),
+        h("2", "/b", common + "found no change in bone mineral density at the hip"),
+    ]
+    assert [x.id for x in diversify(hits, k=10, max_per_source=1)] == ["1", "2"]
 
 
 @pytest.fixture
@@ -97,6 +125,57 @@ def test_relevance_floor(indexed) -> None:  # type: ignore[no-untyped-def]
         "xylophone zeppelin", settings, llm, store, catalog, mode="dense", min_score=0.1
     )
     assert nothing.hits == [] and nothing.considered > 0
+
+
+def test_relevance_floor_in_hybrid(indexed) -> None:  # type: ignore[no-untyped-def]
+    settings, llm, store, catalog = indexed
+    # No word matches and every vector is under the floor: nothing, so `ask` does not guess.
+    nothing = retrieve("xylophone zeppelin", settings, llm, store, catalog, min_score=0.5)
+    assert nothing.mode == "hybrid" and nothing.hits == [] and nothing.considered > 0
+    found = retrieve("capybara rodent", settings, llm, store, catalog, min_score=0.5)
+    assert Path(found.hits[0].path).name == "notes.txt"
+
+
+def test_hybrid_is_the_default_and_scores_are_fused(indexed) -> None:  # type: ignore[no-untyped-def]
+    settings, llm, store, catalog = indexed
+    result = retrieve("Stone Town guesthouses ferry terminal", settings, llm, store, catalog)
+    assert result.mode == "hybrid" and result.notice is None
+    scores = [x.score for x in result.hits]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
+
+
+def test_catalog_rebuilt_from_the_store(indexed, docs: Path) -> None:  # type: ignore[no-untyped-def]
+    settings, llm, store, catalog = indexed
+    before = {c.id: c for f in catalog.files() for c in catalog.chunks_of(f.path)}
+    files_before = {f.path: (f.root, f.rel_path, f.content_hash) for f in catalog.files()}
+    catalog.close()
+    for suffix in ("", "-wal", "-shm"):  # the catalog is lost
+        Path(f"{catalog_path(settings)}{suffix}").unlink(missing_ok=True)
+
+    catalog = open_catalog(settings)
+    assert catalog.chunk_count() == 0
+    assert rebuild_catalog_from_store(store, catalog) == len(before)
+    after = {c.id: c for f in catalog.files() for c in catalog.chunks_of(f.path)}
+    assert after == before
+    assert {f.path: (f.root, f.rel_path, f.content_hash) for f in catalog.files()} == files_before
+    assert catalog.embedded_count() == len(before) and catalog.pending_count() == 0
+    lexical = retrieve("sync_interval", settings, llm, store, catalog, mode="lexical")
+    assert Path(lexical.hits[0].path).name == "install.md"
+
+    # The next ingest finds the same bytes and embeds nothing again.
+    report = ingest([docs], settings, llm, store, catalog)
+    assert report.ok and report.embedded == 0 and report.added == report.updated == 0
+
+
+def test_rebuild_replaces_whatever_the_catalog_held(indexed) -> None:  # type: ignore[no-untyped-def]
+    settings, llm, store, catalog = indexed
+    count = catalog.chunk_count()
+    # A damaged BM25 index: the rebuild must not trip over it.
+    catalog._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all')")
+    assert rebuild_catalog_from_store(store, catalog) == count
+    catalog._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+    result = retrieve("capybara rodent", settings, llm, store, catalog, mode="lexical")
+    assert Path(result.hits[0].path).name == "notes.txt"
 
 
 def test_falls_back_to_lexical_without_ollama(indexed, ollama: OllamaStandIn) -> None:  # type: ignore[no-untyped-def]

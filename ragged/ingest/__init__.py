@@ -239,7 +239,10 @@ def reconcile(catalog: Catalog, store: Store) -> None:
         return
     embedded = catalog.embedded_ids()
     in_store = store.ids()
-    store.delete(sorted(in_store - embedded))
+    if not store.shared:
+        # Only an embedded store is this catalog's alone; on a server an id this catalog
+        # never wrote may be another machine's chunk.
+        store.delete(sorted(in_store - embedded))
     missing = embedded - in_store
     if missing:
         catalog.mark_unembedded(missing)
@@ -535,6 +538,9 @@ def _reuse_identical(record: FileRecord, store: Store, catalog: Catalog) -> int 
             )
             for c in old
         ]
+        # Catalog first (as pending), then vectors, then the mark: the same order as a
+        # parsed file, so a crash in between leaves nothing the next run cannot see.
+        catalog.replace_file(dataclasses.replace(record, pages=donor.pages), rows)
         store.add(
             [r.id for r in rows],
             [vectors[c.id] for c in old],
@@ -544,10 +550,6 @@ def _reuse_identical(record: FileRecord, store: Store, catalog: Catalog) -> int 
                 for r in rows
             ],
         )
-        catalog.replace_file(
-            dataclasses.replace(record, pages=donor.pages, status="ok"),
-            rows,
-            embedded=True,
-        )
+        catalog.mark_embedded([r.id for r in rows], record.embed_model or "")
         return len(rows)
     return None

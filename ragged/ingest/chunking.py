@@ -117,7 +117,11 @@ def split_text(text: str, max_tokens: int, overlap: int) -> list[tuple[str, int]
     n = len(tokens)
     if n <= max_tokens:
         stripped = text.strip()
-        return [(stripped, n if stripped == text else count_tokens(stripped))] if stripped else []
+        # n is exact only for unstripped text encoded in one block (see _encode).
+        exact = stripped == text and len(text) <= BLOCK_CHARS
+        count = n if exact else count_tokens(stripped)
+        if count <= max_tokens:
+            return [(stripped, count)] if stripped else []
     starts = _token_starts(tokens)
     pieces: list[tuple[str, int]] = []
     a = 0  # character offset where the current piece starts

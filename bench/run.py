@@ -1,0 +1,668 @@
+"""`make bench`: ragged's own overhead against an Ollama whose busy time is known (issue 7).
+
+Every figure is measured through ragged's real code, in fresh processes, against the Ollama
+stand-in (tests/ollama_standin.py) running in a process of its own with a fixed cost per
+embedded item and per generated token, so Ollama's own busy time is known exactly:
+
+    .venv/bin/python bench/run.py                 # the full table (about 10-15 min)
+    .venv/bin/python bench/run.py --quick         # smaller sizes, fewer repetitions (< 2 min)
+    .venv/bin/python bench/run.py --profile DIR   # pyinstrument profiles instead of the table
+
+See docs/benchmarks.md ("## Performance") for what each row means and the latest results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import corpus as synth  # noqa: E402
+from bench.standin import StandInProcess  # noqa: E402
+from bench.timing import (  # noqa: E402
+    RAGGED,
+    machine,
+    median,
+    percentile,
+    run,
+    time_to_first_byte,
+    worker,
+)
+
+# The targets of issue 7.
+STARTUP_RATIO = 1.5  # ragged --help / --version vs `python -c "import typer"`
+BUSY_RATIO = 1.15  # ingest wall time / time Ollama was busy
+REINGEST_S = 1.0  # unchanged 2,000-file folder, beyond start-up
+SEARCH_P50_MS = 100.0  # at 100k chunks, beyond the embedding call
+SEARCH_P95_MS = 250.0
+TTFT_OVERHEAD_MS = 150.0  # time to first token beyond the model's own
+PEAK_RSS_MB = 600.0  # ingest of 100k chunks
+
+HEAVY = ("chromadb", "ollama", "pypdf", "tiktoken")  # must not be imported by --help/--version
+CHAT_MODEL = "llama3.2:3b"  # one the stand-in serves
+REINGEST_FILES = 2000
+SECTIONS = ("startup", "ingest", "reingest", "ask", "scale")
+# The shared corpus's subset for --quick: real markdown and rendered PDFs, ~30 s of work.
+QUICK_CORPUS = ("markdown/typer", "markdown/sqlmodel", "pdf/rendered-docs")
+
+IMPORT_CHECK = """
+import sys
+sys.argv = ["ragged", {arg!r}]
+from ragged.cli import app
+try:
+    app()
+except SystemExit:
+    pass
+print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+"""
+
+
+@dataclass
+class Row:
+    section: str
+    measure: str
+    value: str
+    target: str = ""
+    status: str = "info"  # PASS | MISS | info
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def add(
+        self,
+        section: str,
+        measure: str,
+        value: str,
+        target: str = "",
+        ok: bool | None = None,
+    ) -> None:
+        status = "info" if ok is None else ("PASS" if ok else "MISS")
+        self.rows.append(Row(section, measure, value, target, status))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so --json output stays clean."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path, server: StandInProcess) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.server = server
+        self.results = Results()
+        self.vocab = synth.vocabulary(args.corpus)
+        self.corpus_in_reingest = False  # whether the re-ingest store holds the real markdown
+
+    def env(self, home: Path) -> dict[str, str]:
+        """A child's environment: nothing of the user's ragged setup, our stand-in, our home."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("RAGGED_") and k not in ("OLLAMA_HOST", "FORCE_COLOR")
+        }
+        env.update(
+            RAGGED_HOME=str(home),
+            OLLAMA_HOST=self.server.host,
+            RAGGED_CHAT_MODEL=CHAT_MODEL,
+            RAGGED_EMBED_CONCURRENCY=str(self.args.concurrency),
+            ANONYMIZED_TELEMETRY="False",
+            TERMINAL_WIDTH="120",
+            NO_COLOR="1",
+        )
+        if self.args.embed_batch:
+            env["RAGGED_EMBED_BATCH"] = str(self.args.embed_batch)
+        return env
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def startup(self) -> None:
+        reps = self.args.reps or (8 if self.args.quick else 25)
+        env = self.env(self.tmp / "startup-home")
+        commands = {
+            "import typer": [sys.executable, "-c", "import typer"],
+            "ragged --help": [RAGGED, "--help"],
+            "ragged --version": [RAGGED, "--version"],
+        }
+        names = list(commands)
+        for name in names:  # one untimed pass: the page cache, .pyc files
+            run(commands[name], env, capture=False)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        log(f"start-up: {reps} interleaved runs of {', '.join(names)}")
+        for rep in range(reps):
+            # Interleaved, rotating the order, so drift in the machine's load hits all three.
+            for i in range(len(names)):
+                name = names[(rep + i) % len(names)]
+                times[name].append(run(commands[name], env, capture=False).seconds)
+        base = median(times["import typer"])
+        r = self.results
+        r.data["startup"] = {name: median(t) for name, t in times.items()}
+        r.data["startup"]["reps"] = reps
+        r.add("start-up", "python -c 'import typer' (median)", ms(base))
+        for name in ("ragged --help", "ragged --version"):
+            value = median(times[name])
+            r.add("start-up", f"{name} (median)", ms(value))
+            r.add(
+                "start-up",
+                f"{name} / import typer",
+                f"{value / base:.2f}x",
+                f"<= {STARTUP_RATIO}x",
+                value / base <= STARTUP_RATIO,
+            )
+        for arg in ("--help", "--version"):
+            code = IMPORT_CHECK.format(arg=arg, heavy=HEAVY)
+            done = run([sys.executable, "-c", code], env)
+            line = next((x for x in done.stderr.splitlines() if x.startswith("HEAVY=")), None)
+            heavy = line[len("HEAVY=") :] if line is not None else "?"
+            r.data["startup"][f"heavy_imports {arg}"] = heavy
+            r.add(
+                "start-up",
+                f"heavy modules imported by {arg}",
+                heavy or "none",
+                "none of " + "/".join(HEAVY),
+                heavy == "",
+            )
+
+    # -- ingest against a busy Ollama ----------------------------------------------------
+
+    def corpus_paths(self) -> list[Path]:
+        root: Path = self.args.corpus
+        if self.args.quick and root == synth.SHARED_CORPUS:
+            paths = [root / p for p in QUICK_CORPUS if (root / p).exists()]
+            if paths:
+                return paths
+        return [root]
+
+    def ingest(self) -> None:
+        paths = self.corpus_paths()
+        if not all(p.exists() for p in paths):
+            self.results.add("ingest", "corpus", f"missing: {self.args.corpus}", "", False)
+            return
+        delay = self.args.embed_delay
+        self.server.set(embed_delay=delay)
+        self.server.reset()
+        log(f"ingest: {', '.join(map(str, paths))} at {delay * 1000:g} ms per embedded item")
+        res = worker(
+            {"op": "ingest", "paths": [str(p) for p in paths]}, self.env(self.tmp / "ingest-home")
+        )
+        stats = self.server.stats()
+        wall = res["ingest_s"]
+        union = stats["busy_union"]
+        par = self.args.concurrency
+        ratio = wall / union if union else math.inf
+        utilisation = stats["busy_sum"] / (par * wall) if wall else 0.0
+        r = self.results
+        r.data["ingest"] = {**res, **stats, "embed_delay": delay, "num_parallel": par}
+        files = f"{res['files']} files" + (
+            f" (+{res['failed']} unreadable)" if res["failed"] else ""
+        )
+        r.add("ingest", "corpus", f"{files}, {res['chunks']} chunks")
+        r.add("ingest", "wall time (ingest() in-process)", f"{wall:.1f} s")
+        r.add(
+            "ingest",
+            "Ollama busy: union of work intervals (sum / slots)",
+            f"{union:.1f} s ({stats['busy_sum']:.1f} s / {par})",
+        )
+        r.add("ingest", "chunks/s", f"{res['embedded'] / wall:.0f}")
+        r.add(
+            "ingest",
+            "busy ratio: wall / Ollama busy",
+            f"{ratio:.2f}x",
+            f"<= {BUSY_RATIO}x",
+            ratio <= BUSY_RATIO,
+        )
+        r.add(
+            "ingest",
+            f"slot utilisation: busy sum / ({par} slots x wall)",
+            f"{utilisation:.0%}",
+        )
+        if res["embedded"] != stats["embedded_inputs"]:
+            r.add(
+                "ingest",
+                "embedded vs stand-in inputs",
+                f"{res['embedded']} vs {stats['embedded_inputs']}",
+                "equal",
+                False,
+            )
+
+    # -- unchanged re-ingest -------------------------------------------------------------
+
+    def reingest_paths(self) -> list[Path]:
+        want = self.args.reingest_files
+        markdown = self.args.corpus / "markdown"
+        extras = self.tmp / "reingest-extra"
+        if markdown.is_dir():
+            count = sum(1 for p in markdown.rglob("*") if p.is_file())
+            if count <= want:
+                synth.write_small_files(extras, want - count, self.vocab)
+                self.corpus_in_reingest = True
+                return [markdown, extras]
+        synth.write_small_files(extras, want, self.vocab)
+        return [extras]
+
+    def reingest(self) -> None:
+        paths = self.reingest_paths()
+        home = self.tmp / "reingest-home"
+        env = self.env(home)
+        self.server.set(embed_delay=0.0)
+        reps = self.args.reps or (3 if self.args.quick else 5)
+        log(f"re-ingest: first ingest of {', '.join(map(str, paths))}")
+        res = worker(
+            {"op": "ingest", "paths": [str(p) for p in paths], "repeat_unchanged": reps}, env
+        )
+        in_process = median(res["unchanged_s"])
+        log(f"re-ingest: {reps} CLI runs, interleaved with `ragged --version`")
+        cli: list[float] = []
+        version: list[float] = []
+        command = [RAGGED, "ingest", *map(str, paths), "--quiet"]
+        for _ in range(reps):
+            version.append(run([RAGGED, "--version"], env, capture=False).seconds)
+            done = run(command, env)
+            if done.returncode != 0:
+                raise RuntimeError(f"ragged ingest failed:\n{done.stderr[-2000:]}")
+            cli.append(done.seconds)
+        beyond = median(cli) - median(version)
+        r = self.results
+        r.data["reingest"] = {
+            "files": res["files"],
+            "chunks": res["chunks"],
+            "in_process_s": res["unchanged_s"],
+            "cli_s": cli,
+            "version_s": version,
+            "open_s": res["open_s"],
+        }
+        r.add("re-ingest", "folder", f"{res['files']} files, {res['chunks']} chunks, unchanged")
+        r.add(
+            "re-ingest",
+            "in-process ingest() (median)",
+            f"{in_process:.2f} s",
+            f"< {REINGEST_S:g} s",
+            in_process < REINGEST_S,
+        )
+        r.add(
+            "re-ingest",
+            "CLI wall - `ragged --version` wall (medians)",
+            f"{median(cli):.2f} - {median(version):.2f} = {beyond:.2f} s",
+            f"< {REINGEST_S:g} s",
+            beyond < REINGEST_S,
+        )
+
+    # -- ask: time to first token --------------------------------------------------------
+
+    def ask(self) -> None:
+        home = self.tmp / "reingest-home"
+        if not home.exists():
+            # Without the re-ingest section's store, make a small one to ask against.
+            self.server.set(embed_delay=0.0)
+            notes = self.tmp / "ask-notes"
+            synth.write_small_files(notes, 200, self.vocab, seed=3)
+            worker({"op": "ingest", "paths": [str(notes)]}, self.env(home))
+            questions = synth.queries(self.vocab, 8, seed=4)
+        elif self.corpus_in_reingest:
+            questions = list(synth.CORPUS_QUESTIONS)
+        else:
+            questions = synth.queries(self.vocab, 8, seed=4)
+        a = self.args
+        self.server.set(
+            embed_delay=a.embed_delay,
+            first_token_delay=a.first_token_delay,
+            token_delay=a.token_delay,
+        )
+        # The model's own time before the first token reaches ragged: the question's
+        # embedding, the prompt (first_token_delay), then the first token itself.
+        model = a.embed_delay + a.first_token_delay + a.token_delay
+        reps = a.reps or (3 if a.quick else 5)
+        env = self.env(home)
+        log(f"ask: {reps} fresh processes, model's own time to first token {ms(model)}")
+        core = []
+        for q in (questions * reps)[:reps]:
+            res = worker({"op": "ask", "question": q}, env)
+            core.append(res["ttft_s"] - model)
+        cli_reps = max(1, reps // 2 + 1)
+        cli = []
+        version = []
+        for q in (questions * cli_reps)[:cli_reps]:
+            version.append(run([RAGGED, "--version"], env, capture=False).seconds)
+            first, _ = time_to_first_byte([RAGGED, "ask", q], env)
+            cli.append(first)
+        cli_overhead = median(cli) - model - median(version)
+        r = self.results
+        r.data["ask"] = {
+            "model_ttft_s": model,
+            "core_overhead_s": core,
+            "cli_first_byte_s": cli,
+            "version_s": version,
+        }
+        r.add("ask", "model's own time to first token", ms(model))
+        r.add(
+            "ask",
+            "TTFT overhead, in-process: retrieve + answer (median, worst)",
+            f"{ms(median(core))}, {ms(max(core))}",
+            f"<= {TTFT_OVERHEAD_MS:g} ms",
+            median(core) * 1000 <= TTFT_OVERHEAD_MS,
+        )
+        r.add(
+            "ask",
+            "TTFT overhead, CLI: first byte - model - `ragged --version`",
+            ms(cli_overhead),
+            "(includes opening Chroma)",
+        )
+
+    # -- scale: peak RSS of ingests, then search ----------------------------------------
+
+    def scale(self) -> None:
+        sizes: list[int] = self.args.sizes
+        per_file = None
+        rss: list[tuple[int, float]] = []
+        r = self.results
+        r.data["scale"] = []
+        n_queries = self.args.queries or (20 if self.args.quick else 60)
+        queries = synth.queries(self.vocab, n_queries + 3)
+        for size in sizes:
+            where = self.tmp / f"scale-{size}"
+            docs, home = where / "docs", where / "home"
+            if per_file is None:
+                per_file = synth.chunks_per_file(self.vocab)
+            files = synth.write_synthetic(docs, size, self.vocab, seed=size, per_file=per_file)
+            self.server.set(embed_delay=0.0)
+            self.server.reset()
+            log(f"scale {size}: `ragged ingest` of {files} synthetic files (instant Ollama)")
+            done = run([RAGGED, "ingest", str(docs), "--quiet", "--json"], self.env(home))
+            if done.returncode != 0:
+                raise RuntimeError(f"ragged ingest failed:\n{done.stderr[-2000:]}")
+            report = json.loads(done.stdout)
+            chunks = int(report["chunks"])
+            rss.append((chunks, done.peak_rss_mb))
+            log(f"scale {size}: {chunks} chunks in {done.seconds:.0f} s; {len(queries)} searches")
+            res = worker({"op": "search", "queries": queries}, self.env(home))
+            beyond = [t - e for t, e in zip(res["total_s"], res["embed_s"], strict=True)]
+            p50, p95 = percentile(beyond, 50), percentile(beyond, 95)
+            r.data["scale"].append(
+                {
+                    "target_chunks": size,
+                    "chunks": chunks,
+                    "files": files,
+                    "ingest_cli_s": done.seconds,
+                    "ingest_peak_rss_mb": done.peak_rss_mb,
+                    "search_beyond_embed_s": beyond,
+                    "search_cold_s": res["cold_s"],
+                    "embed_call_s": res["embed_s"],
+                    "search_peak_rss_mb": res["peak_rss_mb"],
+                }
+            )
+            label = f"{size // 1000}k" if size >= 1000 else str(size)
+            biggest = size == max(sizes) and size >= 100_000
+            r.add(
+                "scale",
+                f"ingest {label} chunks (CLI, instant Ollama): chunks/s",
+                f"{chunks / done.seconds:.0f}",
+            )
+            r.add(
+                "scale",
+                f"ingest {label} chunks: peak RSS",
+                f"{done.peak_rss_mb:.0f} MB ({chunks} chunks)",
+                f"<= {PEAK_RSS_MB:g} MB at 100k" if biggest else "",
+                done.peak_rss_mb <= PEAK_RSS_MB if biggest else None,
+            )
+            r.add(
+                "scale",
+                f"search {label} chunks: p50 / p95 beyond embedding",
+                f"{ms(p50)} / {ms(p95)}",
+                f"<= {SEARCH_P50_MS:g} / {SEARCH_P95_MS:g} ms" + (" at 100k" if biggest else ""),
+                (p50 * 1000 <= SEARCH_P50_MS and p95 * 1000 <= SEARCH_P95_MS) if biggest else None,
+            )
+            r.add(
+                "scale",
+                f"search {label} chunks: first query in a process",
+                ms(res["cold_s"][0]) if res["cold_s"] else "-",
+            )
+            shutil.rmtree(where, ignore_errors=True)  # 100k chunks take ~2 GB on disk
+        if len(rss) >= 2:
+            (n0, m0), (n1, m1) = rss[0], rss[-1]
+            exponent = math.log(m1 / m0) / math.log(n1 / n0) if n1 != n0 else 0.0
+            r.add(
+                "scale",
+                f"RSS growth: exponent b in RSS ~ chunks^b ({n0} -> {n1})",
+                f"{exponent:.2f}",
+                "< 1 (sub-linear)",
+                exponent < 1,
+            )
+            (na, ma), (nb, mb) = rss[-2], rss[-1]
+            r.add(
+                "scale",
+                "marginal RSS per 1k chunks (last two sizes)",
+                f"{(mb - ma) / max(1, nb - na) * 1000:.1f} MB",
+            )
+
+
+def render(results: Results, header: Sequence[str], markdown: bool) -> None:
+    if markdown:
+        print("\n".join(header))
+        print()
+        print("| section | measure | result | target | status |")
+        print("| --- | --- | --- | --- | --- |")
+        for row in results.rows:
+            print(f"| {row.section} | {row.measure} | {row.value} | {row.target} | {row.status} |")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ragged performance (issue 7)", caption="\n".join(header))
+    table.add_column("section", no_wrap=True)
+    table.add_column("measure", min_width=40)
+    table.add_column("result", min_width=18)
+    table.add_column("target", min_width=12)
+    table.add_column("status", no_wrap=True)
+    style = {"PASS": "green", "MISS": "bold red", "info": "dim"}
+    last = None
+    for row in results.rows:
+        if last is not None and row.section != last:
+            table.add_section()
+        table.add_row(
+            row.section if row.section != last else "",
+            row.measure,
+            row.value,
+            row.target,
+            f"[{style[row.status]}]{row.status}[/]",
+        )
+        last = row.section
+    Console(width=max(150, shutil.get_terminal_size().columns)).print(table)
+
+
+def profile(args: argparse.Namespace, tmp: Path, server: StandInProcess, out: Path) -> None:
+    """pyinstrument profiles of the ingests and a search, and the import times of --help."""
+    out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args, tmp, server)
+    size = max(args.sizes)
+    jobs: list[tuple[str, Callable[[], None]]] = []
+
+    def corpus_ingest() -> None:
+        server.set(embed_delay=args.embed_delay)
+        worker(
+            {
+                "op": "ingest",
+                "paths": [str(p) for p in bench.corpus_paths()],
+                "profile": str(out / "ingest-corpus.txt"),
+            },
+            bench.env(tmp / "profile-corpus"),
+        )
+
+    def scale_ingest_and_search() -> None:
+        docs, home = tmp / "profile-scale" / "docs", tmp / "profile-scale" / "home"
+        synth.write_synthetic(docs, size, bench.vocab, seed=size)
+        server.set(embed_delay=0.0)
+        worker(
+            {"op": "ingest", "paths": [str(docs)], "profile": str(out / f"ingest-{size}.txt")},
+            bench.env(home),
+        )
+        queries = synth.queries(bench.vocab, 43)
+        worker(
+            {"op": "search", "queries": queries, "profile": str(out / f"search-{size}.txt")},
+            bench.env(home),
+        )
+
+    def import_times() -> None:
+        done = run([sys.executable, "-X", "importtime", RAGGED, "--help"], bench.env(tmp))
+        rows = []
+        for line in done.stderr.splitlines():
+            parts = line.split("|")
+            if len(parts) == 3 and parts[1].strip().isdigit():
+                rows.append((int(parts[1]), parts[2].rstrip()))
+        rows.sort(reverse=True)
+        (out / "importtime-help.txt").write_text(
+            "cumulative us | module\n"
+            + "\n".join(f"{us:>12} | {mod}" for us, mod in rows[:40])
+            + "\n"
+        )
+
+    jobs = [("import times of ragged --help", import_times)]
+    if "ingest" in args.sections:
+        jobs.append((f"ingest of {bench.corpus_paths()}", corpus_ingest))
+    if "scale" in args.sections:
+        jobs.append((f"ingest and search at {size} chunks", scale_ingest_and_search))
+    for name, job in jobs:
+        log(f"profile: {name}")
+        job()
+    for path in sorted(out.glob("*.txt")):
+        print(f"\n==== {path} ====")
+        print("\n".join(path.read_text().splitlines()[:70]))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from ragged.config import Settings
+
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="Smaller sizes and fewer repetitions.")
+    p.add_argument(
+        "--embed-delay",
+        type=float,
+        default=0.01,
+        help="Stand-in seconds per embedded item (default 0.01).",
+    )
+    p.add_argument(
+        "--token-delay",
+        type=float,
+        default=0.02,
+        help="Stand-in seconds per generated token (default 0.02: 50 tok/s).",
+    )
+    p.add_argument(
+        "--first-token-delay",
+        type=float,
+        default=0.3,
+        help="Stand-in seconds before the first token (default 0.3).",
+    )
+    p.add_argument(
+        "--sizes",
+        help="Chunk counts for RSS and search (default 1000,10000,100000; quick 500,2000).",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="Print the results as JSON instead of the table."
+    )
+    p.add_argument(
+        "--markdown", action="store_true", help="Print the table as markdown (for docs)."
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=Settings.embed_concurrency,
+        help="ragged's embed_concurrency and the stand-in's num_parallel (default: ragged's).",
+    )
+    p.add_argument("--embed-batch", type=int, help="ragged's embed_batch (default: ragged's).")
+    p.add_argument(
+        "--corpus", type=Path, default=synth.SHARED_CORPUS, help="Real documents to ingest."
+    )
+    p.add_argument(
+        "--reingest-files", type=int, default=REINGEST_FILES, help="Files in the unchanged folder."
+    )
+    p.add_argument(
+        "--reps",
+        type=int,
+        help="Repetitions of each timed command (default 25 start-up, 5 others).",
+    )
+    p.add_argument("--queries", type=int, help="Timed searches per size (default 60; quick 20).")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"Which to run (default {','.join(SECTIONS)}).",
+    )
+    p.add_argument(
+        "--profile", type=Path, metavar="DIR", help="Write pyinstrument profiles to DIR instead."
+    )
+    args = p.parse_args(argv)
+    default_sizes = "500,2000" if args.quick else "1000,10000,100000"
+    args.sizes = [int(s) for s in (args.sizes or default_sizes).split(",") if s.strip()]
+    args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    info = machine()
+    with (
+        tempfile.TemporaryDirectory(prefix="ragged-bench-") as tmp_name,
+        StandInProcess(num_parallel=args.concurrency) as server,
+    ):
+        tmp = Path(tmp_name)
+        if args.profile:
+            profile(args, tmp, server, args.profile)
+            return 0
+        bench = Bench(args, tmp, server)
+        for section in SECTIONS:
+            if section in args.sections:
+                getattr(bench, section)()
+    results = bench.results
+    took = time.perf_counter() - started
+    command = "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    header = [
+        f"command: {command.strip()}  ({took:.0f} s)",
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, "
+        f"{info['os']}, Python {info['python']}, load {info['load_1min_at_start']:.2f} at start",
+        f"stand-in: {args.embed_delay * 1000:g} ms per embedded item, {args.concurrency} parallel "
+        f"(= ragged's embed_concurrency), first token {args.first_token_delay * 1000:g} ms, "
+        f"{args.token_delay * 1000:g} ms per token",
+        f"chromadb {info['chromadb']}, ollama {info['ollama']}, tiktoken {info['tiktoken']}, "
+        f"typer {info['typer']}",
+    ]
+    if args.json:
+        payload = {
+            "command": command,
+            "seconds": took,
+            "machine": info,
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "rows": [asdict(r) for r in results.rows],
+            "data": results.data,
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        render(results, header, args.markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""`bench/run.py` end to end on tiny inputs: the harness must keep working as ragged changes.
+
+This checks that every section runs and reports, not how fast anything is: timings belong
+in `make bench`, never in a unit test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_quick_runs_every_section(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "run.py"),
+        "--quick",
+        "--sizes",
+        "200",
+        "--reps",
+        "1",
+        "--queries",
+        "3",
+        "--reingest-files",
+        "20",
+        "--corpus",
+        str(ROOT / "tests" / "data" / "docs"),
+        "--json",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads(done.stdout)
+    sections = {row["section"] for row in payload["rows"]}
+    assert sections == {"start-up", "ingest", "re-ingest", "ask", "scale"}
+    statuses = {row["status"] for row in payload["rows"]}
+    assert statuses <= {"PASS", "MISS", "info"}
+    assert payload["data"]["ingest"]["embedded"] == payload["data"]["ingest"]["embedded_inputs"]
