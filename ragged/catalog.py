@@ -169,8 +169,26 @@ class Catalog:
         """Mark a write in progress; if it is never ended, the next run checks Chroma in full."""
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run_in_progress', '1')")
 
-    def end_run(self) -> None:
-        self._db.execute("DELETE FROM meta WHERE key = 'run_in_progress'")
+    def end_run(self, store_fingerprint: str | None = None) -> None:
+        """A clean end; the store's fingerprint then lets the next run trust it unopened."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = 'run_in_progress'")
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('store_fingerprint', ?)",
+                (store_fingerprint or "",),
+            )
+
+    @property
+    def store_fingerprint(self) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'store_fingerprint'").fetchone()
+        return row[0] if row and row[0] else None
+
+    def embed_model(self) -> str | None:
+        """The embedding model the stored files were embedded with, if any."""
+        row = self._db.execute(
+            "SELECT embed_model FROM files WHERE status = 'ok' AND embed_model IS NOT NULL LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
 
     @property
     def interrupted(self) -> bool:

@@ -128,17 +128,24 @@ class LLM:
     def __init__(
         self, host: str, timeout: float = 300.0, retry_delays: Sequence[float] = RETRY_DELAYS
     ):
-        import httpx
-        import ollama
-
         self.host = host
         self.timeout = timeout
         self.connect_timeout = min(CONNECT_TIMEOUT, timeout)
         self.retry_delays = tuple(retry_delays)
-        # ollama.Client hands `timeout` to httpx.Client as is, so an httpx.Timeout works.
-        self._client = ollama.Client(
-            host=host, timeout=httpx.Timeout(timeout, connect=self.connect_timeout)
-        )
+        self._ollama: Any = None
+
+    @property
+    def _client(self) -> Any:
+        """The ollama client, made on first use: a run that needs no model never imports it."""
+        if self._ollama is None:
+            import httpx
+            import ollama
+
+            # ollama.Client hands `timeout` to httpx.Client as is, so an httpx.Timeout works.
+            self._ollama = ollama.Client(
+                host=self.host, timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout)
+            )
+        return self._ollama
 
     # -- error translation -------------------------------------------------------------
 

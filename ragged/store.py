@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,11 +86,21 @@ def hit_from(id_: str, text: str, meta: dict[str, Any], score: float) -> Hit:
 class Store:
     """One Chroma collection, with the embedding model it was built with recorded on it."""
 
-    def __init__(self, client: Any, name: str, where: str) -> None:
-        self._client = client
+    def __init__(
+        self, client: Any, name: str, where: str, *, factory: Callable[[], Any] | None = None
+    ) -> None:
+        self._made = client
+        self._factory = factory
         self.name = name
         self.where = where  # a path or URL, for messages
         self._collection: Any = None
+
+    @property
+    def _client(self) -> Any:
+        """The Chroma client, opened on first use: importing chromadb alone takes ~0.7 s."""
+        if self._made is None and self._factory is not None:
+            self._made = self._factory()
+        return self._made
 
     def _get(self) -> Any | None:
         if self._collection is None:
@@ -104,6 +115,26 @@ class Store:
     @property
     def exists(self) -> bool:
         return self._get() is not None
+
+    def fingerprint(self) -> str | None:
+        """Sizes and times of the embedded store's files, read without opening Chroma.
+
+        Equal fingerprints mean nothing wrote to the store in between, so an unchanged
+        re-ingest need not import chromadb at all (~0.7 s). None for a server: others write there.
+        """
+        if self.shared:
+            return None
+        root = Path(self.where)
+        if not root.is_dir():
+            return "absent"
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
 
     @property
     def shared(self) -> bool:
@@ -303,6 +334,8 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
     """
     import httpx
 
+    if isinstance(exc, StoreError):
+        return exc  # already said (e.g. the client could not be opened)
     prefix = f"{doing}: " if doing else ""  # the messages below name `where` themselves
     general = f"{doing} at {where}: " if doing else f"Chroma at {where} failed: "
     text = str(exc) or type(exc).__name__
@@ -489,7 +522,12 @@ def store_location(settings: Settings) -> str:
 
 def open_store(settings: Settings, collection: str | None = None) -> Store:
     """The one factory for the vector store: embedded by default, a server when a URL is set."""
-    return Store(_client(settings), collection or settings.collection, store_location(settings))
+    return Store(
+        None,
+        collection or settings.collection,
+        store_location(settings),
+        factory=lambda: _client(settings),
+    )
 
 
 def describe(settings: Settings) -> dict[str, Any]:

@@ -259,3 +259,35 @@ def has_colour(text: str) -> bool:
         if any(30 <= c <= 49 or 90 <= c <= 107 for c in codes):
             return True
     return False
+
+
+def test_unchanged_reingest_does_not_open_chroma(
+    ollama: OllamaStandIn, docs: Path, env: Path
+) -> None:
+    ingest_json(env, ollama, docs)
+    probe = (
+        "import sys\n"
+        "from ragged.cli import app\n"
+        "try:\n"
+        f"    app(['ingest', {str(docs)!r}, '--quiet'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('chromadb', 'ollama', 'pypdf') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=environ(env, ollama), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_deleted_chroma_dir_is_noticed_and_refilled(
+    ollama: OllamaStandIn, docs: Path, env: Path
+) -> None:
+    first = ingest_json(env, ollama, docs)
+    shutil.rmtree(env / "chroma")
+    ollama.reset()
+    again = ingest_json(env, ollama, docs)
+    assert again["unchanged"] == 5 and again["embedded"] == first["chunks"]
+    chroma, catalog, pending = stored_ids(env)
+    assert chroma == catalog and pending == 0

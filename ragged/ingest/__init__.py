@@ -228,15 +228,31 @@ class Embedder:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _check_model(model: str, store: Store, catalog: Catalog) -> None:
+    """Refuse another embedding model before any work, from the catalog if it knows."""
+    from ragged.llm import full_name
+
+    recorded = catalog.embed_model()
+    if recorded is None or store.shared:
+        store.check_model(model)  # the store is the authority; a server may hold others' work
+    elif full_name(recorded) != full_name(model):
+        store.check_model(model)  # raises with the collection's own record and the fix
+
+
 def reconcile(catalog: Catalog, store: Store) -> None:
     """Make Chroma hold exactly the catalog's embedded chunks, whatever a crash left behind."""
     tomb = catalog.tombstones()
     if tomb:
         store.delete(tomb)
         catalog.clear_tombstones(tomb)
-    # A clean last run with matching counts needs no id-by-id comparison.
-    if not catalog.interrupted and store.count() == catalog.embedded_count():
-        return
+    if not catalog.interrupted:
+        # Untouched since our last clean run: nothing to compare, and Chroma stays unopened.
+        fingerprint = store.fingerprint()
+        if fingerprint is not None and fingerprint == catalog.store_fingerprint:
+            return
+        # Otherwise matching counts are enough to skip the id-by-id comparison.
+        if store.count() == catalog.embedded_count():
+            return
     embedded = catalog.embedded_ids()
     in_store = store.ids()
     if not store.shared:
@@ -266,7 +282,7 @@ def ingest(
 
     started = time.perf_counter()
     report = IngestReport()
-    store.check_model(settings.embed_model)
+    _check_model(settings.embed_model, store, catalog)
     reconcile(catalog, store)
     catalog.begin_run()
 
@@ -354,7 +370,7 @@ def ingest(
         if tomb:
             store.delete(tomb)
             catalog.clear_tombstones(tomb)
-        catalog.end_run()
+        catalog.end_run(store.fingerprint())
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
         parsers.close()
