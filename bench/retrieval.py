@@ -327,7 +327,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--split", default="test", help="qrels-<split>.tsv to evaluate (test, train)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--standin", action="store_true", help="use the Ollama stand-in")
-    where.add_argument("--ollama", action="store_true", help="use the Ollama at OLLAMA_HOST")
+    where.add_argument(
+        "--ollama", action="store_true", help="use the configured Ollama (OLLAMA_HOST)"
+    )
     p.add_argument(
         "--embedder",
         choices=("hashed", "minilm"),
@@ -358,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> BenchReport:
     if args.embedder == "minilm" and not use_standin:
         raise SystemExit("--embedder minilm runs in the stand-in; drop --ollama / OLLAMA_HOST")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or set(modes) - set(MODES):
+        raise SystemExit(f"--modes takes some of {', '.join(MODES)}, not {args.modes!r}")
     data = load_beir(args.data, args.split)
     err = sys.stderr
 

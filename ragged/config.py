@@ -20,6 +20,7 @@ DEFAULT_EMBED_MODEL = "nomic-embed-text"
 DEFAULT_COLLECTION = "default"
 CONFIG_FILENAME = "config.toml"
 MODES = ("hybrid", "dense", "lexical")
+FUSIONS = ("score", "rrf")
 
 
 def _setting(default: Any, help: str, env: str | None = None) -> Any:
@@ -45,11 +46,16 @@ class Settings:
     )
     top_k: int = _setting(6, "Passages retrieved for a question.", "RAGGED_TOP_K")
     mode: str = _setting("hybrid", "Retrieval: hybrid, dense or lexical.", "RAGGED_MODE")
+    fusion: str = _setting(
+        "score",
+        "Hybrid fusion: score (cosine + scaled BM25) or rrf (reciprocal ranks).",
+        "RAGGED_FUSION",
+    )
     dense_weight: float = _setting(
-        1.0, "Weight of dense ranks in hybrid fusion.", "RAGGED_DENSE_WEIGHT"
+        1.0, "Weight of the dense side in hybrid fusion.", "RAGGED_DENSE_WEIGHT"
     )
     lexical_weight: float = _setting(
-        1.0, "Weight of lexical ranks in hybrid fusion.", "RAGGED_LEXICAL_WEIGHT"
+        1.0, "Weight of the lexical (BM25) side in hybrid fusion.", "RAGGED_LEXICAL_WEIGHT"
     )
     max_per_source: int = _setting(
         3, "Most passages one file may contribute.", "RAGGED_MAX_PER_SOURCE"
@@ -239,6 +245,8 @@ def load_settings(
 def _validate(s: Settings) -> None:
     if s.mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {s.mode!r}")
+    if s.fusion not in FUSIONS:
+        raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, not {s.fusion!r}")
     if s.chunk_tokens < 32:
         raise ConfigError(f"chunk_tokens must be at least 32, not {s.chunk_tokens}")
     if not 0 <= s.chunk_overlap < s.chunk_tokens:

@@ -160,7 +160,7 @@ def search_results(retrieval: Retrieval) -> None:
     table.add_column("where")
     table.add_column("passage", ratio=1)
     for i, hit in enumerate(retrieval.hits, start=1):
-        score = f"{hit.score:.4f}" if retrieval.mode == "hybrid" else f"{hit.score:.3f}"
+        score = f"{hit.score:.3f}"
         table.add_row(
             str(i),
             score,

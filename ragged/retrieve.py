@@ -97,6 +97,30 @@ def fuse(
     return sorted(fused, key=lambda p: -p[1])
 
 
+def rrf(
+    dense: Sequence[Hit],
+    lexical: Sequence[Hit],
+    dense_weight: float,
+    lexical_weight: float,
+    k: int = 60,
+) -> list[tuple[Hit, float]]:
+    """Weighted reciprocal rank fusion (Cormack et al. 2009): sum of w / (k + rank).
+
+    e.g. 1st in dense and 3rd in lexical, equal weights: 1/61 + 1/63 = 0.0323. Kept as
+    `fusion = "rrf"`; `fuse` is the default because it measured better (docs/benchmarks.md).
+    """
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for weight, hits in ((dense_weight, dense), (lexical_weight, lexical)):
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (k + rank)
+            first.setdefault(hit.id, hit)
+    return sorted(((first[i], sc) for i, sc in scores.items()), key=lambda p: -p[1])
+
+
+FUSIONS = {"score": fuse, "rrf": rrf}
+
+
 def _shingles(text: str) -> set[str]:
     words = re.findall(r"\w+", text.lower())
     if len(words) <= SHINGLE:
@@ -184,7 +208,9 @@ def retrieve(
         # A passage below the dense floor survives only if the words matched too.
         lexical_ids = {h.id for h in lexical}
         relevant = [h for h in dense if h.score >= floor or h.id in lexical_ids]
-        fused = fuse(relevant, lexical, settings.dense_weight, settings.lexical_weight)
+        fused = FUSIONS[settings.fusion](
+            relevant, lexical, settings.dense_weight, settings.lexical_weight
+        )
         ranked = [replace(h, score=s) for h, s in fused]
         considered = len({h.id for h in dense} | lexical_ids)
     return Retrieval(

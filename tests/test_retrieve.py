@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from ragged.catalog import catalog_path, open_catalog, rebuild_catalog_from_stor
 from ragged.config import load_settings
 from ragged.ingest import ingest
 from ragged.llm import connect
-from ragged.retrieve import diversify, fuse, retrieve
+from ragged.retrieve import diversify, fuse, retrieve, rrf
 from ragged.store import Hit, open_store
 from tests.ollama_standin import OllamaStandIn
 
@@ -47,6 +48,26 @@ def test_fuse_unsure_dense_cannot_overturn_a_clear_lexical_winner() -> None:
     dense = [h("b", score=0.31), h("a", score=0.29)]
     lexical = [h("a", score=12.0), h("b", score=3.0)]
     assert [x.id for x, _ in fuse(dense, lexical, 1.0, 1.0)] == ["a", "b"]
+
+
+def test_rrf_rewards_agreement_and_weights() -> None:
+    def hit(i: str) -> Hit:
+        return Hit(
+            id=i, text=i, score=0.0, path="/" + i, rel_path=i, page=None, heading="", chunk_index=0
+        )
+
+    fused = rrf([hit("a"), hit("b"), hit("c")], [hit("c"), hit("a")], 1.0, 1.0)
+    assert [x.id for x, _ in fused] == ["a", "c", "b"]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+    assert rrf([hit("a")], [hit("b")], 0.1, 1.0)[0][0].id == "b"
+
+
+@pytest.mark.parametrize("fusion", ["score", "rrf"])
+def test_hybrid_with_either_fusion_finds_the_obvious_file(indexed, fusion: str) -> None:  # type: ignore[no-untyped-def]
+    settings, llm, store, catalog = indexed
+    settings = dataclasses.replace(settings, fusion=fusion)
+    result = retrieve("Stone Town guesthouses ferry terminal", settings, llm, store, catalog)
+    assert Path(result.hits[0].path).name == "travel.html"
 
 
 def test_fuse_weights() -> None:
