@@ -207,13 +207,11 @@ class Store:
         col = self._get()
         if col is None:
             return []
-        n = min(k, self.count())
-        if n == 0:
-            return []
+        # Chroma 1.x returns what it has when asked for more, so no count() round trip first.
         res = self._guard(
             lambda: col.query(
                 query_embeddings=[list(vector)],
-                n_results=n,
+                n_results=k,
                 where=where,
                 include=["documents", "metadatas", "distances"],
             )
