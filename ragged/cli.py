@@ -16,6 +16,9 @@ from ragged import __version__
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    # Rich-rendered help costs ~90 ms of imports (2.6x `import typer`); plain help keeps
+    # `ragged --help` within the 1.5x start-up budget (docs/benchmarks.md).
+    rich_markup_mode=None,
     pretty_exceptions_show_locals=False,  # document text and prompts must not leak into logs
     help="Ask questions of your own documents with local models (Ollama + Chroma).",
 )
