@@ -241,56 +241,37 @@ class Store:
                 out[id_] = [float(x) for x in vec]
         return out
 
+    def _pages(self, include: list[str], batch: int) -> Iterator[dict[str, Any]]:
+        """The whole collection, `batch` records at a time, so memory stays flat."""
+        col = self._get()
+        if col is None:
+            return
+        offset = 0
+        while True:
+            res = self._guard(lambda o=offset: col.get(limit=batch, offset=o, include=include))
+            if not res["ids"]:
+                return
+            yield res
+            offset += len(res["ids"])
+
     def iter_all(
         self, batch: int = WRITE_BATCH
     ) -> Iterator[tuple[str, list[float], str, dict[str, Any]]]:
         """Every (id, vector, text, metadata), in pages: for copying a collection elsewhere."""
-        col = self._get()
-        if col is None:
-            return
-        offset = 0
-        while True:
-            res = self._guard(
-                lambda o=offset: col.get(
-                    limit=batch, offset=o, include=["embeddings", "documents", "metadatas"]
-                )
-            )
-            if not res["ids"]:
-                return
+        for res in self._pages(["embeddings", "documents", "metadatas"], batch):
             for id_, vec, doc, meta in zip(
                 res["ids"], res["embeddings"], res["documents"], res["metadatas"], strict=True
             ):
                 yield id_, [float(x) for x in vec], doc or "", dict(meta or {})
-            offset += len(res["ids"])
 
     def iter_texts(self, batch: int = WRITE_BATCH) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """Every (id, text, metadata) without vectors: a quarter of the bytes of `iter_all`."""
-        col = self._get()
-        if col is None:
-            return
-        offset = 0
-        while True:
-            res = self._guard(
-                lambda o=offset: col.get(limit=batch, offset=o, include=["documents", "metadatas"])
-            )
-            if not res["ids"]:
-                return
+        for res in self._pages(["documents", "metadatas"], batch):
             for id_, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True):
                 yield id_, doc or "", dict(meta or {})
-            offset += len(res["ids"])
 
     def ids(self) -> set[str]:
-        col = self._get()
-        if col is None:
-            return set()
-        out: set[str] = set()
-        offset = 0
-        while True:
-            res = self._guard(lambda o=offset: col.get(limit=10_000, offset=o, include=[]))
-            if not res["ids"]:
-                return out
-            out.update(res["ids"])
-            offset += len(res["ids"])
+        return {id_ for res in self._pages([], 10_000) for id_ in res["ids"]}
 
     def delete(self, ids: Sequence[str]) -> None:
         col = self._get()

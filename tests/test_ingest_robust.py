@@ -163,29 +163,9 @@ def test_unreadable_file_is_named(ollama: OllamaStandIn, docs: Path, env: Path) 
 
 
 def test_progress_shows_on_a_terminal_only(ollama: OllamaStandIn, docs: Path, env: Path) -> None:
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [*RAGGED, "ingest", str(docs)],
-        env=environ(env, ollama, TERM="xterm", COLUMNS="120"),
-        stdin=child,
-        stdout=child,
-        stderr=child,
+    text = _run_in_terminal(
+        [*RAGGED, "ingest", str(docs)], environ(env, ollama, TERM="xterm", COLUMNS="120")
     )
-    os.close(child)
-    out = b""
-    while True:
-        ready, _, _ = select.select([main], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(main, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    proc.wait(timeout=60)
-    text = out.decode(errors="replace")
     assert "files" in text and "chunks" in text and "━" in text  # the live bar
     assert "added" in text  # then the summary table
     quiet = subprocess.run(

@@ -509,23 +509,27 @@ def _store_parsed(
     if isinstance(parsed, str):
         return FileOutcome(record.path, "failed", reason=parsed), []
     pages, pieces = parsed
-    rows = [
-        ChunkRow(
-            id=chunk_id(record.path, record.content_hash, c.index),
-            path=record.path,
-            rel_path=cand.rel_path,
-            idx=c.index,
-            text=c.text,
-            page=c.page,
-            heading=c.heading,
-            tokens=c.tokens,
-            content_hash=record.content_hash,
-        )
-        for c in pieces
-    ]
+    rows = [_row(record, c.index, c.text, c.page, c.heading, c.tokens) for c in pieces]
     catalog.replace_file(dataclasses.replace(record, pages=pages), rows)
     report.chunks += len(rows)
     return FileOutcome(record.path, status, len(rows)), rows
+
+
+def _row(
+    record: FileRecord, idx: int, text: str, page: int | None, heading: str, tokens: int
+) -> ChunkRow:
+    """A chunk of this version of this file, under its deterministic id."""
+    return ChunkRow(
+        id=chunk_id(record.path, record.content_hash, idx),
+        path=record.path,
+        rel_path=record.rel_path,
+        idx=idx,
+        text=text,
+        page=page,
+        heading=heading,
+        tokens=tokens,
+        content_hash=record.content_hash,
+    )
 
 
 def _reuse_identical(record: FileRecord, store: Store, catalog: Catalog) -> int | None:
@@ -540,20 +544,7 @@ def _reuse_identical(record: FileRecord, store: Store, catalog: Catalog) -> int 
         vectors = store.vectors([c.id for c in old])
         if not old or len(vectors) != len(old):
             continue
-        rows = [
-            ChunkRow(
-                id=chunk_id(record.path, record.content_hash, c.idx),
-                path=record.path,
-                rel_path=record.rel_path,
-                idx=c.idx,
-                text=c.text,
-                page=c.page,
-                heading=c.heading,
-                tokens=c.tokens,
-                content_hash=c.content_hash,
-            )
-            for c in old
-        ]
+        rows = [_row(record, c.idx, c.text, c.page, c.heading, c.tokens) for c in old]
         # Catalog first (as pending), then vectors, then the mark: the same order as a
         # parsed file, so a crash in between leaves nothing the next run cannot see.
         catalog.replace_file(dataclasses.replace(record, pages=donor.pages), rows)
