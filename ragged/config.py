@@ -278,5 +278,5 @@ def resolve_chat_model(settings: Settings) -> tuple[str, str]:
         return settings.chat_model, f"set by {settings.sources.get('chat_model', 'config')}"
     from ragged.hardware import choose_chat_model, detect_host
 
-    choice = choose_chat_model(detect_host())
+    choice = choose_chat_model(detect_host(displays=False))
     return choice.model, choice.reason

@@ -112,17 +112,22 @@ def detect_host(
     *,
     system: str | None = None,
     read_text: Callable[[str], str | None] = _read_text,
+    displays: bool = True,
 ) -> Host:
-    """Describe this machine (or the one `runner` and `read_text` pretend to be)."""
+    """Describe this machine (or the one `runner` and `read_text` pretend to be).
+
+    `displays=False` skips system_profiler on a Mac: it takes about a second and the model
+    choice needs only memory, so `ask` does without it (doctor does not).
+    """
     name = (system or platform.system()).lower()
     if name == "darwin":
-        return _detect_darwin(runner)
+        return _detect_darwin(runner, displays)
     if name == "linux":
         return _detect_linux(runner, read_text)
     return _detect_other(name, runner)
 
 
-def _detect_darwin(runner: Runner) -> Host:
+def _detect_darwin(runner: Runner, displays: bool = True) -> Host:
     notes: list[str] = []
     memory = _sysctl_int(runner(SYSCTL_MEMSIZE)) or None
     if memory is None:
@@ -139,7 +144,7 @@ def _detect_darwin(runner: Runner) -> Host:
     # Only exists on Apple Silicon; absent (so None) on Intel Macs, which is "not translated".
     rosetta = _sysctl_int(runner(SYSCTL_TRANSLATED)) == 1
 
-    metal, gpu_names = _displays(runner, notes)
+    metal, gpu_names = _displays(runner, notes) if displays else (None, ())
     chip = brand
     apple_gpu = next((name for name in gpu_names if name.startswith("Apple")), None)
     if apple_silicon and apple_gpu and not (brand and re.match(r"Apple M\d", brand)):

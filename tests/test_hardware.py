@@ -10,6 +10,9 @@ import pytest
 
 from ragged.hardware import (
     GPU,
+    SYSCTL_ARM64,
+    SYSCTL_BRAND,
+    SYSCTL_MEMSIZE,
     TIERS,
     GiB,
     Host,
@@ -384,3 +387,19 @@ def test_run_command_echo() -> None:
 )
 def test_run_command_failures_are_none(argv: list[str], timeout: float) -> None:
     assert run_command(argv, timeout=timeout) is None
+
+
+def test_model_choice_on_a_mac_skips_the_slow_system_profiler() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def runner(argv):  # type: ignore[no-untyped-def]
+        calls.append(tuple(argv))
+        return {
+            SYSCTL_MEMSIZE: "38654705664\n",
+            SYSCTL_ARM64: "1\n",
+            SYSCTL_BRAND: "Apple M3 Max\n",
+        }.get(tuple(argv))
+
+    host = detect_host(runner, system="darwin", displays=False)
+    assert choose_chat_model(host).model == "mistral:7b"
+    assert not any(c[0] == "system_profiler" for c in calls)
