@@ -122,12 +122,35 @@ def write_small_files(dest: Path, count: int, vocab: Vocabulary, *, seed: int = 
 
 
 def queries(vocab: Vocabulary, count: int, *, seed: int = 2) -> list[str]:
-    """Questions of 4 to 9 words drawn by frequency, as people ask: common and rare words mixed."""
+    """Questions of 3 to 6 words: one or two common words, the rest rarer content words.
+
+    Common words (the 300 most frequent) match most chunks and make the keyword search scan
+    long posting lists; content words (ranks 300-8,000) are what picks the passage out. A
+    question drawn purely by frequency would be nearly all common words, a harsher load
+    than people's questions; a purely rare one, a gentler one.
+    """
     rng = np.random.default_rng(seed)
+    common, content = vocab.words[:300], vocab.words[300:8000]
     out = []
     for _ in range(count):
-        words = vocab.draw(rng, int(rng.integers(4, 10))).tolist()
+        words = list(rng.choice(common, size=int(rng.integers(1, 3))))
+        words += list(rng.choice(content, size=int(rng.integers(2, 5))))
+        rng.shuffle(words)
         out.append("how do I " + " ".join(words) + "?")
+    return out
+
+
+def questions_from(folder: Path, count: int, *, seed: int = 4) -> list[str]:
+    """Questions built from words of files in `folder`, so a small store surely has answers."""
+    rng = np.random.default_rng(seed)
+    files = sorted(folder.rglob("*.md"))[:count]
+    out = []
+    for path in files:
+        words = [w for w in WORD.findall(path.read_text().lower()) if len(w) > 3]
+        picked: list[str] = (
+            list(rng.choice(words, size=min(4, len(words)), replace=False)) if words else []
+        )
+        out.append("how do I " + " ".join(picked) + "?")
     return out
 
 

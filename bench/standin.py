@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -60,8 +61,20 @@ def _make_server(config: dict[str, Any]) -> Any:
     # every word again. Left as is, that CPU would take a core from ragged and be charged to
     # ragged's wall time. Memoising the word hash keeps the vectors identical; skipping the
     # float32 rounding changes them in the 8th digit, which nothing here depends on.
-    standin._word_hash = functools.lru_cache(maxsize=1 << 20)(standin._word_hash)  # type: ignore[attr-defined]
-    standin._float32 = float  # type: ignore[attr-defined]
+    # setattr: these are module globals looked up at call time, replaced on purpose.
+    setattr(standin, "_word_hash", functools.lru_cache(maxsize=1 << 20)(standin._word_hash))  # noqa: B010
+    setattr(standin, "_float32", float)  # noqa: B010
+
+    # http.server sends a reply's headers and body in two writes; with Nagle's algorithm on,
+    # the body then waits for the client's delayed ACK: +44 ms on every non-streamed reply
+    # (measured: /api/show 44 ms -> 0.7 ms). Ollama's Go server sets TCP_NODELAY, as here.
+    setup = standin._Handler.setup
+
+    def setup_nodelay(handler: Any) -> None:
+        setup(handler)
+        handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    setattr(standin._Handler, "setup", setup_nodelay)  # noqa: B010
 
     class TimedStandIn(standin.OllamaStandIn):
         """Records each (start, end) of simulated work, so overlaps can be merged."""
