@@ -292,7 +292,7 @@ def ask(
             else:
                 render.search_results(result)
             raise typer.Exit(1)
-        chat_model, _why = resolve_chat_model(settings)
+        chat_model = resolve_chat_model(settings)[0]
         stream = None if json_out else _stream_out
         result_answer = answer(result, llm, chat_model, settings, on_token=stream)
         if json_out:

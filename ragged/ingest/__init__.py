@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from ragged.catalog import ChunkRow, FileRecord, now
-from ragged.errors import ModelMissing, OllamaUnavailable, RaggedError, UnreadableDocument
+from ragged.errors import RaggedError, UnreadableDocument
 
 if TYPE_CHECKING:
     from ragged.catalog import Catalog
@@ -183,10 +183,7 @@ class Embedder:
             block = False
             try:
                 vectors = future.result()
-            except (OllamaUnavailable, ModelMissing) as exc:
-                self._stop(exc)
-                return
-            except RaggedError as exc:
+            except RaggedError as exc:  # Ollama gone, model missing, retries exhausted
                 self._stop(exc)
                 return
             self._write(rows, vectors)
@@ -328,8 +325,8 @@ def ingest(
     )
     parsers = Parsers(settings)
 
-    def finish(cand: Candidate, record: FileRecord, parsed: Parsed, status: str) -> None:
-        outcome, rows = _store_parsed(cand, record, parsed, status, catalog, report)
+    def finish(record: FileRecord, parsed: Parsed, status: str) -> None:
+        outcome, rows = _store_parsed(record, parsed, status, catalog, report)
         if rows:
             state.chunks_total += len(rows)
             embedder.add(rows)
@@ -352,7 +349,7 @@ def ingest(
             if isinstance(prepared, FileOutcome):
                 record_outcome(prepared)
             else:
-                parsers.submit(cand, *prepared)
+                parsers.submit(*prepared)
             for done in parsers.ready():
                 finish(*done)
             embedder.poll()
@@ -416,37 +413,37 @@ class Parsers:
         self.settings = settings
         self.workers = max(1, min(4, os.cpu_count() or 1))
         self.pool: ProcessPoolExecutor | None = None
-        self.queue: deque[tuple[Candidate, FileRecord, str, Future[Parsed]]] = deque()
-        self.done: list[tuple[Candidate, FileRecord, Parsed, str]] = []
+        self.queue: deque[tuple[FileRecord, str, Future[Parsed]]] = deque()
+        self.done: list[tuple[FileRecord, Parsed, str]] = []
 
-    def submit(self, cand: Candidate, record: FileRecord, data: bytes, status: str) -> None:
-        args = (str(cand.path), data, self.settings.chunk_tokens, self.settings.chunk_overlap)
-        if cand.path.suffix.lower() != ".pdf":
-            self.done.append((cand, record, parse_file(*args), status))
+    def submit(self, record: FileRecord, data: bytes, status: str) -> None:
+        args = (record.path, data, self.settings.chunk_tokens, self.settings.chunk_overlap)
+        if not record.path.lower().endswith(".pdf"):
+            self.done.append((record, parse_file(*args), status))
             return
         if self.pool is None:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
         # Bounded look-ahead keeps memory flat on folders of large PDFs.
         while len(self.queue) >= 2 * self.workers:
             self._take(block=True)
-        self.queue.append((cand, record, status, self.pool.submit(parse_file, *args)))
+        self.queue.append((record, status, self.pool.submit(parse_file, *args)))
 
     def _take(self, block: bool) -> None:
-        while self.queue and (block or self.queue[0][3].done()):
-            cand, record, status, future = self.queue.popleft()
+        while self.queue and (block or self.queue[0][2].done()):
+            record, status, future = self.queue.popleft()
             block = False
             try:
                 parsed = future.result()
             except Exception as exc:  # a worker that died (out of memory, a crash in pypdf)
                 parsed = f"parser crashed: {exc.__class__.__name__}: {exc}"
-            self.done.append((cand, record, parsed, status))
+            self.done.append((record, parsed, status))
 
-    def ready(self) -> list[tuple[Candidate, FileRecord, Parsed, str]]:
+    def ready(self) -> list[tuple[FileRecord, Parsed, str]]:
         self._take(block=False)
         out, self.done = self.done, []
         return out
 
-    def drain(self) -> list[tuple[Candidate, FileRecord, Parsed, str]]:
+    def drain(self) -> list[tuple[FileRecord, Parsed, str]]:
         while self.queue:
             self._take(block=True)
         return self.ready()
@@ -500,7 +497,6 @@ def _prepare(
 
 
 def _store_parsed(
-    cand: Candidate,
     record: FileRecord,
     parsed: Parsed,
     status: str,

@@ -119,8 +119,12 @@ def _walk_dir(root: Path, out: Walk, consider) -> bool:  # type: ignore[no-untyp
     while stack or links:
         if not stack:
             link, specs = links.pop(0)
-            target = link.resolve()
-            st = target.stat()
+            try:
+                target = link.resolve(strict=True)
+                st = target.stat()
+            except (OSError, RuntimeError):  # removed or re-pointed while we walked
+                out.skipped.append(Skipped(str(link), "broken symlink or unreadable entry"))
+                continue
             if (st.st_dev, st.st_ino) in visited:
                 if target == link.parent or target in link.parents:
                     out.skipped.append(Skipped(str(link), "symlink loop"))
