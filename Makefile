@@ -14,7 +14,8 @@ $(BIN)/ragged: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-test: install
+# The README's test command, and so CI's: the linters the team agreed on, then the suite.
+test: lint
 	$(BIN)/pytest -q
 
 # The same end-to-end flow against a real Ollama at OLLAMA_HOST; skips when none answers.

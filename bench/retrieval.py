@@ -166,45 +166,40 @@ def search_all(
     on_query: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, list[str]], float, int]:
     """Every query through ragged's retrieve: doc ids in rank order, mean ms/query, fallbacks."""
-    from ragged.catalog import open_catalog
+    from ragged.index import open_index
     from ragged.retrieve import retrieve
-    from ragged.store import open_store
 
-    store, catalog = open_store(settings), open_catalog(settings)
+    index = open_index(settings)
     run: dict[str, list[str]] = {}
     fell_back = 0
     started = time.perf_counter()
     try:
         for n, (qid, question) in enumerate(data.queries.items(), start=1):
-            result = retrieve(question, settings, llm, store, catalog, k=DEPTH, mode=mode)
+            result = retrieve(question, index, llm, k=DEPTH, mode=mode)
             fell_back += result.mode != mode
             docs: list[str] = []
             for hit in result.hits:  # a document ranks where its best chunk does
-                doc = doc_id_of(hit.rel_path)
+                doc = doc_id_of(hit.path)
                 if doc not in docs:
                     docs.append(doc)
             run[qid] = docs
             if on_query:
                 on_query(n)
     finally:
-        catalog.close()
+        index.close()
     ms = (time.perf_counter() - started) * 1000 / max(1, len(data.queries))
     return run, ms, fell_back
 
 
 def build_index(data: BeirSet, settings: Settings, llm: LLM, docs_dir: Path) -> tuple[float, int]:
     """Write the corpus as files and ingest them with ragged; returns (seconds, chunks embedded)."""
-    from ragged.catalog import open_catalog
+    from ragged.index import open_index
     from ragged.ingest import ingest
-    from ragged.store import open_store
 
     started = time.perf_counter()
     write_corpus(data, docs_dir)
-    store, catalog = open_store(settings), open_catalog(settings)
-    try:
-        report = ingest([docs_dir], settings, llm, store, catalog)
-    finally:
-        catalog.close()
+    with open_index(settings, create=True) as index:
+        report = ingest([docs_dir], index, llm)
     if not report.ok:
         problem = report.embed_error or f"{report.failed} documents failed"
         raise SystemExit(f"ingest of {data.name} failed: {problem}")

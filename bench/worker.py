@@ -67,13 +67,12 @@ class Profile:
             Path(self.out).with_suffix(".html").write_text(self.profiler.output_html())
 
 
-def _open(settings: Any) -> tuple[Any, Any, Any]:
-    # The same three factories cli._open uses.
-    from ragged.catalog import open_catalog
+def _open(settings: Any, create: bool = False) -> tuple[Any, Any]:
+    # The same two factories the CLI uses.
+    from ragged.index import open_index
     from ragged.llm import connect
-    from ragged.store import open_store
 
-    return connect(settings), open_store(settings), open_catalog(settings)
+    return connect(settings), open_index(settings, create=create)
 
 
 def do_ingest(spec: dict[str, Any]) -> dict[str, Any]:
@@ -81,19 +80,19 @@ def do_ingest(spec: dict[str, Any]) -> dict[str, Any]:
 
     started = time.perf_counter()
     settings = load_settings(spec.get("flags") or {})
-    llm, store, catalog = _open(settings)
+    llm, index = _open(settings, create=True)
     opened = time.perf_counter()
     from ragged.ingest import ingest
 
     paths = [Path(p) for p in spec["paths"]]
     with Profile(spec.get("profile")):
         t0 = time.perf_counter()
-        report = ingest(paths, settings, llm, store, catalog)
+        report = ingest(paths, index, llm)
         t1 = time.perf_counter()
     unchanged: list[float] = []
     for _ in range(int(spec.get("repeat_unchanged", 0))):
         t0 = time.perf_counter()
-        again = ingest(paths, settings, llm, store, catalog)
+        again = ingest(paths, index, llm)
         unchanged.append(time.perf_counter() - t0)
         assert again.added == again.updated == 0, "a re-ingest of unchanged files did work"
     return {
@@ -119,7 +118,7 @@ def do_search(spec: dict[str, Any]) -> dict[str, Any]:
     from ragged.retrieve import retrieve
 
     settings = load_settings(spec.get("flags") or {})
-    llm, store, catalog = _open(settings)
+    llm, index = _open(settings)
     embed_times: list[float] = []
     embed = llm.embed
 
@@ -139,7 +138,7 @@ def do_search(spec: dict[str, Any]) -> dict[str, Any]:
     for q in queries[:warmup]:
         embed_times.clear()
         t0 = time.perf_counter()
-        retrieve(q, settings, llm, store, catalog)
+        retrieve(q, index, llm)
         cold.append(time.perf_counter() - t0 - sum(embed_times))
     totals: list[float] = []
     embeds: list[float] = []
@@ -147,12 +146,12 @@ def do_search(spec: dict[str, Any]) -> dict[str, Any]:
         for q in queries[warmup:]:
             embed_times.clear()
             t0 = time.perf_counter()
-            result = retrieve(q, settings, llm, store, catalog)
+            result = retrieve(q, index, llm)
             totals.append(time.perf_counter() - t0)
             embeds.append(sum(embed_times))
             assert result.mode == settings.mode, result.notice
     return {
-        "chunks": store.count(),
+        "chunks": index.store.count(),
         "total_s": totals,
         "embed_s": embeds,
         "cold_s": cold,
@@ -168,12 +167,13 @@ def do_ask(spec: dict[str, Any]) -> dict[str, Any]:
     """
     t_start = time.perf_counter()
     from ragged.answer import answer, warm_up
-    from ragged.config import load_settings, resolve_chat_model
+    from ragged.config import load_settings
+    from ragged.models import resolve_chat_model
     from ragged.retrieve import retrieve
 
     settings = load_settings(spec.get("flags") or {})
     warm_up()
-    llm, store, catalog = _open(settings)
+    llm, index = _open(settings)
     chat_model, _ = resolve_chat_model(settings)
     t_core = time.perf_counter()
     out: dict[str, Any] = {"setup_s": t_core - t_start, "ttft_s": [], "retrieve_s": []}
@@ -185,7 +185,7 @@ def do_ask(spec: dict[str, Any]) -> dict[str, Any]:
             if not first:
                 first.append(time.perf_counter())
 
-        result = retrieve(question, settings, llm, store, catalog)
+        result = retrieve(question, index, llm)
         out["retrieve_s"].append(time.perf_counter() - t0)
         reply = answer(result, llm, chat_model, settings, on_token=on_token)
         assert reply.answered and first, f"the stand-in gave no answer to {question!r}"

@@ -12,9 +12,9 @@ from ragged.errors import ConfigError, OllamaFailed
 
 if TYPE_CHECKING:
     from ragged.config import Settings
+    from ragged.index import Hit, Index
     from ragged.llm import LLM
     from ragged.retrieve import Retrieval
-    from ragged.store import Hit
 
 # The sentinel a model is told to use when the sources do not hold the answer; tests assert on it.
 CANNOT_ANSWER_PHRASE = "I don't know based on the provided sources."
@@ -48,7 +48,7 @@ class Source:
     @property
     def label(self) -> str:
         where = f" ({self.hit.location})" if self.hit.location else ""
-        return f"{self.hit.rel_path or self.hit.path}{where}"
+        return f"{self.hit.label}{where}"
 
 
 @dataclass
@@ -125,7 +125,7 @@ def warm_up() -> None:
     """
     import threading
 
-    from ragged.ingest.chunking import count_tokens
+    from ragged.tokens import count_tokens
 
     threading.Thread(target=count_tokens, args=("",), daemon=True, name="warm-up").start()
 
@@ -148,8 +148,8 @@ def answer(
     on_token: Callable[[str], None] | None = None,
 ) -> Answer:
     """Ask the model to answer from the retrieved passages only, streaming as it writes."""
-    from ragged.ingest.chunking import count_tokens
     from ragged.llm import ChatStats
+    from ragged.tokens import count_tokens
 
     question = retrieval.question
     if not retrieval.hits:
@@ -196,4 +196,44 @@ def answer(
         answered=True,
         timings=timings,
         num_ctx=num_ctx,
+    )
+
+
+@dataclass
+class Asked:
+    """What `ask` did: the passages, the answer (None when no model could write one)."""
+
+    retrieval: Retrieval
+    answer: Answer | None
+    model: str
+
+    @property
+    def fell_back(self) -> bool:
+        """Ollama could not be reached: the best passages stand in for an answer."""
+        return self.answer is None
+
+
+def ask(
+    question: str,
+    index: Index,
+    llm: LLM,
+    *,
+    model: str | None = None,
+    k: int | None = None,
+    mode: str | None = None,
+    path_glob: str | None = None,
+    on_token: Callable[[str], None] | None = None,
+) -> Asked:
+    """Retrieve passages for a question and have the chat model answer from them."""
+    from ragged.models import resolve_chat_model
+    from ragged.retrieve import retrieve
+
+    warm_up()
+    settings = index.settings
+    chat_model = model or resolve_chat_model(settings)[0]
+    retrieval = retrieve(question, index, llm, k=k, mode=mode, path_glob=path_glob)
+    if retrieval.ollama_down:
+        return Asked(retrieval, None, chat_model)
+    return Asked(
+        retrieval, answer(retrieval, llm, chat_model, settings, on_token=on_token), chat_model
     )

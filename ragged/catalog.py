@@ -1,11 +1,11 @@
 """The local catalog of one collection: the file manifest, chunk texts and their BM25 index.
 
-SQLite is the source of truth for what is stored. A file's chunks land here in one
-transaction (marked not yet embedded) before any vector is written to Chroma, and Chroma
-writes are idempotent upserts keyed by the same chunk ids; so after a crash at any moment
-the catalog says exactly what is missing, and chunk ids that Chroma must forget are kept
-as tombstones until it has. FTS5 rows are kept in step by triggers inside the same
-transactions, so the lexical index can never disagree with the manifest.
+A file's chunks land here in one transaction (marked not yet embedded) before any vector is
+written to Chroma, and Chroma writes are idempotent upserts keyed by the same chunk ids; so
+after a crash at any moment the catalog says exactly what is missing, and chunk ids that
+Chroma must forget are kept as tombstones until it has. FTS5 rows are kept in step by
+triggers inside the same transactions, so the lexical index can never disagree with the
+manifest. Only ragged/index.py writes through this class: it owns the catalog + store pair.
 """
 
 from __future__ import annotations
@@ -24,55 +24,61 @@ from ragged.errors import StoreError
 
 if TYPE_CHECKING:
     from ragged.config import Settings
-    from ragged.store import Store
 
-SCHEMA_VERSION = 1
+# Numbered migrations, applied in order inside one transaction each; `meta.schema_version`
+# says how many a catalog has had. Never edit a released step: add the next one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: ragged 0.1.0
+    """
+    CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+    CREATE TABLE IF NOT EXISTS files(
+        path TEXT PRIMARY KEY, root TEXT NOT NULL, rel_path TEXT NOT NULL,
+        size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, content_hash TEXT NOT NULL,
+        pages INTEGER, chunks INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL,
+        embed_model TEXT, ingested_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS files_hash ON files(content_hash);
+    CREATE INDEX IF NOT EXISTS files_root ON files(root);
+    CREATE TABLE IF NOT EXISTS chunks(
+        rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL,
+        rel_path TEXT NOT NULL, idx INTEGER NOT NULL, text TEXT NOT NULL, page INTEGER,
+        heading TEXT NOT NULL DEFAULT '', tokens INTEGER NOT NULL, content_hash TEXT NOT NULL,
+        embedded INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, idx);
+    CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(embedded);
+    CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+        text, heading, content='chunks', content_rowid='rowid',
+        tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.rowid, new.text, new.heading);
+    END;
+    CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)
+        VALUES ('delete', old.rowid, old.text, old.heading);
+    END;
+    CREATE TABLE IF NOT EXISTS tombstones(id TEXT PRIMARY KEY);
+    """,
+    # 2: a file is its resolved absolute path alone (the root it was reached from and the
+    # path relative to it made the same file two files); failures are remembered.
+    """
+    DROP INDEX IF EXISTS files_root;
+    ALTER TABLE files DROP COLUMN root;
+    ALTER TABLE files DROP COLUMN rel_path;
+    ALTER TABLE chunks DROP COLUMN rel_path;
+    CREATE TABLE failures(
+        path TEXT PRIMARY KEY,
+        signature TEXT NOT NULL,     -- size:mtime_ns:ctime_ns when it failed; a change retries it
+        reason TEXT NOT NULL,
+        failed_at REAL NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS files(
-    path TEXT PRIMARY KEY,       -- absolute, resolved
-    root TEXT NOT NULL,          -- the folder it was ingested from
-    rel_path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    content_hash TEXT NOT NULL,
-    pages INTEGER,
-    chunks INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL,        -- 'ok' | 'pending' (chunks await embeddings)
-    embed_model TEXT,
-    ingested_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_hash ON files(content_hash);
-CREATE INDEX IF NOT EXISTS files_root ON files(root);
-CREATE TABLE IF NOT EXISTS chunks(
-    rowid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    path TEXT NOT NULL,
-    rel_path TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    page INTEGER,
-    heading TEXT NOT NULL DEFAULT '',
-    tokens INTEGER NOT NULL,
-    content_hash TEXT NOT NULL,
-    embedded INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, idx);
-CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(embedded);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, heading, content='chunks', content_rowid='rowid',
-    tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.rowid, new.text, new.heading);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)
-    VALUES ('delete', old.rowid, old.text, old.heading);
-END;
-CREATE TABLE IF NOT EXISTS tombstones(id TEXT PRIMARY KEY);
-"""
+FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"
+CHUNK_COLUMNS = "id, path, idx, text, page, heading, tokens, content_hash"
 
 # Common English words carry no signal for BM25 and slow FTS5 OR-queries down.
 STOPWORDS = frozenset(
@@ -88,17 +94,19 @@ STOPWORDS = frozenset(
 WORD = re.compile(r"\w+", re.UNICODE)
 
 
+class CatalogDamaged(StoreError):
+    """The catalog file is not a readable SQLite database."""
+
+
 @dataclass(frozen=True)
 class FileRecord:
-    path: str
-    root: str
-    rel_path: str
+    path: str  # absolute and resolved: the file's identity, whatever folder reached it
     size: int
     mtime_ns: int
     content_hash: str
     pages: int | None
     chunks: int
-    status: str
+    status: str  # 'ok' | 'pending' (chunks await embeddings)
     embed_model: str | None
     ingested_at: float
 
@@ -107,13 +115,22 @@ class FileRecord:
 class ChunkRow:
     id: str
     path: str
-    rel_path: str
     idx: int
     text: str
     page: int | None
     heading: str
     tokens: int
     content_hash: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file that could not be stored, remembered so an unchanged one is not parsed again."""
+
+    path: str
+    signature: str
+    reason: str
+    failed_at: float
 
 
 def lexical_query(text: str) -> str:
@@ -140,15 +157,41 @@ class Catalog:
             self._db = sqlite3.connect(
                 path, timeout=30, check_same_thread=False, isolation_level=None
             )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the catalog: {exc}") from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable across a killed process (not a power cut) and much faster.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise CatalogDamaged(
+                f"{path}: the catalog is damaged ({exc})",
+                hint="run `ragged doctor --fix` to rebuild it from the vector store",
+            ) from exc
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION, one numbered step per transaction."""
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        version = 0
+        if has_meta:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: the catalog was written by a newer ragged "
+                f"(schema {version}, this one knows {SCHEMA_VERSION})",
+                hint="upgrade ragged",
             )
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the catalog: {exc}") from exc
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            # executescript commits first, so the step and its version go in one script.
+            self._db.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\n"
+                f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{number}');\nCOMMIT;"
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -165,23 +208,33 @@ class Catalog:
 
     # -- run bookkeeping -----------------------------------------------------------------
 
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row and row[0] else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def begin_run(self) -> None:
         """Mark a write in progress; if it is never ended, the next run checks Chroma in full."""
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run_in_progress', '1')")
+        self.set_meta("run_in_progress", "1")
 
     def end_run(self, store_fingerprint: str | None = None) -> None:
         """A clean end; the store's fingerprint then lets the next run trust it unopened."""
-        with self.transaction() as db:
-            db.execute("DELETE FROM meta WHERE key = 'run_in_progress'")
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('store_fingerprint', ?)",
-                (store_fingerprint or "",),
-            )
+        with self.transaction():
+            self.set_meta("run_in_progress", None)
+            self.set_meta("store_fingerprint", store_fingerprint or "")
 
     @property
     def store_fingerprint(self) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'store_fingerprint'").fetchone()
-        return row[0] if row and row[0] else None
+        return self.meta("store_fingerprint")
+
+    @property
+    def interrupted(self) -> bool:
+        return self.meta("run_in_progress") is not None
 
     def embed_model(self) -> str | None:
         """The embedding model the stored files were embedded with, if any."""
@@ -190,31 +243,33 @@ class Catalog:
         ).fetchone()
         return row[0] if row else None
 
-    @property
-    def interrupted(self) -> bool:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'run_in_progress'").fetchone()
-        return row is not None
-
     # -- files ---------------------------------------------------------------------------
 
     def file(self, path: str) -> FileRecord | None:
-        row = self._db.execute("SELECT * FROM files WHERE path = ?", (path,)).fetchone()
+        row = self._db.execute(
+            f"SELECT {FILE_COLUMNS} FROM files WHERE path = ?", (path,)
+        ).fetchone()
         return FileRecord(*row) if row else None
 
-    def files(self, root: str | None = None) -> list[FileRecord]:
-        if root is None:
-            rows = self._db.execute("SELECT * FROM files ORDER BY path").fetchall()
+    def files(self, under: str | None = None) -> list[FileRecord]:
+        """Every stored file, or those inside the folder `under`."""
+        if under is None:
+            rows = self._db.execute(f"SELECT {FILE_COLUMNS} FROM files ORDER BY path").fetchall()
         else:
-            prefix = root.rstrip("/") + "/"
+            prefix = under.rstrip("/") + "/"
             rows = self._db.execute(
-                "SELECT * FROM files WHERE root = ? OR substr(path, 1, ?) = ? ORDER BY path",
-                (root, len(prefix), prefix),
+                f"SELECT {FILE_COLUMNS} FROM files WHERE substr(path, 1, ?) = ? ORDER BY path",
+                (len(prefix), prefix),
             ).fetchall()
         return [FileRecord(*r) for r in rows]
 
+    def file_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])
+
     def files_with_hash(self, content_hash: str) -> list[FileRecord]:
         rows = self._db.execute(
-            "SELECT * FROM files WHERE content_hash = ? AND status = 'ok'", (content_hash,)
+            f"SELECT {FILE_COLUMNS} FROM files WHERE content_hash = ? AND status = 'ok'",
+            (content_hash,),
         ).fetchall()
         return [FileRecord(*r) for r in rows]
 
@@ -237,11 +292,9 @@ class Catalog:
         self, db: sqlite3.Connection, record: FileRecord, chunks: Sequence[ChunkRow], embedded: bool
     ) -> None:
         db.execute(
-            "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO files({FILE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 record.path,
-                record.root,
-                record.rel_path,
                 record.size,
                 record.mtime_ns,
                 record.content_hash,
@@ -253,26 +306,16 @@ class Catalog:
             ),
         )
         db.executemany(
-            "INSERT INTO chunks(id, path, rel_path, idx, text, page, heading, tokens, "
-            "content_hash, embedded) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO chunks({CHUNK_COLUMNS}, embedded) VALUES (?,?,?,?,?,?,?,?,?)",
             [
-                (
-                    c.id,
-                    c.path,
-                    c.rel_path,
-                    c.idx,
-                    c.text,
-                    c.page,
-                    c.heading,
-                    c.tokens,
-                    c.content_hash,
-                    int(embedded),
-                )
+                (c.id, c.path, c.idx, c.text, c.page, c.heading, c.tokens, c.content_hash)
+                + (int(embedded),)
                 for c in chunks
             ],
         )
         # An id may have been tombstoned by an earlier version of this file: it lives again.
         db.executemany("DELETE FROM tombstones WHERE id = ?", [(c.id,) for c in chunks])
+        db.execute("DELETE FROM failures WHERE path = ?", (record.path,))
 
     def remove_files(self, paths: Iterable[str]) -> int:
         """Forget files and tombstone their chunks; returns how many files were known."""
@@ -280,6 +323,7 @@ class Catalog:
         with self.transaction() as db:
             for path in paths:
                 removed += self._forget(db, path)
+                db.execute("DELETE FROM failures WHERE path = ?", (path,))
         return removed
 
     def _forget(self, db: sqlite3.Connection, path: str) -> int:
@@ -287,21 +331,47 @@ class Catalog:
         db.execute("DELETE FROM chunks WHERE path = ?", (path,))
         return db.execute("DELETE FROM files WHERE path = ?", (path,)).rowcount
 
+    # -- failures ------------------------------------------------------------------------
+
+    def failure(self, path: str) -> Failure | None:
+        row = self._db.execute(
+            "SELECT path, signature, reason, failed_at FROM failures WHERE path = ?", (path,)
+        ).fetchone()
+        return Failure(*row) if row else None
+
+    def failures(self, under: str | None = None) -> list[Failure]:
+        rows = self._db.execute(
+            "SELECT path, signature, reason, failed_at FROM failures ORDER BY path"
+        ).fetchall()
+        found = [Failure(*r) for r in rows]
+        if under is not None:
+            prefix = under.rstrip("/") + "/"
+            found = [f for f in found if f.path.startswith(prefix)]
+        return found
+
+    def record_failure(self, path: str, signature: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?)",
+                (path, signature, reason, now()),
+            )
+
+    def clear_failures(self, paths: Iterable[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths])
+
     # -- chunks --------------------------------------------------------------------------
 
     def chunks_of(self, path: str) -> list[ChunkRow]:
         rows = self._db.execute(
-            "SELECT id, path, rel_path, idx, text, page, heading, tokens, content_hash "
-            "FROM chunks WHERE path = ? ORDER BY idx",
-            (path,),
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE path = ? ORDER BY idx", (path,)
         ).fetchall()
         return [ChunkRow(*r) for r in rows]
 
     def pending(self, limit: int | None = None) -> list[ChunkRow]:
         """Chunks stored as text whose vectors are not in Chroma yet."""
         rows = self._db.execute(
-            "SELECT id, path, rel_path, idx, text, page, heading, tokens, content_hash "
-            "FROM chunks WHERE embedded = 0 ORDER BY path, idx"
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE embedded = 0 ORDER BY path, idx"
             + (f" LIMIT {int(limit)}" if limit else "")
         ).fetchall()
         return [ChunkRow(*r) for r in rows]
@@ -333,6 +403,9 @@ class Catalog:
     def embedded_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT id FROM chunks WHERE embedded = 1")}
 
+    def pending_ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT id FROM chunks WHERE embedded = 0")}
+
     def chunk_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
@@ -342,9 +415,7 @@ class Catalog:
             part = list(ids[start : start + 500])
             marks = ",".join("?" * len(part))
             for r in self._db.execute(
-                "SELECT id, path, rel_path, idx, text, page, heading, tokens, content_hash "
-                f"FROM chunks WHERE id IN ({marks})",
-                part,
+                f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", part
             ):
                 out[r[0]] = ChunkRow(*r)
         return out
@@ -367,9 +438,7 @@ class Catalog:
         query = lexical_query(question)
         if not query:
             return []
-        cols = (
-            "c.id, c.path, c.rel_path, c.idx, c.text, c.page, c.heading, c.tokens, c.content_hash"
-        )
+        cols = ", ".join(f"c.{c.strip()}" for c in CHUNK_COLUMNS.split(","))
         args: list[object] = [query]
         if paths is None:
             # Rank inside the FTS index alone, then fetch just the top k rows: joining every
@@ -394,14 +463,14 @@ class Catalog:
         except sqlite3.OperationalError as exc:
             raise StoreError(f"{self.path}: lexical search failed: {exc}") from exc
         # FTS5's bm25() is negative, lower is better; flip it so all scores read the same way.
-        return [(ChunkRow(*r[:9]), -float(r[9])) for r in rows]
+        return [(ChunkRow(*r[:8]), -float(r[8])) for r in rows]
 
     def rebuild_lexical(self) -> None:
         """Rebuild the BM25 index from the chunk table (after a damaged index or a schema change)."""
         with self.transaction() as db:
             db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
 
-    def replace_all(self, files: Sequence[tuple[FileRecord, Sequence[ChunkRow]]]) -> None:
+    def replace_all(self, files: Iterable[tuple[FileRecord, Sequence[ChunkRow]]]) -> None:
         """Make the catalog hold exactly these files and embedded chunks, in one transaction."""
         with self.transaction() as db:
             # The delete trigger needs an index that matches the rows (else "malformed"), and
@@ -413,60 +482,6 @@ class Catalog:
             db.execute("DELETE FROM meta WHERE key = 'run_in_progress'")
             for record, chunks in files:
                 self._insert(db, record, chunks, embedded=True)
-
-
-def rebuild_catalog_from_store(store: Store, catalog: Catalog) -> int:
-    """Refill a lost or damaged catalog (manifest, chunk texts, BM25 index) from Chroma.
-
-    Chroma keeps every chunk's text and metadata, so only what it never had stays unknown: a
-    file's size and mtime become 0, and the next ingest hashes each file once, finds the
-    same content and keeps its chunks. Returns the number of chunks restored.
-    """
-    from ragged.ingest.chunking import count_tokens
-
-    recorded = store.embedding
-    model = recorded[0] if recorded else None
-    by_path: dict[str, list[ChunkRow]] = {}
-    for id_, _vector, text, meta in store.iter_all():
-        path = str(meta.get("path") or "")
-        if not path:
-            continue  # not written by ragged: nothing to tie it to a file
-        page = meta.get("page")
-        by_path.setdefault(path, []).append(
-            ChunkRow(
-                id=id_,
-                path=path,
-                rel_path=str(meta.get("rel_path") or Path(path).name),
-                idx=int(meta.get("chunk_index", 0)),
-                text=text,
-                page=int(page) if page is not None else None,
-                heading=str(meta.get("heading") or ""),
-                tokens=count_tokens(text),
-                content_hash=str(meta.get("content_hash") or ""),
-            )
-        )
-    files = []
-    for path, rows in sorted(by_path.items()):
-        rows.sort(key=lambda r: r.idx)
-        rel = rows[0].rel_path
-        # e.g. /home/me/docs/guide/a.md with rel_path guide/a.md came from /home/me/docs
-        root = path[: -len(rel) - 1] if path.endswith("/" + rel) else str(Path(path).parent)
-        record = FileRecord(
-            path=path,
-            root=root,
-            rel_path=rel,
-            size=0,
-            mtime_ns=0,
-            content_hash=rows[0].content_hash,
-            pages=None,
-            chunks=len(rows),
-            status="ok",
-            embed_model=model,
-            ingested_at=now(),
-        )
-        files.append((record, rows))
-    catalog.replace_all(files)
-    return sum(len(rows) for _, rows in files)
 
 
 def catalog_path(settings: Settings, collection: str | None = None) -> Path:

@@ -270,13 +270,3 @@ def describe(settings: Settings) -> list[tuple[str, Any, str, str]]:
         for f in SETTING_FIELDS
         if f.name != "chroma_token" or not settings.chroma_token
     ]
-
-
-def resolve_chat_model(settings: Settings) -> tuple[str, str]:
-    """The chat model to use and why: the user's choice wins, else the machine decides."""
-    if settings.chat_model:
-        return settings.chat_model, f"set by {settings.sources.get('chat_model', 'config')}"
-    from ragged.hardware import choose_chat_model, detect_host
-
-    choice = choose_chat_model(detect_host(displays=False))
-    return choice.model, choice.reason

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ragged.errors import RaggedError
-from ragged.hardware import TIERS, GiB, Host, MiB
+from ragged.hardware import GiB, Host, MiB
+from ragged.models import TIERS
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -141,8 +142,7 @@ def _version_tuple(text: str) -> tuple[int, ...] | None:
 
 def chosen_chat_model(settings: Settings, host: Host) -> tuple[str, str]:
     """resolve_chat_model with the host given: config, env and --model win over the machine."""
-    from ragged.config import resolve_chat_model
-    from ragged.hardware import choose_chat_model
+    from ragged.models import choose_chat_model, resolve_chat_model
 
     if settings.chat_model:
         return resolve_chat_model(settings)
@@ -152,8 +152,7 @@ def chosen_chat_model(settings: Settings, host: Host) -> tuple[str, str]:
 
 def _smaller_model(model: str, host: Host) -> str | None:
     """A smaller default model to suggest when `model` does not fit, preferring the machine's pick."""
-    from ragged.hardware import choose_chat_model
-    from ragged.llm import full_name
+    from ragged.models import choose_chat_model, full_name
 
     pick = choose_chat_model(host).model
     names = [m for _, m in TIERS]  # largest first
@@ -358,7 +357,7 @@ def check_location(settings: Settings, host: Host) -> Check:
 
 
 def _find(model: str, installed: Sequence[InstalledModel]) -> InstalledModel | None:
-    from ragged.llm import full_name
+    from ragged.models import full_name
 
     return next((m for m in installed if full_name(m.name) == full_name(model)), None)
 
@@ -508,7 +507,7 @@ def check_offload(
 ) -> tuple[Check, LoadedModel | None]:
     """Load the chat model with a one-token request, then read /api/ps to see where it went."""
     from ragged.answer import context_size
-    from ragged.llm import full_name
+    from ragged.models import full_name
 
     try:
         num_ctx = context_size(llm, model, settings.context_window)
@@ -716,7 +715,7 @@ def check_disk(settings: Settings) -> Check:
 def check_tokenizer() -> Check:
     """tiktoken's cl100k encoding loads without a network."""
     try:
-        from ragged.ingest.chunking import count_tokens
+        from ragged.tokens import count_tokens
 
         n = count_tokens("hello world")
     except Exception as exc:  # any failure here means chunking cannot work at all
@@ -738,7 +737,7 @@ def check_tokenizer() -> Check:
 
 def check_collections(settings: Settings) -> list[Check]:
     """Every collection was embedded with the configured model; one check per collection."""
-    from ragged.llm import full_name
+    from ragged.models import full_name
     from ragged.store import list_collections
 
     try:
@@ -871,8 +870,9 @@ def describe_models(
     settings: Settings, *, llm: LLM | None = None, host: Host | None = None
 ) -> ModelsReport:
     """The chat model ragged will use and why, the machine's own pick, and what is pulled."""
-    from ragged.hardware import choose_chat_model, detect_host
+    from ragged.hardware import detect_host
     from ragged.llm import LLM
+    from ragged.models import choose_chat_model
 
     host = host if host is not None else detect_host()
     machine = choose_chat_model(host)

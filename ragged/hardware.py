@@ -1,4 +1,4 @@
-"""What machine ragged runs on, and which chat model that machine can carry.
+"""What machine ragged runs on: memory, chip, GPUs (the chat model it can carry is models.py's).
 
 Detection shells out to the tools each OS already ships (`sysctl`, `system_profiler`,
 `nvidia-smi`) through a `Runner`, so tests drive it with recorded outputs. It never raises:
@@ -19,22 +19,6 @@ from typing import Any
 
 MiB = 1024**2
 GiB = 1024**3
-
-# Floors are in GiB because that is what the OS reports: a "64 GB" Mac has
-# hw.memsize = 68719476736 = 64 GiB, so it lands in the top tier.
-TIERS: tuple[tuple[int, str], ...] = (
-    (64 * GiB, "qwen2.5:32b"),
-    (32 * GiB, "mistral:7b"),
-    (0, "llama3.2:3b"),
-)
-DEFAULT_EMBED_MODEL = "nomic-embed-text"
-
-# A tier counts as reached at 95% of its floor. Linux's MemTotal leaves out what the
-# firmware and kernel reserve (a 32 GB box reports about 31.1 GiB, a 64 GB box about
-# 62.6 GiB), and nvidia-smi gives an RTX 5090's 32 GB as 32607 MiB (31.8 GiB). Without
-# slack those machines would drop a whole tier; with it, nothing that really has less
-# memory than a tier's nominal size (say 30 GB) gets promoted.
-TIER_SLACK = 0.95
 
 Runner = Callable[[Sequence[str]], str | None]
 
@@ -67,15 +51,6 @@ class Host:
     metal: str | None
     gpus: tuple[GPU, ...]
     notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """The chat model picked for a host, and a one-line reason a person can read."""
-
-    model: str
-    reason: str
-    basis_bytes: int | None
 
 
 def run_command(argv: Sequence[str], timeout: float = 5.0) -> str | None:
@@ -382,55 +357,3 @@ def _first_line(out: str | None) -> str | None:
         if line.strip():
             return line.strip()
     return None
-
-
-def choose_chat_model(host: Host) -> ModelChoice:
-    """The largest default chat model this host's memory can carry, and why."""
-    if host.apple_silicon:
-        chip = host.chip or "Apple Silicon"
-        return _by_tier(host.memory_bytes, chip, lambda gb: f"{chip} with {gb} unified memory")
-
-    sized = [gpu for gpu in host.gpus if gpu.memory_bytes]
-    if sized:
-        # Judge by the GPUs' total VRAM, not the largest card: Ollama splits a model's
-        # layers across every GPU it sees when it doesn't fit on one, so two 24 GB cards
-        # hold what one 48 GB card would (a little less: each keeps its own scratch space,
-        # which TIERS' wide gaps absorb).
-        total = sum(gpu.memory_bytes or 0 for gpu in sized)
-        names = sorted({gpu.name for gpu in sized})
-        if len(sized) == 1:
-            gpus = sized[0].name
-        elif len(names) == 1:
-            gpus = f"{len(sized)}x {names[0]}"
-        else:
-            gpus = f"{len(sized)} GPUs ({', '.join(names)})"
-        total_word = " in total" if len(sized) > 1 else ""
-        return _by_tier(total, gpus, lambda gb: f"{gpus} with {gb} VRAM{total_word}")
-
-    # No NVIDIA GPU with a size: Ollama runs on the CPU, bounded by system memory. GPUs
-    # listed on a Mac are Intel/AMD ones Ollama doesn't use, so they count as none; on
-    # Linux they came from nvidia-smi without a size (e.g. "[N/A]" on unified-memory parts).
-    why = "no NVIDIA GPU" if not host.gpus or host.system == "darwin" else "GPU memory unknown"
-    subject = host.chip or "this machine"
-    return _by_tier(host.memory_bytes, subject, lambda gb: f"{gb} system memory, {why}")
-
-
-def _by_tier(basis: int | None, subject: str, describe: Callable[[str], str]) -> ModelChoice:
-    """Pick from TIERS by `basis` bytes; describe(rounded size) starts the reason."""
-    if basis is None:
-        return ModelChoice(TIERS[-1][1], f"{subject}: memory size unknown, smallest tier", None)
-    # The last floor is 0, so something always matches.
-    floor, model = next((f, m) for f, m in TIERS if basis >= f * TIER_SLACK)
-    tier = f"{_say_gb(floor)} tier" if floor else "smallest tier"
-    if floor and basis < floor:
-        # Within TIER_SLACK: say so, or "31 GB ...: 32 GB tier" reads like a mistake.
-        tier += " (reported sizes run a little under what is installed)"
-    return ModelChoice(model, f"{describe(_say_gb(basis))}: {tier}", basis)
-
-
-def _say_gb(size: int) -> str:
-    """Bytes as a person says them: 38654705664 -> '36 GB', 2 x 24564 MiB -> '48 GB'."""
-    if size < GiB:
-        return f"{int(size / MiB + 0.5)} MB"
-    # Round half up (Python's round() would say 16 GB for 16.5 GiB).
-    return f"{int(size / GiB + 0.5)} GB"

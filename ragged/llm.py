@@ -8,24 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
+from ragged.models import embed_prefixes, full_name
 
 if TYPE_CHECKING:
     from ragged.config import Settings
 
 T = TypeVar("T")
-
-# Prefixes the embedding models were trained with: (query, document). A model missing here
-# gets none, which is right for models trained without instructions (all-minilm, bge-m3).
-EMBED_PREFIXES: dict[str, tuple[str, str]] = {
-    "nomic-embed-text": ("search_query: ", "search_document: "),
-    "nomic-embed-text-v2-moe": ("search_query: ", "search_document: "),
-    "mxbai-embed-large": ("Represent this sentence for searching relevant passages: ", ""),
-    "snowflake-arctic-embed": ("Represent this sentence for searching relevant passages: ", ""),
-    "snowflake-arctic-embed2": ("query: ", ""),
-    "bge-large": ("Represent this sentence for searching relevant passages: ", ""),
-    "granite-embedding": ("", ""),
-    "all-minilm": ("", ""),
-}
 
 # A wrong or unreachable OLLAMA_HOST should fail in seconds; the response timeout
 # (settings.timeout, 300 s) stays long because a model loading over a network can be slow.
@@ -45,21 +33,6 @@ UNREACHABLE_HINT = (
 
 class InputTooLong(OllamaFailed):
     """An input is longer than the embedding model's context; Ollama was told not to truncate."""
-
-
-def base_name(model: str) -> str:
-    """`library/nomic-embed-text:latest` -> `nomic-embed-text`."""
-    return model.rsplit("/", 1)[-1].split(":", 1)[0].lower()
-
-
-def full_name(model: str) -> str:
-    """Ollama's canonical name: a missing tag means `:latest`; matching ignores case."""
-    model = model.lower()
-    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
-
-
-def embed_prefixes(model: str) -> tuple[str, str]:
-    return EMBED_PREFIXES.get(base_name(model), ("", ""))
 
 
 @dataclass(frozen=True)

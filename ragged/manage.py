@@ -1,59 +1,131 @@
-"""Managing what is stored: listing sources, removing files, resetting a collection."""
+"""Managing what is stored: listing sources, removing files, listing and deleting collections."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ragged.catalog import catalog_path
+from ragged.index import label
 
 if TYPE_CHECKING:
-    from ragged.catalog import Catalog
-    from ragged.config import Settings
-    from ragged.store import Store
+    from ragged.index import Index
+
+STATUSES = ("ok", "pending", "failed")
+GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
 class SourceInfo:
     path: str
-    rel_path: str
+    label: str
     chunks: int
     pages: int | None
-    ingested_at: float
-    status: str  # ok | pending (chunks await embeddings)
+    ingested_at: str  # ISO 8601 with the UTC offset; "" for a file never stored
+    status: str  # ok | pending (chunks await embeddings) | failed (see reason)
+    reason: str = ""  # why the last attempt failed; an older version may still be stored
 
 
-def list_sources(catalog: Catalog) -> list[SourceInfo]:
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="seconds")
+
+
+def list_sources(
+    index: Index, pattern: str | None = None, status: str | None = None
+) -> list[SourceInfo]:
+    """Stored files and remembered failures, optionally only those matching a glob or status."""
+    failures = {f.path: f for f in index.catalog.failures()}
+    found: dict[str, SourceInfo] = {}
+    for f in index.files():
+        failure = failures.get(f.path)
+        found[f.path] = SourceInfo(
+            f.path,
+            label(f.path),
+            f.chunks,
+            f.pages,
+            _iso(f.ingested_at),
+            "failed" if failure else f.status,
+            failure.reason if failure else "",
+        )
+    for path, failure in failures.items():
+        found.setdefault(path, SourceInfo(path, label(path), 0, None, "", "failed", failure.reason))
+    chosen = [found[p] for p in sorted(found)]
+    if pattern:
+        keep = set(_glob(pattern, list(found)))
+        chosen = [s for s in chosen if s.path in keep]
+    if status:
+        chosen = [s for s in chosen if s.status == status]
+    return chosen
+
+
+@dataclass
+class Removal:
+    """What `remove` would forget, before it does."""
+
+    paths: list[str] = field(default_factory=list)
+    # True when an argument named a folder, a pattern or an ambiguous suffix: more than the
+    # files it spells out, so a person should see the count before anything goes.
+    wide: bool = False
+    unmatched: list[str] = field(default_factory=list)
+
+
+def plan_removal(index: Index, given: Sequence[str], cwd: str | None = None) -> Removal:
+    """Resolve what the user typed to stored files: labels, absolute or relative paths, globs.
+
+    e.g. `~/notes/a.md`, `../notes/a.md`, `notes/a.md` (the end of a stored path, as shown
+    in Sources), `~/notes` (every stored file under it), `'*.pdf'`.
+    """
+    cwd = cwd or os.getcwd()
+    stored = [f.path for f in index.files()]
+    plan = Removal()
+    chosen: set[str] = set()
+    for raw in given:
+        text = os.path.expanduser(raw.strip())
+        if text.startswith("…/"):  # a label shortened for a table
+            text = text[2:]
+        matched, wide = _resolve(text, stored, cwd)
+        if not matched:
+            plan.unmatched.append(raw)
+        plan.wide = plan.wide or wide
+        chosen.update(matched)
+    plan.paths = sorted(chosen)
+    return plan
+
+
+def _resolve(text: str, stored: list[str], cwd: str) -> tuple[list[str], bool]:
+    if GLOB_CHARS & set(text):
+        return _glob(text, stored, cwd), True
+    absolute = os.path.normpath(os.path.join(cwd, text))
+    for candidate in dict.fromkeys([absolute, os.path.realpath(absolute)]):
+        if candidate in stored:
+            return [candidate], False
+        prefix = candidate.rstrip(os.sep) + os.sep
+        under = [s for s in stored if s.startswith(prefix)]
+        if under:
+            return under, True
+    # The end of a stored path, on a component boundary: what Sources shows for a file.
+    tail = os.sep + os.path.normpath(text).lstrip(os.sep)
+    ends = [s for s in stored if s.endswith(tail)]
+    return ends, len(ends) > 1
+
+
+def _glob(pattern: str, stored: list[str], cwd: str | None = None) -> list[str]:
+    """Stored paths a glob matches: whole, as a label, or as the end of the path."""
+    absolute = os.path.join(cwd, pattern) if cwd and not os.path.isabs(pattern) else pattern
     return [
-        SourceInfo(f.path, f.rel_path, f.chunks, f.pages, f.ingested_at, f.status)
-        for f in catalog.files()
+        s
+        for s in stored
+        if fnmatch.fnmatch(s, absolute)
+        or fnmatch.fnmatch(label(s), pattern)
+        or fnmatch.fnmatch(s, f"*/{pattern}")
     ]
 
 
-def remove(paths: Sequence[Path], store: Store, catalog: Catalog) -> list[str]:
-    """Forget stored files given by path (a folder means every stored file under it)."""
-    targets: list[str] = []
-    stored = [f.path for f in catalog.files()]
-    for given in paths:
-        p = os.path.abspath(os.path.expanduser(given))
-        resolved = str(Path(p).resolve()) if Path(p).exists() else p
-        for candidate in {p, resolved}:
-            prefix = candidate.rstrip("/") + "/"
-            targets.extend(s for s in stored if s == candidate or s.startswith(prefix))
-    targets = sorted(set(targets))
-    catalog.remove_files(targets)
-    tomb = catalog.tombstones()
-    store.delete(tomb)
-    catalog.clear_tombstones(tomb)
+def remove(index: Index, paths: Sequence[str]) -> list[str]:
+    """Forget stored files; returns those that were stored."""
+    targets = sorted(set(paths))
+    index.remove(targets)
     return targets
-
-
-def reset(settings: Settings, store: Store, collection: str | None = None) -> None:
-    """Drop the collection's vectors and its catalog."""
-    store.drop()
-    path = catalog_path(settings, collection)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)

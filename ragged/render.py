@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ragged.answer import Answer
+    from ragged.index import Hit
     from ragged.ingest import IngestReport, Progress
     from ragged.manage import SourceInfo
     from ragged.retrieve import Retrieval
@@ -52,6 +53,11 @@ def to_data(value: Any) -> Any:
     return value
 
 
+def hit_data(hit: Hit) -> dict[str, Any]:
+    """A passage for JSON: its fields and the label people see."""
+    return {**to_data(hit), "label": hit.label}
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(to_data(data), indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -72,6 +78,23 @@ def escape(text: str) -> str:
     from rich.markup import escape as _escape
 
     return _escape(text)
+
+
+def shorten_path(path: str, width: int) -> str:
+    """Fit a path into `width` by dropping leading folders, never the file name.
+
+    e.g. ('~/docs/sqlmodel/tutorial/relationship-attributes.md', 40)
+    -> '…/tutorial/relationship-attributes.md'
+    """
+    if len(path) <= width:
+        return path
+    parts = path.split("/")
+    tail = parts[-1]
+    for part in reversed(parts[:-1]):
+        if len(part) + 1 + len(tail) + 2 > width:
+            break
+        tail = f"{part}/{tail}"
+    return f"…/{tail}"
 
 
 def snippet(text: str, width: int = 160) -> str:
@@ -156,15 +179,19 @@ def search_results(retrieval: Retrieval) -> None:
     table = Table(show_header=True, header_style="bold", title=f"{retrieval.mode} search")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right", style="cyan")
-    table.add_column("source", style="green")
+    # The file name is what matters in a narrow column: shorten from the left, and never
+    # let the table cut or fold what is left.
+    room = max(24, out.width // 3) if out.is_terminal else 10_000
+    labels = [shorten_path(hit.label, room) for hit in retrieval.hits]
+    table.add_column("source", style="green", no_wrap=True, min_width=max(map(len, labels)))
     table.add_column("where")
     table.add_column("passage", ratio=1)
-    for i, hit in enumerate(retrieval.hits, start=1):
+    for i, (hit, shown) in enumerate(zip(retrieval.hits, labels, strict=True), start=1):
         score = f"{hit.score:.3f}"
         table.add_row(
             str(i),
             score,
-            escape(hit.rel_path or hit.path),
+            escape(shown),
             escape(hit.location or ""),
             escape(snippet(hit.text)),
         )
@@ -203,7 +230,7 @@ def answer_data(answer: Answer, retrieval: Retrieval) -> dict[str, Any]:
             {
                 "n": s.n,
                 "path": s.hit.path,
-                "rel_path": s.hit.rel_path,
+                "label": s.hit.label,
                 "page": s.hit.page,
                 "heading": s.hit.heading,
                 "score": s.hit.score,
@@ -231,13 +258,20 @@ def sources_table(sources: Sequence[SourceInfo]) -> None:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for s in sources:
         table.add_row(
-            escape(s.path),
+            escape(s.label),
             str(s.chunks),
             str(s.pages or ""),
-            datetime.fromtimestamp(s.ingested_at).strftime("%Y-%m-%d %H:%M"),
-            s.status if s.status == "ok" else f"[yellow]{s.status}[/]",
+            _local_time(s.ingested_at),
+            s.status if s.status == "ok" else f"[yellow]{s.status}[/] {escape(s.reason)}".rstrip(),
         )
     console().print(table)
+
+
+def _local_time(iso: str) -> str:
+    """'2026-11-29T16:45:04+00:00' -> '2026-11-29 17:45' in this machine's time zone."""
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def simple_table(

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ragged.catalog import ChunkRow
-from ragged.errors import ModelMissing, OllamaUnavailable
-from ragged.store import Hit
+from ragged.errors import ModelMissing, OllamaUnavailable, StoreError
 
 if TYPE_CHECKING:
-    from ragged.catalog import Catalog
-    from ragged.config import Settings
+    from ragged.index import Hit, Index
     from ragged.llm import LLM
-    from ragged.store import Store
 
 CANDIDATES = 50  # per ranking, before fusion and caps
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of word shingles above which two passages are one
@@ -30,30 +25,7 @@ class Retrieval:
     mode: str  # the mode actually used (hybrid falls back to lexical without Ollama)
     notice: str | None = None  # one line for the user, e.g. why dense retrieval was skipped
     considered: int = 0  # candidates before the floor, dedup and caps
-
-
-def hit_from_row(row: ChunkRow, score: float) -> Hit:
-    return Hit(
-        id=row.id,
-        text=row.text,
-        score=score,
-        path=row.path,
-        rel_path=row.rel_path,
-        page=row.page,
-        heading=row.heading,
-        chunk_index=row.idx,
-    )
-
-
-def matching_paths(catalog: Catalog, pattern: str) -> list[str]:
-    """Stored files whose relative or absolute path matches a glob (`*.pdf`, `guides/*`)."""
-    return [
-        f.path
-        for f in catalog.files()
-        if fnmatch.fnmatch(f.rel_path, pattern)
-        or fnmatch.fnmatch(f.path, pattern)
-        or fnmatch.fnmatch(f.path, f"*/{pattern}")
-    ]
+    ollama_down: bool = False  # the fallback was for want of Ollama: no model can answer either
 
 
 def fuse(
@@ -162,42 +134,50 @@ def diversify(hits: Sequence[Hit], k: int, max_per_source: int) -> list[Hit]:
 
 def retrieve(
     question: str,
-    settings: Settings,
+    index: Index,
     llm: LLM | None,
-    store: Store,
-    catalog: Catalog,
     *,
     k: int | None = None,
     mode: str | None = None,
     path_glob: str | None = None,
     min_score: float | None = None,
 ) -> Retrieval:
-    """The best passages for a question; falls back to lexical search when Ollama is not there."""
+    """The best passages for a question; falls back to lexical search, and says so, when
+    Ollama or the vector store cannot answer."""
+    settings = index.settings
     k = k or settings.top_k
     mode = mode or settings.mode
     floor = settings.min_score if min_score is None else min_score
-    paths = matching_paths(catalog, path_glob) if path_glob else None
+    paths = index.matching(path_glob) if path_glob else None
     pool = max(CANDIDATES, k * 5)
     notice = None
+    ollama_down = False
 
     dense: list[Hit] = []
     if mode in ("dense", "hybrid"):
         if llm is None:
             notice = "no Ollama connection: showing lexical (keyword) results only"
+            ollama_down = True
         else:
             try:
-                store.check_model(settings.embed_model)
+                index.store.check_model(settings.embed_model)
                 vector = llm.embed([question], settings.embed_model, kind="query")[0]
-                where = {"path": {"$in": paths}} if paths else None
-                dense = [] if paths == [] else store.query(vector, pool, where)
+                dense = index.dense(vector, pool, paths)
             except (OllamaUnavailable, ModelMissing) as exc:
                 notice = f"{exc.message}: showing lexical (keyword) results only"
+                ollama_down = True
+            except StoreError as exc:
+                notice = f"the vector store failed ({exc.message}): showing lexical (keyword) results only"
+            else:
+                lost = index.vectors_lost() if not dense else None
+                if lost:
+                    notice = f"{lost}: showing lexical (keyword) results only (see `ragged doctor`)"
         if notice:
             mode = "lexical"
 
     lexical: list[Hit] = []
     if mode in ("lexical", "hybrid"):
-        lexical = [hit_from_row(row, s) for row, s in catalog.search(question, pool, paths)]
+        lexical = index.lexical(question, pool, paths)
 
     if mode == "dense":
         ranked = [h for h in dense if h.score >= floor]
@@ -214,5 +194,10 @@ def retrieve(
         ranked = [replace(h, score=s) for h, s in fused]
         considered = len({h.id for h in dense} | lexical_ids)
     return Retrieval(
-        question, diversify(ranked, k, settings.max_per_source), mode, notice, considered
+        question,
+        diversify(ranked, k, settings.max_per_source),
+        mode,
+        notice,
+        considered,
+        ollama_down,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -34,55 +33,6 @@ SERVER_DOWN_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved passage."""
-
-    id: str
-    text: str
-    score: float  # cosine similarity for dense hits; fused or BM25-based for others
-    path: str  # absolute path of the source file
-    rel_path: str  # path relative to the folder it was ingested from
-    page: int | None
-    heading: str
-    chunk_index: int
-
-    @property
-    def location(self) -> str:
-        if self.page:
-            return f"page {self.page}"
-        return self.heading
-
-
-def chunk_metadata(
-    path: str, rel_path: str, page: int | None, heading: str, index: int, content_hash: str
-) -> dict[str, Any]:
-    """Chroma metadata for a chunk; Chroma rejects None values, so absent fields are left out."""
-    meta: dict[str, Any] = {
-        "path": path,
-        "rel_path": rel_path,
-        "heading": heading,
-        "chunk_index": index,
-        "content_hash": content_hash,
-    }
-    if page is not None:
-        meta["page"] = page
-    return meta
-
-
-def hit_from(id_: str, text: str, meta: dict[str, Any], score: float) -> Hit:
-    return Hit(
-        id=id_,
-        text=text,
-        score=score,
-        path=str(meta.get("path", "")),
-        rel_path=str(meta.get("rel_path", "")),
-        page=int(meta["page"]) if meta.get("page") is not None else None,
-        heading=str(meta.get("heading", "")),
-        chunk_index=int(meta.get("chunk_index", 0)),
-    )
-
-
 class Store:
     """One Chroma collection, with the embedding model it was built with recorded on it."""
 
@@ -104,11 +54,13 @@ class Store:
 
     def _get(self) -> Any | None:
         if self._collection is None:
+            from chromadb.errors import NotFoundError
+
             try:
                 self._collection = self._client.get_collection(self.name, embedding_function=None)
-            except Exception as exc:  # Chroma raises several types for "no such collection"
-                if "does not exist" in str(exc) or "not found" in str(exc).lower():
-                    return None
+            except NotFoundError:
+                return None
+            except Exception as exc:
                 raise explain(exc, self.where) from exc
         return self._collection
 
@@ -154,7 +106,7 @@ class Store:
 
     def check_model(self, model: str, dim: int | None = None) -> None:
         """Refuse to mix vectors of two models: the similarities would be garbage."""
-        from ragged.llm import full_name
+        from ragged.models import full_name
 
         recorded = self.embedding
         if recorded is None:
@@ -203,7 +155,8 @@ class Store:
 
     def query(
         self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None
-    ) -> list[Hit]:
+    ) -> list[tuple[str, str, dict[str, Any], float]]:
+        """The k nearest chunks as (id, text, metadata, cosine similarity), best first."""
         col = self._get()
         if col is None:
             return []
@@ -218,7 +171,7 @@ class Store:
         )
         return [
             # cosine distance is 1 - similarity
-            hit_from(id_, doc or "", dict(meta or {}), 1.0 - float(dist))
+            (id_, doc or "", dict(meta or {}), 1.0 - float(dist))
             for id_, doc, meta, dist in zip(
                 res["ids"][0],
                 res["documents"][0],
@@ -239,6 +192,22 @@ class Store:
             )
             for id_, vec in zip(res["ids"], res["embeddings"], strict=True):
                 out[id_] = [float(x) for x in vec]
+        return out
+
+    def get(self, ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        """(id, text, metadata) of these chunks, those that exist."""
+        col = self._get()
+        if col is None or not ids:
+            return []
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        for start in range(0, len(ids), WRITE_BATCH):
+            res = self._guard(
+                lambda s=start: col.get(
+                    ids=list(ids[s : s + WRITE_BATCH]), include=["documents", "metadatas"]
+                )
+            )
+            for id_, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True):
+                out.append((id_, doc or "", dict(meta or {})))
         return out
 
     def _pages(self, include: list[str], batch: int) -> Iterator[dict[str, Any]]:
@@ -285,9 +254,14 @@ class Store:
         return 0 if col is None else int(self._guard(col.count))
 
     def drop(self) -> None:
-        if self._get() is None:
-            return
-        self._guard(lambda: self._client.delete_collection(self.name))
+        from chromadb.errors import NotFoundError
+
+        try:
+            self._client.delete_collection(self.name)
+        except NotFoundError:
+            pass
+        except Exception as exc:
+            raise explain(exc, self.where) from exc
         self._collection = None
 
     def _require(self) -> Any:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +18,11 @@ from ragged.errors import EmbeddingMismatch, StoreError
 from ragged.store import WRITE_BATCH
 
 if TYPE_CHECKING:
-    from ragged.catalog import Catalog
     from ragged.config import Settings
+    from ragged.index import Index
     from ragged.store import Store
 
 EMBEDDED = "embedded"  # `--to embedded` / `--from embedded`: the store under the data dir
-
-# (id, text, metadata) of one chunk, as Chroma keeps it: what a catalog row is rebuilt from.
-ChunkRecord = tuple[str, str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -50,24 +46,26 @@ def copy_collection(
     target: Store,
     *,
     batch: int = WRITE_BATCH,
-    catalog: Catalog | None = None,
+    index: Index | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Copy the chunks (id, vector, text, metadata) of `source` into `target`; returns how many.
 
     The target collection is created with the source's embedding model and dimension, and
     refused if it exists with others. Writes are upserts under the same ids, so no run makes
-    duplicates. With `catalog` (the target's), the catalog is filled from the copied chunks,
-    so `list` and keyword search work there, and files it already holds unchanged are skipped.
+    duplicates. With `index` (the target's), its catalog is filled from the copied chunks, so
+    `list` and keyword search work there, and files it already holds unchanged are skipped.
     """
+    from ragged.index import row_from_store, rows_by_file
+
     model, dim = _source_embedding(source)
     _check_target(source, target, model, dim)
     wanted: set[str] | None = None
-    if catalog is not None:
-        catalog.begin_run()  # if the copy dies, the next ingest compares catalog and store in full
+    if index is not None:
+        index.catalog.begin_run()  # if the copy dies, the next ingest compares in full
     target.ensure(model, dim)
-    if catalog is not None:
-        wanted = record_chunks(catalog, target, _by_file(source.iter_texts(batch)), model)
+    if index is not None:
+        wanted = index.adopt(rows_by_file(source.iter_texts(batch)), model)
     total = source.count() if wanted is None else len(wanted)
     done = 0
     if total:
@@ -76,11 +74,14 @@ def copy_collection(
         def flush() -> None:
             nonlocal done
             ids = [p[0] for p in pending]
-            target.add(
-                ids, [p[1] for p in pending], [p[2] for p in pending], [p[3] for p in pending]
-            )
-            if catalog is not None:
-                catalog.mark_embedded(ids, model)
+            vectors = [p[1] for p in pending]
+            texts = [p[2] for p in pending]
+            metas = [p[3] for p in pending]
+            if index is not None:
+                rows = [row_from_store(*chunk) for chunk in zip(ids, texts, metas, strict=True)]
+                index.write_vectors(rows, vectors, model)  # also marks them embedded
+            else:
+                target.add(ids, vectors, texts, metas)
             done += len(pending)
             pending.clear()
             if on_progress:
@@ -95,8 +96,8 @@ def copy_collection(
                 flush()
         if pending:
             flush()
-    if catalog is not None:
-        catalog.end_run()
+    if index is not None:
+        index.catalog.end_run()
     return done
 
 
@@ -117,7 +118,7 @@ def _source_embedding(source: Store) -> tuple[str, int]:
 
 def _check_target(source: Store, target: Store, model: str, dim: int) -> None:
     """Vectors of two models must never share a collection: refuse before writing anything."""
-    from ragged.llm import full_name
+    from ragged.models import full_name
 
     existing = target.embedding
     if existing is None:
@@ -139,100 +140,6 @@ def _check_target(source: Store, target: Store, model: str, dim: int) -> None:
         )
 
 
-def _by_file(chunks: Iterable[ChunkRecord]) -> list[list[ChunkRecord]]:
-    """Group chunks by source file; Chroma returns them in insertion order, not by file."""
-    files: dict[str, list[ChunkRecord]] = {}
-    for chunk in chunks:
-        files.setdefault(str(chunk[2].get("path", "")), []).append(chunk)
-    return [files[path] for path in sorted(files)]
-
-
-def record_chunks(
-    catalog: Catalog, store: Store, files: Iterable[list[ChunkRecord]], embed_model: str
-) -> set[str]:
-    """Write catalog rows for chunks of `store`, one list per file; returns the ids to write.
-
-    A file the catalog already lists with exactly these chunks, all of them in `store`,
-    is left alone: its ids are not returned. Others are recorded as awaiting vectors, so
-    the caller writes those and marks them embedded. Chroma keeps per chunk what
-    `chunk_metadata` puts there; what it does not keep is filled so that a later `ragged
-    ingest` of the same folder stays cheap: size and mtime 0 make ingest hash each file
-    once, and an unchanged hash means nothing is embedded again.
-    """
-    from ragged.catalog import ChunkRow, FileRecord, now
-    from ragged.ingest.chunking import count_tokens
-
-    present = store.ids()
-    wanted: set[str] = set()
-    for chunks in files:
-        meta0 = chunks[0][2]
-        path, rel_path = str(meta0.get("path", "")), str(meta0.get("rel_path", ""))
-        if not path:
-            continue  # not a ragged chunk: no file to list it under
-        rows = sorted(
-            (
-                ChunkRow(
-                    id=id_,
-                    path=path,
-                    rel_path=rel_path,
-                    idx=int(meta.get("chunk_index", 0)),
-                    text=text,
-                    page=int(meta["page"]) if meta.get("page") is not None else None,
-                    heading=str(meta.get("heading", "")),
-                    tokens=count_tokens(text),
-                    content_hash=str(meta.get("content_hash", "")),
-                )
-                for id_, text, meta in chunks
-            ),
-            key=lambda r: r.idx,
-        )
-        ids = {r.id for r in rows}
-        digest = Counter(r.content_hash for r in rows).most_common(1)[0][0]
-        known = catalog.file(path)
-        if (
-            known is not None
-            and known.status == "ok"
-            and known.content_hash == digest
-            and ids <= present
-            and {c.id for c in catalog.chunks_of(path)} == ids
-        ):
-            continue
-        pages = [r.page for r in rows if r.page is not None]
-        record = FileRecord(
-            path=path,
-            root=_root(path, rel_path),
-            rel_path=rel_path,
-            size=0,
-            mtime_ns=0,
-            content_hash=digest,
-            pages=max(pages) if pages else None,
-            chunks=len(rows),
-            status="pending",
-            embed_model=embed_model,
-            ingested_at=now(),
-        )
-        catalog.replace_file(record, rows)
-        wanted |= ids
-    # An older version of a copied file was in the target: its chunks are tombstoned now.
-    stale = catalog.tombstones()
-    if stale:
-        store.delete(stale)
-        catalog.clear_tombstones(stale)
-    return wanted
-
-
-def _root(path: str, rel_path: str) -> str:
-    """The folder a file was ingested from: its path without the relative part.
-
-    e.g. ("/home/ann/notes/guide/install.md", "guide/install.md") -> "/home/ann/notes"
-    """
-    for sep in ("/", "\\"):
-        tail = sep + rel_path.replace("/", sep)
-        if rel_path and path.endswith(tail):
-            return path[: -len(tail)] or sep
-    return path.rsplit("/", 1)[0] if "/" in path else path
-
-
 def settings_for(settings: Settings, url: str) -> Settings:
     """The same settings pointed at another store: a server URL, or "embedded"."""
     chroma_url = None if url.strip().lower() == EMBEDDED else url.strip()
@@ -248,6 +155,7 @@ def copy(
 ) -> CopyReport:
     """Copy one collection from the store of `source_settings` to that of `target_settings`."""
     from ragged.catalog import catalog_path, open_catalog
+    from ragged.index import open_index
     from ragged.store import open_store, store_location
 
     name = collection or source_settings.collection
@@ -259,7 +167,6 @@ def copy(
         )
     started = time.perf_counter()
     source = open_store(source_settings, name)
-    target = open_store(target_settings, name)
     pending = 0
     if catalog_path(source_settings, name).exists():
         source_catalog = open_catalog(source_settings, name)
@@ -267,13 +174,10 @@ def copy(
             pending = source_catalog.pending_count()
         finally:
             source_catalog.close()
-    catalog = open_catalog(target_settings, name)
-    try:
-        chunks = copy_collection(source, target, catalog=catalog, on_progress=on_progress)
-        files = catalog.files()
-    finally:
-        catalog.close()
-    model, dim = target.embedding or ("", 0)
+    with open_index(target_settings, name, create=True) as index:
+        chunks = copy_collection(source, index.store, index=index, on_progress=on_progress)
+        files = index.files()
+        model, dim = index.store.embedding or ("", 0)
     return CopyReport(
         collection=name,
         source=where[0],

@@ -6,7 +6,7 @@ import pytest
 
 from ragged.answer import SYSTEM_PROMPT, build_messages, parse_citations
 from ragged.errors import ConfigError
-from ragged.store import Hit
+from ragged.index import Hit
 
 
 def hit(i: int, words: int = 100, page: int | None = None) -> Hit:
@@ -15,7 +15,6 @@ def hit(i: int, words: int = 100, page: int | None = None) -> Hit:
         text=" ".join(["word"] * words),
         score=1.0 / (i + 1),
         path=f"/d/f{i}.md",
-        rel_path=f"f{i}.md",
         page=page,
         heading="Intro" if page is None else "",
         chunk_index=0,
@@ -45,7 +44,7 @@ def test_sources_are_numbered_labelled_and_packed_best_first() -> None:
     messages, given = build_messages("why?", hits, budget=10_000, count_tokens=words)
     assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
     user = messages[1]["content"]
-    assert "[1] f0.md (Intro)" in user and "[2] f1.md (page 3)" in user
+    assert "[1] /d/f0.md (Intro)" in user and "[2] /d/f1.md (page 3)" in user
     assert user.rstrip().endswith("Question: why?")
     assert [s.n for s in given] == [1, 2, 3]
 

@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ragged.ingest.chunking import (
-    ENCODING_NAME,
-    Chunk,
-    _token_starts,
-    chunk,
-    count_tokens,
-    encoding,
-)
+from ragged.ingest.chunking import Chunk, _token_starts, chunk
 from ragged.ingest.loaders import Document, Section, load
+from ragged.tokens import ENCODING_NAME, count_tokens, encoding
 from tests.pdfgen import REPORT_PDF
 
 DOCS = Path(__file__).parent / "data" / "docs"
@@ -103,7 +97,7 @@ def run_offline(code: str, cache: Path) -> subprocess.CompletedProcess[str]:
 
 def test_count_tokens_never_downloads(tmp_path: Path) -> None:
     sentence = "The capybara is the largest living rodent."
-    code = f"from ragged.ingest.chunking import count_tokens\nprint(count_tokens({sentence!r}))"
+    code = f"from ragged.tokens import count_tokens\nprint(count_tokens({sentence!r}))"
     out = run_offline(code, tmp_path / "cache")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(count_tokens(sentence))

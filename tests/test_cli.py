@@ -229,7 +229,8 @@ def test_remove_list_collections_reset(
     assert all(not h["path"].endswith("notes.txt") for h in search["hits"])
     assert run(runner, "reset", input="n\n", ok=False).exit_code == 1
     run(runner, "reset", "--yes")
-    assert json.loads(run(runner, "list", "--json").stdout) == []
+    gone = run(runner, "list", "--json", ok=False)
+    assert gone.exit_code == 1 and "collection 'default' does not exist" in gone.stderr
 
 
 def test_config_shows_where_values_come_from(

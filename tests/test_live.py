@@ -27,9 +27,10 @@ EMBED_MODEL = "nomic-embed-text"
 @pytest.fixture(scope="module")
 def live() -> dict[str, str]:
     """Environment for a real `ragged`, or a skip saying what is missing."""
-    from ragged.config import load_settings, resolve_chat_model
+    from ragged.config import load_settings
     from ragged.errors import RaggedError
     from ragged.llm import LLM
+    from ragged.models import resolve_chat_model
 
     llm = LLM(LIVE_HOST, timeout=600, retry_delays=())
     try:

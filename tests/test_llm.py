@@ -7,7 +7,8 @@ import math
 import pytest
 
 from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
-from ragged.llm import LLM, ChatStats, InputTooLong, embed_prefixes, full_name
+from ragged.llm import LLM, ChatStats, InputTooLong
+from ragged.models import embed_prefixes, full_name
 from tests.ollama_standin import OllamaStandIn
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ragged.catalog import catalog_path, open_catalog, rebuild_catalog_from_store
+from ragged.catalog import catalog_path
 from ragged.config import load_settings
+from ragged.index import Hit, open_index
 from ragged.ingest import ingest
 from ragged.llm import connect
 from ragged.retrieve import diversify, fuse, retrieve, rrf
-from ragged.store import Hit, open_store
 from tests.ollama_standin import OllamaStandIn
 
 # Every test runs against the embedded store and against a real `chroma run` server.
@@ -25,7 +25,6 @@ def h(id_: str, path: str = "/a", text: str | None = None, score: float = 0.0) -
         text=text or f"passage {id_} " * 3,
         score=score,
         path=path,
-        rel_path=path,
         page=None,
         heading="",
         chunk_index=0,
@@ -52,9 +51,7 @@ def test_fuse_unsure_dense_cannot_overturn_a_clear_lexical_winner() -> None:
 
 def test_rrf_rewards_agreement_and_weights() -> None:
     def hit(i: str) -> Hit:
-        return Hit(
-            id=i, text=i, score=0.0, path="/" + i, rel_path=i, page=None, heading="", chunk_index=0
-        )
+        return Hit(id=i, text=i, score=0.0, path="/" + i, page=None, heading="", chunk_index=0)
 
     fused = rrf([hit("a"), hit("b"), hit("c")], [hit("c"), hit("a")], 1.0, 1.0)
     assert [x.id for x, _ in fused] == ["a", "c", "b"]
@@ -64,9 +61,9 @@ def test_rrf_rewards_agreement_and_weights() -> None:
 
 @pytest.mark.parametrize("fusion", ["score", "rrf"])
 def test_hybrid_with_either_fusion_finds_the_obvious_file(indexed, fusion: str) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
-    settings = dataclasses.replace(settings, fusion=fusion)
-    result = retrieve("Stone Town guesthouses ferry terminal", settings, llm, store, catalog)
+    index, llm = indexed
+    index.settings = dataclasses.replace(index.settings, fusion=fusion)
+    result = retrieve("Stone Town guesthouses ferry terminal", index, llm)
     assert Path(result.hits[0].path).name == "travel.html"
 
 
@@ -106,105 +103,100 @@ def test_diversify_keeps_distinct_passages_that_share_phrases() -> None:
 def indexed(ollama: OllamaStandIn, docs: Path):  # type: ignore[no-untyped-def]
     # The stand-in's hashed word vectors score far lower than a trained model's.
     settings = load_settings({"min_score": 0.05})
-    llm, store, catalog = connect(settings), open_store(settings), open_catalog(settings)
-    assert ingest([docs], settings, llm, store, catalog).ok
-    return settings, llm, store, catalog
+    llm, index = connect(settings), open_index(settings, create=True)
+    assert ingest([docs], index, llm).ok
+    return index, llm
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
 def test_every_mode_finds_the_obvious_file(indexed, mode: str) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
-    result = retrieve(
-        "Stone Town guesthouses ferry terminal", settings, llm, store, catalog, mode=mode
-    )
+    index, llm = indexed
+    result = retrieve("Stone Town guesthouses ferry terminal", index, llm, mode=mode)
     assert result.mode == mode and Path(result.hits[0].path).name == "travel.html"
 
 
 def test_exact_rare_word_found_lexically(indexed) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
-    result = retrieve("sync_interval", settings, llm, store, catalog, mode="lexical")
+    index, llm = indexed
+    result = retrieve("sync_interval", index, llm, mode="lexical")
     assert Path(result.hits[0].path).name == "install.md"
 
 
 def test_path_filter(indexed) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
+    index, llm = indexed
     for mode in ("hybrid", "dense", "lexical"):
-        result = retrieve(
-            "ferry capybara quorum", settings, llm, store, catalog, mode=mode, path_glob="*.txt"
-        )
+        result = retrieve("ferry capybara quorum", index, llm, mode=mode, path_glob="*.txt")
         assert result.hits and {Path(x.path).name for x in result.hits} == {"notes.txt"}
-    none = retrieve("ferry", settings, llm, store, catalog, path_glob="*.docx")
+    none = retrieve("ferry", index, llm, path_glob="*.docx")
     assert none.hits == []
 
 
 def test_relevance_floor(indexed) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
-    found = retrieve("capybara rodent", settings, llm, store, catalog, mode="dense", min_score=0.1)
+    index, llm = indexed
+    found = retrieve("capybara rodent", index, llm, mode="dense", min_score=0.1)
     assert Path(found.hits[0].path).name == "notes.txt"
     assert all(h.score >= 0.1 for h in found.hits)
-    nothing = retrieve(
-        "xylophone zeppelin", settings, llm, store, catalog, mode="dense", min_score=0.1
-    )
+    nothing = retrieve("xylophone zeppelin", index, llm, mode="dense", min_score=0.1)
     assert nothing.hits == [] and nothing.considered > 0
 
 
 def test_relevance_floor_in_hybrid(indexed) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
+    index, llm = indexed
     # No word matches and every vector is under the floor: nothing, so `ask` does not guess.
-    nothing = retrieve("xylophone zeppelin", settings, llm, store, catalog, min_score=0.5)
+    nothing = retrieve("xylophone zeppelin", index, llm, min_score=0.5)
     assert nothing.mode == "hybrid" and nothing.hits == [] and nothing.considered > 0
-    found = retrieve("capybara rodent", settings, llm, store, catalog, min_score=0.5)
+    found = retrieve("capybara rodent", index, llm, min_score=0.5)
     assert Path(found.hits[0].path).name == "notes.txt"
 
 
 def test_hybrid_is_the_default_and_scores_are_fused(indexed) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
-    result = retrieve("Stone Town guesthouses ferry terminal", settings, llm, store, catalog)
+    index, llm = indexed
+    result = retrieve("Stone Town guesthouses ferry terminal", index, llm)
     assert result.mode == "hybrid" and result.notice is None
     scores = [x.score for x in result.hits]
     assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
 
 
 def test_catalog_rebuilt_from_the_store(indexed, docs: Path) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
+    index, llm = indexed
+    catalog = index.catalog
     before = {c.id: c for f in catalog.files() for c in catalog.chunks_of(f.path)}
-    files_before = {f.path: (f.root, f.rel_path, f.content_hash) for f in catalog.files()}
-    catalog.close()
+    files_before = {f.path: (f.content_hash, f.chunks, f.pages) for f in catalog.files()}
+    index.close()
     for suffix in ("", "-wal", "-shm"):  # the catalog is lost
-        Path(f"{catalog_path(settings)}{suffix}").unlink(missing_ok=True)
+        Path(f"{catalog_path(index.settings)}{suffix}").unlink(missing_ok=True)
 
-    catalog = open_catalog(settings)
-    assert catalog.chunk_count() == 0
-    assert rebuild_catalog_from_store(store, catalog) == len(before)
+    index = open_index(index.settings)
+    assert index.rebuilt == len(before)
+    catalog = index.catalog
     after = {c.id: c for f in catalog.files() for c in catalog.chunks_of(f.path)}
     assert after == before
-    assert {f.path: (f.root, f.rel_path, f.content_hash) for f in catalog.files()} == files_before
+    assert {f.path: (f.content_hash, f.chunks, f.pages) for f in catalog.files()} == files_before
     assert catalog.embedded_count() == len(before) and catalog.pending_count() == 0
-    lexical = retrieve("sync_interval", settings, llm, store, catalog, mode="lexical")
+    lexical = retrieve("sync_interval", index, llm, mode="lexical")
     assert Path(lexical.hits[0].path).name == "install.md"
 
     # The next ingest finds the same bytes and embeds nothing again.
-    report = ingest([docs], settings, llm, store, catalog)
+    report = ingest([docs], index, llm)
     assert report.ok and report.embedded == 0 and report.added == report.updated == 0
 
 
 def test_rebuild_replaces_whatever_the_catalog_held(indexed) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
-    count = catalog.chunk_count()
+    index, llm = indexed
+    count = index.catalog.chunk_count()
     # A damaged BM25 index: the rebuild must not trip over it.
-    catalog._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all')")
-    assert rebuild_catalog_from_store(store, catalog) == count
-    catalog._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
-    result = retrieve("capybara rodent", settings, llm, store, catalog, mode="lexical")
+    index.catalog._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all')")
+    assert index.rebuild_from_store() == count
+    index.catalog._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+    result = retrieve("capybara rodent", index, llm, mode="lexical")
     assert Path(result.hits[0].path).name == "notes.txt"
 
 
 def test_falls_back_to_lexical_without_ollama(indexed, ollama: OllamaStandIn) -> None:  # type: ignore[no-untyped-def]
-    settings, llm, store, catalog = indexed
+    index, llm = indexed
     ollama.remove_model("nomic-embed-text:latest")
-    result = retrieve("capybara rodent", settings, llm, store, catalog)
+    result = retrieve("capybara rodent", index, llm)
     assert result.mode == "lexical" and "nomic-embed-text" in (result.notice or "")
     assert Path(result.hits[0].path).name == "notes.txt"
     ollama.stop()
-    result = retrieve("capybara rodent", settings, llm, store, catalog)
+    result = retrieve("capybara rodent", index, llm)
     assert result.mode == "lexical" and "isn't running" in (result.notice or "")

@@ -1,10 +1,14 @@
-"""ingest(paths, ...): walk, skip what is unchanged, load, chunk, embed in batches, store.
+"""ingest(paths, index, llm): walk, skip what is unchanged, load, chunk, embed in batches, store.
 
-The order of writes is what makes an interrupted run safe (see ragged/catalog.py): a
-file's chunks are committed to the catalog as "pending" in one transaction, vectors are
-upserted into Chroma under deterministic ids, and only then are the chunks marked
-embedded. A rerun embeds whatever is still pending and deletes whatever Chroma holds that
-the catalog does not, so it ends with exactly the chunks a clean run makes.
+Every write goes through the Index, in the order that makes an interrupted run safe
+(ragged/index.py): chunks staged as text, vectors upserted, chunks marked embedded. A rerun
+embeds whatever is still pending and finishes whatever a crash left, so it ends with exactly
+the chunks a clean run makes.
+
+A file is its resolved absolute path, whichever folder reached it: ingesting overlapping
+folders never rewrites an unchanged file. A stored file is removed only when it is gone from
+a folder that was walked, or a persistent ignore rule (.gitignore, .raggedignore) now
+excludes it; never because of a command-line filter.
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from ragged.catalog import ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, UnreadableDocument
+from ragged.index import embed_text, make_row
 
 if TYPE_CHECKING:
-    from ragged.catalog import Catalog
     from ragged.config import Settings
+    from ragged.index import Index
     from ragged.ingest.chunking import Chunk
-    from ragged.ingest.walk import Candidate
+    from ragged.ingest.walk import Candidate, Walk
     from ragged.llm import LLM
-    from ragged.store import Store
 
 SPLIT_DEPTH = 6  # an over-long input is halved at most this often (1/64 of it per request)
 
@@ -42,6 +46,15 @@ class FileOutcome:
     status: str  # added | updated | unchanged | removed | skipped | failed
     chunks: int = 0
     reason: str = ""
+    known: bool = False  # a failure remembered from an earlier run: the file did not change
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """A walked folder that yielded no files at all while the collection holds files from it."""
+
+    folder: str
+    files: int
 
 
 @dataclass(frozen=True)
@@ -66,9 +79,11 @@ class IngestReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    moved: int = 0  # files stored under a new path with the vectors of their old one
     removed: int = 0
     skipped: int = 0
     failed: int = 0
+    known_failures: int = 0  # of `failed`: unchanged since an earlier run, not parsed again
     pending: int = 0  # chunks stored as text whose embeddings are still to come
     chunks: int = 0  # chunks written this run
     embedded: int = 0  # embeddings computed this run
@@ -76,30 +91,33 @@ class IngestReport:
     seconds: float = 0.0
     embed_error: str | None = None  # why embedding stopped early (Ollama down, model missing)
     embed_hint: str | None = None
+    held_back: list[HeldBack] = field(default_factory=list)
     problems: list[FileOutcome] = field(default_factory=list)
 
     @property
+    def new_failures(self) -> int:
+        return self.failed - self.known_failures
+
+    @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.embed_error is None
+        """Nothing new went wrong: remembered failures alone don't fail a scheduled re-run."""
+        return self.new_failures == 0 and self.embed_error is None and not self.held_back
 
     def count(self, outcome: FileOutcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+        if outcome.known:
+            self.known_failures += 1
         if outcome.status in ("failed", "skipped"):
             self.problems.append(outcome)
 
 
-def chunk_id(path: str, content_hash: str, index: int) -> str:
-    """Deterministic, so re-adding the same chunk after a crash overwrites instead of duplicating."""
-    return hashlib.sha256(f"{path}\0{content_hash}\0{index}".encode()).hexdigest()[:32]
-
-
-def embed_text(row: ChunkRow) -> str:
-    """What the embedding model sees: the heading path gives a section its context."""
-    return f"{row.heading}\n\n{row.text}" if row.heading else row.text
-
-
 def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def signature(cand: Candidate) -> str:
+    """What must change for a failed file to be tried again (ctime: a chmod counts too)."""
+    return f"{cand.size}:{cand.mtime_ns}:{cand.ctime_ns}"
 
 
 class Embedder:
@@ -112,14 +130,13 @@ class Embedder:
     def __init__(
         self,
         llm: LLM,
-        store: Store,
-        catalog: Catalog,
+        index: Index,
         model: str,
         batch: int,
         concurrency: int,
         on_embedded: Callable[[int], None],
     ) -> None:
-        self.llm, self.store, self.catalog, self.model = llm, store, catalog, model
+        self.llm, self.index, self.model = llm, index, model
         self.batch, self.concurrency = batch, concurrency
         self.on_embedded = on_embedded
         self.buffer: list[ChunkRow] = []
@@ -129,7 +146,6 @@ class Embedder:
         self.pool = ThreadPoolExecutor(max_workers=concurrency * 2, thread_name_prefix="embed")
         self.error: RaggedError | None = None
         self.embedded = 0
-        self._ensured = False
 
     def add(self, rows: Sequence[ChunkRow]) -> None:
         if self.error is not None:
@@ -186,26 +202,9 @@ class Embedder:
             except RaggedError as exc:  # Ollama gone, model missing, retries exhausted
                 self._stop(exc)
                 return
-            self._write(rows, vectors)
-
-    def _write(self, rows: list[ChunkRow], vectors: list[list[float]]) -> None:
-        from ragged.store import chunk_metadata
-
-        if not self._ensured:
-            self.store.ensure(self.model, len(vectors[0]))
-            self._ensured = True
-        self.store.add(
-            [r.id for r in rows],
-            vectors,
-            [r.text for r in rows],
-            [
-                chunk_metadata(r.path, r.rel_path, r.page, r.heading, r.idx, r.content_hash)
-                for r in rows
-            ],
-        )
-        self.catalog.mark_embedded([r.id for r in rows], self.model)
-        self.embedded += len(rows)
-        self.on_embedded(len(rows))
+            self.index.write_vectors(rows, vectors, self.model)
+            self.embedded += len(rows)
+            self.on_embedded(len(rows))
 
     def _stop(self, exc: RaggedError) -> None:
         """Ollama is gone: keep the text (already in the catalog as pending) and stop asking."""
@@ -227,63 +226,31 @@ class Embedder:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _check_model(model: str, store: Store, catalog: Catalog) -> None:
-    """Refuse another embedding model before any work, from the catalog if it knows."""
-    from ragged.llm import full_name
-
-    recorded = catalog.embed_model()
-    if recorded is None or store.shared:
-        store.check_model(model)  # the store is the authority; a server may hold others' work
-    elif full_name(recorded) != full_name(model):
-        store.check_model(model)  # raises with the collection's own record and the fix
-
-
-def reconcile(catalog: Catalog, store: Store) -> None:
-    """Make Chroma hold exactly the catalog's embedded chunks, whatever a crash left behind."""
-    tomb = catalog.tombstones()
-    if tomb:
-        store.delete(tomb)
-        catalog.clear_tombstones(tomb)
-    if not catalog.interrupted:
-        # Untouched since our last clean run: nothing to compare, and Chroma stays unopened.
-        fingerprint = store.fingerprint()
-        if fingerprint is not None and fingerprint == catalog.store_fingerprint:
-            return
-        # Otherwise matching counts are enough to skip the id-by-id comparison.
-        if store.count() == catalog.embedded_count():
-            return
-    embedded = catalog.embedded_ids()
-    in_store = store.ids()
-    if not store.shared:
-        # Only an embedded store is this catalog's alone; on a server an id this catalog
-        # never wrote may be another machine's chunk.
-        store.delete(sorted(in_store - embedded))
-    missing = embedded - in_store
-    if missing:
-        catalog.mark_unembedded(missing)
-
-
 def ingest(
     paths: Sequence[Path],
-    settings: Settings,
+    index: Index,
     llm: LLM,
-    store: Store,
-    catalog: Catalog,
     *,
     prune: bool = True,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    confirm_prune: Callable[[HeldBack], bool] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
 ) -> IngestReport:
-    """Bring the collection up to date with the files under `paths`."""
+    """Bring the collection up to date with the files under `paths`.
+
+    With no paths, only what earlier runs left pending is embedded. `confirm_prune` is asked
+    before the files of a folder that yielded nothing at all are removed (an unmounted disk
+    looks exactly like that); without it they are kept and listed in `held_back`.
+    """
     from ragged.ingest.walk import walk
 
+    settings = index.settings
     started = time.perf_counter()
     report = IngestReport()
-    _check_model(settings.embed_model, store, catalog)
-    reconcile(catalog, store)
-    catalog.begin_run()
+    index.check_model(settings.embed_model)
+    index.begin_run()
 
     found = walk(
         paths,
@@ -292,7 +259,7 @@ def ingest(
         max_bytes=int(settings.max_file_mb * 1_000_000) if settings.max_file_mb > 0 else None,
     )
     files_total = len(found.candidates)
-    state = _Tally(chunks_total=catalog.pending_count())
+    state = _Tally(chunks_total=index.catalog.pending_count())
 
     def progress() -> None:
         if on_progress:
@@ -316,8 +283,7 @@ def ingest(
 
     embedder = Embedder(
         llm,
-        store,
-        catalog,
+        index,
         settings.embed_model,
         settings.embed_batch,
         settings.embed_concurrency,
@@ -325,12 +291,19 @@ def ingest(
     )
     parsers = Parsers(settings)
 
-    def finish(record: FileRecord, parsed: Parsed, status: str) -> None:
-        outcome, rows = _store_parsed(record, parsed, status, catalog, report)
-        if rows:
-            state.chunks_total += len(rows)
-            embedder.add(rows)
-        record_outcome(outcome)
+    def finish(job: Job, parsed: Parsed) -> None:
+        if isinstance(parsed, str):
+            # A stored file that fails to load this time keeps its old chunks.
+            index.catalog.record_failure(job.record.path, job.signature, parsed)
+            record_outcome(FileOutcome(job.record.path, "failed", reason=parsed))
+            return
+        pages, pieces = parsed
+        rows = [make_row(job.record, c.index, c.text, c.page, c.heading, c.tokens) for c in pieces]
+        index.stage(dataclasses.replace(job.record, pages=pages), rows)
+        report.chunks += len(rows)
+        state.chunks_total += len(rows)
+        embedder.add(rows)
+        record_outcome(FileOutcome(job.record.path, job.status, len(rows)))
 
     def record_outcome(outcome: FileOutcome) -> None:
         record(outcome)
@@ -339,14 +312,14 @@ def ingest(
 
     try:
         # Chunks left pending by an earlier run (Ollama was down, or the run was killed) go first.
-        embedder.add(catalog.pending())
-        seen: set[str] = set()
+        embedder.add(index.catalog.pending())
         for cand in found.candidates:
             state.current = cand.rel_path
             progress()
-            seen.add(str(cand.path))
-            prepared = _prepare(cand, settings, store, catalog, report)
+            prepared = _prepare(cand, index, report)
             if isinstance(prepared, FileOutcome):
+                if prepared.status == "failed" and not prepared.known:
+                    index.catalog.record_failure(prepared.path, signature(cand), prepared.reason)
                 record_outcome(prepared)
             else:
                 parsers.submit(*prepared)
@@ -357,25 +330,16 @@ def ingest(
             finish(*done)
         embedder.finish()
         progress()
-
         if prune:
-            for root in found.complete_roots:
-                gone = [f.path for f in catalog.files(str(root)) if f.path not in seen]
-                # A stored file that failed to load this time is kept (it is in `seen`).
-                catalog.remove_files(gone)
-                for path in gone:
-                    record(FileOutcome(path, "removed"))
-        tomb = catalog.tombstones()
-        if tomb:
-            store.delete(tomb)
-            catalog.clear_tombstones(tomb)
-        catalog.end_run(store.fingerprint())
+            for outcome in _prune(found, index, report, confirm_prune):
+                record(outcome)
+        index.end_run()
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
         parsers.close()
 
     report.embedded = embedder.embedded
-    report.pending = catalog.pending_count()
+    report.pending = index.catalog.pending_count()
     if embedder.error is not None:
         report.embed_error = embedder.error.message
         report.embed_hint = embedder.error.hint
@@ -383,8 +347,49 @@ def ingest(
     return report
 
 
+def _prune(
+    found: Walk,
+    index: Index,
+    report: IngestReport,
+    confirm: Callable[[HeldBack], bool] | None,
+) -> list[FileOutcome]:
+    """Stored files (and remembered failures) a walked folder no longer has, with the reason."""
+    catalog = index.catalog
+    out: list[FileOutcome] = []
+    for root in found.complete_roots:
+        stored = catalog.files(str(root))
+        if root in found.empty_roots and stored:
+            held = HeldBack(str(root), len(stored))
+            if confirm is None or not confirm(held):
+                report.held_back.append(held)
+                continue
+        gone: list[tuple[str, str]] = []
+        for path in [f.path for f in stored] + [f.path for f in catalog.failures(str(root))]:
+            if path in found.present:
+                continue  # still there: a command-line filter or the size limit left it out
+            rule = found.ignored_by(path)
+            if rule is not None:
+                gone.append((path, f"now excluded by {rule}"))
+            elif not os.path.lexists(path):
+                gone.append((path, "deleted from disk"))
+        stored_paths = {f.path for f in stored}
+        catalog.clear_failures([p for p, _ in gone if p not in stored_paths])
+        index.remove([p for p, _ in gone if p in stored_paths])
+        out += [FileOutcome(p, "removed", reason=why) for p, why in gone if p in stored_paths]
+    return out
+
+
 # What parsing a file gives: its page count and chunks, or why it could not be read.
 Parsed: TypeAlias = "tuple[int | None, list[Chunk]] | str"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A file to parse: the manifest row it will get, and what it is to the run."""
+
+    record: FileRecord
+    status: str  # added | updated
+    signature: str
 
 
 def parse_file(path: str, data: bytes, max_tokens: int, overlap: int) -> Parsed:
@@ -413,37 +418,37 @@ class Parsers:
         self.settings = settings
         self.workers = max(1, min(4, os.cpu_count() or 1))
         self.pool: ProcessPoolExecutor | None = None
-        self.queue: deque[tuple[FileRecord, str, Future[Parsed]]] = deque()
-        self.done: list[tuple[FileRecord, Parsed, str]] = []
+        self.queue: deque[tuple[Job, Future[Parsed]]] = deque()
+        self.done: list[tuple[Job, Parsed]] = []
 
-    def submit(self, record: FileRecord, data: bytes, status: str) -> None:
-        args = (record.path, data, self.settings.chunk_tokens, self.settings.chunk_overlap)
-        if not record.path.lower().endswith(".pdf"):
-            self.done.append((record, parse_file(*args), status))
+    def submit(self, job: Job, data: bytes) -> None:
+        args = (job.record.path, data, self.settings.chunk_tokens, self.settings.chunk_overlap)
+        if not job.record.path.lower().endswith(".pdf"):
+            self.done.append((job, parse_file(*args)))
             return
         if self.pool is None:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
         # Bounded look-ahead keeps memory flat on folders of large PDFs.
         while len(self.queue) >= 2 * self.workers:
             self._take(block=True)
-        self.queue.append((record, status, self.pool.submit(parse_file, *args)))
+        self.queue.append((job, self.pool.submit(parse_file, *args)))
 
     def _take(self, block: bool) -> None:
-        while self.queue and (block or self.queue[0][2].done()):
-            record, status, future = self.queue.popleft()
+        while self.queue and (block or self.queue[0][1].done()):
+            job, future = self.queue.popleft()
             block = False
             try:
                 parsed = future.result()
             except Exception as exc:  # a worker that died (out of memory, a crash in pypdf)
                 parsed = f"parser crashed: {exc.__class__.__name__}: {exc}"
-            self.done.append((record, parsed, status))
+            self.done.append((job, parsed))
 
-    def ready(self) -> list[tuple[FileRecord, Parsed, str]]:
+    def ready(self) -> list[tuple[Job, Parsed]]:
         self._take(block=False)
         out, self.done = self.done, []
         return out
 
-    def drain(self) -> list[tuple[FileRecord, Parsed, str]]:
+    def drain(self) -> list[tuple[Job, Parsed]]:
         while self.queue:
             self._take(block=True)
         return self.ready()
@@ -454,14 +459,17 @@ class Parsers:
 
 
 def _prepare(
-    cand: Candidate, settings: Settings, store: Store, catalog: Catalog, report: IngestReport
-) -> FileOutcome | tuple[FileRecord, bytes, str]:
+    cand: Candidate, index: Index, report: IngestReport
+) -> FileOutcome | tuple[Job, bytes]:
     """Settle a file without parsing if possible; else return what parsing needs."""
     path = str(cand.path)
+    catalog = index.catalog
     known = catalog.file(path)
-    same_root = known is not None and known.root == str(cand.root)
-    if known and same_root and known.size == cand.size and known.mtime_ns == cand.mtime_ns:
+    if known and known.size == cand.size and known.mtime_ns == cand.mtime_ns:
         return FileOutcome(path, "unchanged", known.chunks)
+    failure = catalog.failure(path)
+    if failure is not None and failure.signature == signature(cand):
+        return FileOutcome(path, "failed", reason=failure.reason, known=True)
     try:
         data = cand.path.read_bytes()
     except FileNotFoundError:
@@ -471,90 +479,29 @@ def _prepare(
     except OSError as exc:
         return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}")
     digest = file_hash(data)
-    if known and same_root and known.content_hash == digest:
-        catalog.touch(path, cand.size, cand.mtime_ns)
+    if known and known.content_hash == digest:
+        index.touch(path, cand.size, cand.mtime_ns)
+        if failure is not None:
+            catalog.clear_failures([path])
         return FileOutcome(path, "unchanged", known.chunks)
     status = "updated" if known else "added"
     record = FileRecord(
         path=path,
-        root=str(cand.root),
-        rel_path=cand.rel_path,
         size=cand.size,
         mtime_ns=cand.mtime_ns,
         content_hash=digest,
         pages=None,
         chunks=0,
         status="pending",
-        embed_model=settings.embed_model,
+        embed_model=index.settings.embed_model,
         ingested_at=now(),
     )
-    reused = _reuse_identical(record, store, catalog)
+    donors = {f.path for f in catalog.files_with_hash(digest)}
+    reused = index.reuse(record)
     if reused is not None:
         report.reused += reused
         report.chunks += reused
+        if status == "added" and any(not os.path.lexists(d) for d in donors - {path}):
+            report.moved += 1
         return FileOutcome(path, status, reused, reason="identical content already embedded")
-    return record, data, status
-
-
-def _store_parsed(
-    record: FileRecord,
-    parsed: Parsed,
-    status: str,
-    catalog: Catalog,
-    report: IngestReport,
-) -> tuple[FileOutcome, list[ChunkRow]]:
-    """Commit a parsed file's chunks as pending; returns its outcome and the rows to embed."""
-    if isinstance(parsed, str):
-        return FileOutcome(record.path, "failed", reason=parsed), []
-    pages, pieces = parsed
-    rows = [_row(record, c.index, c.text, c.page, c.heading, c.tokens) for c in pieces]
-    catalog.replace_file(dataclasses.replace(record, pages=pages), rows)
-    report.chunks += len(rows)
-    return FileOutcome(record.path, status, len(rows)), rows
-
-
-def _row(
-    record: FileRecord, idx: int, text: str, page: int | None, heading: str, tokens: int
-) -> ChunkRow:
-    """A chunk of this version of this file, under its deterministic id."""
-    return ChunkRow(
-        id=chunk_id(record.path, record.content_hash, idx),
-        path=record.path,
-        rel_path=record.rel_path,
-        idx=idx,
-        text=text,
-        page=page,
-        heading=heading,
-        tokens=tokens,
-        content_hash=record.content_hash,
-    )
-
-
-def _reuse_identical(record: FileRecord, store: Store, catalog: Catalog) -> int | None:
-    """A moved, renamed or copied file: copy the vectors of a stored file with the same bytes."""
-    from ragged.store import chunk_metadata
-
-    for donor in catalog.files_with_hash(record.content_hash):
-        # The donor may be this very path, ingested before under another root.
-        if donor.embed_model != record.embed_model:
-            continue
-        old = catalog.chunks_of(donor.path)
-        vectors = store.vectors([c.id for c in old])
-        if not old or len(vectors) != len(old):
-            continue
-        rows = [_row(record, c.idx, c.text, c.page, c.heading, c.tokens) for c in old]
-        # Catalog first (as pending), then vectors, then the mark: the same order as a
-        # parsed file, so a crash in between leaves nothing the next run cannot see.
-        catalog.replace_file(dataclasses.replace(record, pages=donor.pages), rows)
-        store.add(
-            [r.id for r in rows],
-            [vectors[c.id] for c in old],
-            [r.text for r in rows],
-            [
-                chunk_metadata(r.path, r.rel_path, r.page, r.heading, r.idx, r.content_hash)
-                for r in rows
-            ],
-        )
-        catalog.mark_embedded([r.id for r in rows], record.embed_model or "")
-        return len(rows)
-    return None
+    return Job(record, status, signature(cand)), data

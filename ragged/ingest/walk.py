@@ -17,9 +17,10 @@ IGNORE_FILES = (".gitignore", ".raggedignore")
 class Candidate:
     path: Path  # absolute, resolved
     root: Path  # the ingest root it was found under (itself for a file argument)
-    rel_path: str
+    rel_path: str  # for progress display only: a file is known by `path`
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,21 @@ class Skipped:
 class Walk:
     candidates: list[Candidate] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-    # Folders walked completely: files stored under them but not seen now were deleted.
+    # Folders walked completely: what is stored under them but gone now may be pruned.
     complete_roots: list[Path] = field(default_factory=list)
+    # Of those, folders in which not one file was found (an unmounted disk looks like this).
+    empty_roots: list[Path] = field(default_factory=list)
+    # Every supported file seen, kept out by a command-line filter or not: it still exists.
+    present: set[str] = field(default_factory=set)
+    # Files and folders a persistent rule excludes: (path, is a folder, the rule's file).
+    ignored: list[tuple[str, bool, str]] = field(default_factory=list)
+
+    def ignored_by(self, path: str) -> str | None:
+        """The ignore file that now excludes `path` (itself or a folder above it), if any."""
+        for where, is_dir, rule in self.ignored:
+            if path == where or (is_dir and path.startswith(where.rstrip("/") + "/")):
+                return rule
+        return None
 
 
 def _spec(lines: Sequence[str]):  # type: ignore[no-untyped-def]
@@ -64,6 +78,7 @@ def walk(
                     Skipped(str(path), f"unsupported file type '{path.suffix or path.name}'")
                 )
             return
+        out.present.add(str(path))
         if not explicit and include_spec is not None and not include_spec.match_file(rel):
             return
         if exclude_spec is not None and exclude_spec.match_file(rel):
@@ -79,7 +94,9 @@ def walk(
         if path in seen:
             return
         seen.add(path)
-        out.candidates.append(Candidate(path, root, rel, st.st_size, st.st_mtime_ns))
+        out.candidates.append(
+            Candidate(path, root, rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        )
 
     for given in paths:
         given = Path(given).expanduser()
@@ -97,8 +114,11 @@ def walk(
             )
             continue
         if stat.S_ISDIR(st.st_mode):
+            before = (len(out.present), len(out.ignored))
             if _walk_dir(root, out, consider):
                 out.complete_roots.append(root)
+                if (len(out.present), len(out.ignored)) == before:
+                    out.empty_roots.append(root)
         else:
             consider(root, root, st, explicit=True)
     return out
@@ -168,7 +188,9 @@ def _walk_dir(root: Path, out: Walk, consider) -> bool:  # type: ignore[no-untyp
             if is_link and real != root and root not in real.parents:
                 out.skipped.append(Skipped(str(path), "symlink points outside the ingest root"))
                 continue
-            if _ignored(path, is_dir, specs):
+            rule = _ignored(path, is_dir, specs)
+            if rule is not None:
+                out.ignored.append((str(real), is_dir, rule))
                 continue
             if is_dir and is_link:
                 links.append((path, specs))
@@ -188,13 +210,14 @@ def _read_ignores(folder: Path) -> list[tuple[Path, object]]:
             lines = (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             continue
-        specs.append((folder, _spec(lines)))
+        specs.append((folder / name, _spec(lines)))
     return specs
 
 
-def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, object]]) -> bool:
-    for base, spec in specs:
-        rel = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, object]]) -> str | None:
+    """The ignore file whose rules exclude `path`, or None."""
+    for rules, spec in specs:
+        rel = path.relative_to(rules.parent).as_posix() + ("/" if is_dir else "")
         if spec.match_file(rel):  # type: ignore[attr-defined]
-            return True
-    return False
+            return str(rules)
+    return None

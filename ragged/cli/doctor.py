@@ -1,4 +1,4 @@
-"""`ragged doctor` and `ragged models`: registered on the app from ragged/cli.py."""
+"""`ragged doctor`, `ragged models` and `ragged config`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ragged.cli import EmbedOpt, JsonOpt, State, app, reporting
+from ragged.cli._common import EmbedOpt, JsonOpt, ModelOpt, State, reporting
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -15,13 +15,9 @@ if TYPE_CHECKING:
     from ragged.doctor import Check, ModelsReport
     from ragged.llm import PullProgress
 
-ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Chat model (default: fits this machine).")
-]
 MARKS = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
 
 
-@app.command()
 def doctor(
     ctx: typer.Context,
     fix: Annotated[
@@ -66,7 +62,6 @@ def doctor(
             raise typer.Exit(1)
 
 
-@app.command()
 def models(ctx: typer.Context, model: ModelOpt = None, json_out: JsonOpt = False) -> None:
     """Show the chat model ragged uses and why, and which models Ollama has pulled.
 
@@ -88,6 +83,33 @@ def models(ctx: typer.Context, model: ModelOpt = None, json_out: JsonOpt = False
         if report.error:
             render.error(report.error, report.hint)
             raise typer.Exit(1)
+
+
+def config(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Show every setting's effective value and where it came from.
+
+    Example: ragged config --json
+    """
+    from ragged import render
+    from ragged.config import describe
+
+    state: State = ctx.obj
+    with reporting(state):
+        settings = state.settings()
+        rows = describe(settings)
+        if json_out:
+            render.print_json(
+                {
+                    "config_file": str(settings.config_path),
+                    "settings": {n: {"value": v, "source": s} for n, v, s, _ in rows},
+                }
+            )
+        else:
+            render.simple_table(
+                ["setting", "value", "from", "meaning"],
+                rows,
+                title=f"config file: {settings.config_path}",
+            )
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -115,7 +137,7 @@ def _checks_table(checks: list[Check]) -> None:
 
 
 def _used_for(name: str, report: ModelsReport) -> str:
-    from ragged.llm import full_name
+    from ragged.models import full_name
 
     uses = []
     if full_name(name) == full_name(report.chat_model):
@@ -126,7 +148,7 @@ def _used_for(name: str, report: ModelsReport) -> str:
 
 
 def _missing(report: ModelsReport) -> list[str]:
-    from ragged.llm import full_name
+    from ragged.models import full_name
 
     if report.installed is None:
         return []

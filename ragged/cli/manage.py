@@ -1,0 +1,265 @@
+"""`ragged list`, `remove`, `collections`, `reset` and `copy`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ragged.cli._common import (
+    CollectionOpt,
+    JsonOpt,
+    QuietOpt,
+    State,
+    YesOpt,
+    open_collection,
+    reporting,
+)
+
+if TYPE_CHECKING:
+    from ragged.transfer import CopyReport
+
+
+def list_sources(
+    ctx: typer.Context,
+    pattern: Annotated[
+        str | None, typer.Argument(help="Only files whose path matches this glob.")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only files with this status: ok, pending or failed.")
+    ] = None,
+    collection: CollectionOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the stored files with their chunk counts, pages, time of ingest and status.
+
+    Files that failed to ingest are listed too (status failed, with the reason).
+
+    Example: ragged list '*.pdf' --status failed
+    """
+    from ragged import render
+    from ragged.manage import STATUSES
+    from ragged.manage import list_sources as sources
+
+    if status is not None and status not in STATUSES:
+        raise typer.BadParameter(f"must be one of {', '.join(STATUSES)}", param_hint="--status")
+    state: State = ctx.obj
+    with reporting(state):
+        settings = state.settings(collection=collection)
+        with open_collection(settings) as index:
+            found = sources(index, pattern, status)
+        if json_out:
+            render.print_json(found)
+        elif not found:
+            what = "no documents yet" if not (pattern or status) else "no matching documents"
+            render.console().print(f"Collection '{settings.collection}' holds {what}.")
+        else:
+            render.sources_table(found)
+
+
+def remove(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Stored files to forget: paths, folders, labels as ragged shows them, or globs."
+        ),
+    ],
+    collection: CollectionOpt = None,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove files from a collection: a path, a folder (every file under it), or a glob.
+
+    What ragged prints as a source works too, from any directory. A folder or a glob asks
+    before it removes anything (--yes does not).
+
+    Example: ragged remove ~/notes/old
+    """
+    from ragged import render
+    from ragged.lock import write_lock
+    from ragged.manage import plan_removal
+    from ragged.manage import remove as run_remove
+
+    state: State = ctx.obj
+    with reporting(state):
+        settings = state.settings(collection=collection)
+        with write_lock(Path(settings.home)), open_collection(settings) as index:
+            plan = plan_removal(index, paths)
+            for raw in plan.unmatched:
+                render.notice(f"{raw}: not stored in collection '{index.name}'")
+            if plan.paths and plan.wide and not yes:
+                _confirm(f"Remove {len(plan.paths)} files from collection '{index.name}'?")
+            removed = run_remove(index, plan.paths)
+        if json_out:
+            render.print_json({"removed": removed, "unmatched": plan.unmatched})
+        else:
+            for p in removed:
+                render.console().print(f"removed {render.escape(p)}")
+        if not removed:
+            render.error("none of those paths is stored", "`ragged list` shows what is stored")
+            raise typer.Exit(1)
+
+
+def _confirm(question: str) -> None:
+    """Ask on a terminal; refuse in a script, where nobody can answer."""
+    from ragged import render
+
+    if not sys.stdin.isatty():
+        render.error(
+            f"{question.rstrip('?')}: more than the files named (a folder or a pattern)",
+            "run again with --yes to remove them",
+        )
+        raise typer.Exit(1)
+    if not typer.confirm(question, err=True):
+        raise typer.Exit(1)
+
+
+def collections(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List the collections with their chunk counts and embedding models.
+
+    Example: ragged collections
+    """
+    from ragged import render
+    from ragged.store import list_collections
+
+    state: State = ctx.obj
+    with reporting(state):
+        rows = list_collections(state.settings())
+        if json_out:
+            render.print_json([{"name": n, "chunks": c, "embed_model": m} for n, c, m in rows])
+        else:
+            render.simple_table(["collection", "chunks", "embedding model"], rows)
+
+
+def reset(
+    ctx: typer.Context,
+    collection: CollectionOpt = None,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete a collection: its vectors, its manifest and its keyword index.
+
+    Example: ragged reset --collection scratch --yes
+    """
+    from ragged import render
+    from ragged.lock import write_lock
+
+    state: State = ctx.obj
+    with reporting(state):
+        settings = state.settings(collection=collection)
+        with write_lock(Path(settings.home)), open_collection(settings) as index:
+            if not yes and not typer.confirm(
+                f"Delete collection '{index.name}' and all it holds?", err=True
+            ):
+                raise typer.Exit(1)
+            files = index.catalog.file_count()
+            index.drop()
+        if json_out:
+            render.print_json({"collection": index.name, "deleted": True, "files": files})
+        else:
+            render.console().print(f"collection '{index.name}' deleted ({files} files)")
+
+
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to", help="Copy from the configured store to this Chroma server URL ('embedded': local)."
+    ),
+]
+FromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="Copy from this Chroma server URL ('embedded': local) into the configured store.",
+    ),
+]
+
+
+def copy(
+    ctx: typer.Context,
+    to: ToOpt = None,
+    from_: FromOpt = None,
+    collection: CollectionOpt = None,
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy a collection to or from a Chroma server with its vectors: nothing is embedded again.
+
+    The target gets the same chunks, metadata and vectors, and its local catalog (file list and keyword index) is rebuilt from them. Running it again copies nothing twice.
+
+    Example: ragged copy --to http://nas.local:8001 --collection papers
+    """
+    from dataclasses import replace
+
+    from ragged import render
+    from ragged.lock import write_lock
+    from ragged.transfer import copy as run_copy
+    from ragged.transfer import settings_for
+
+    if (to is None) == (from_ is None):
+        raise typer.BadParameter("give one of --to URL or --from URL")
+    state: State = ctx.obj
+    with reporting(state):
+        settings = state.settings(collection=collection)
+        if to is not None:
+            source, target = settings, settings_for(settings, to)
+        else:
+            source, target = settings_for(settings, from_ or ""), settings
+        # The target's catalog lives in this data dir, whichever side it is.
+        target = replace(target, home=settings.home)
+        with write_lock(Path(settings.home)), _progress(not quiet) as progress:
+            report = run_copy(source, target, settings.collection, on_progress=progress)
+        if json_out:
+            render.print_json(report)
+        else:
+            _summary(report)
+        if report.pending_in_source:
+            render.notice(
+                f"{report.pending_in_source} chunks of '{report.collection}' await embeddings "
+                f"at {report.source} and were not copied; run `ragged ingest` there, then copy again"
+            )
+
+
+def _summary(report: CopyReport) -> None:
+    from ragged import render
+
+    esc = render.escape
+    already = f"; {report.unchanged} were there already" if report.unchanged else ""
+    render.console().print(
+        f"copied {report.chunks} chunks{already}: collection '{esc(report.collection)}' "
+        f"({report.files} files, {esc(report.embed_model)}, {report.dimensions} dimensions) "
+        f"from {esc(report.source)} to {esc(report.target)} in {report.seconds:.1f} s"
+    )
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A bar on stderr when it is a terminal; nothing otherwise (logs and pipes stay clean)."""
+    from ragged import render
+
+    err = render.console(stderr=True)
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress(
+        "[bold]copying chunks",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task("copy", total=None)
+    with bar:
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1))
+
+        yield update
