@@ -397,8 +397,15 @@ class Catalog:
                 "(SELECT 1 FROM chunks c WHERE c.path = files.path AND c.embedded = 0)"
             )
 
-    def embedded_count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM chunks WHERE embedded = 1").fetchone()[0])
+    def embedded_count(self, paths: Sequence[str] | None = None) -> int:
+        """Chunks whose vectors are in the store, of every file or of these files."""
+        if paths is None:
+            sql, args = "SELECT count(*) FROM chunks WHERE embedded = 1", []
+        else:
+            marks = ",".join("?" * len(paths))
+            sql = f"SELECT count(*) FROM chunks WHERE embedded = 1 AND path IN ({marks})"
+            args = list(paths)
+        return int(self._db.execute(sql, args).fetchone()[0])
 
     def embedded_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT id FROM chunks WHERE embedded = 1")}

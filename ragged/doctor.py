@@ -736,36 +736,70 @@ def check_tokenizer() -> Check:
 
 
 def check_collections(settings: Settings) -> list[Check]:
-    """Every collection was embedded with the configured model; one check per collection."""
+    """Per collection: embedded with the configured model, and its catalog and store agree."""
+    from ragged.index import collection_names, health
     from ragged.models import full_name
     from ragged.store import list_collections
 
     try:
-        rows = list_collections(settings)
+        models = {name: model for name, _, model in list_collections(settings)}
+        names = collection_names(settings)
     except RaggedError as exc:
         return [_skipped("collections", f"the store did not open ({exc.message})")]
-    if not rows:
+    if not names:
         return [Check("collections", "ok", "none yet; `ragged ingest` creates one", None, {})]
     checks = []
-    for name, count, model in rows:
-        data = {"collection": name, "chunks": count, "embed_model": model}
+    for name in names:
         label = f"collection {name}"
-        if model is None:
-            checks.append(Check(label, "ok", f"{count} chunks, no embeddings yet", None, data))
-        elif full_name(model) != full_name(settings.embed_model):
+        try:
+            found = health(settings, name)
+        except RaggedError as exc:
+            checks.append(Check(label, "fail", exc.message, exc.hint, {"collection": name}))
+            continue
+        model = models.get(name)
+        data = {
+            "collection": name,
+            "files": found.files,
+            "chunks": found.chunks,
+            "pending": found.pending,
+            "stored": found.stored,
+            "embed_model": model,
+        }
+        if found.status != "ok":
+            checks.append(Check(label, found.status, found.detail, found.fix, data))
+        elif model is not None and full_name(model) != full_name(settings.embed_model):
             checks.append(
                 Check(
                     label,
                     "warn",
-                    f"{count} chunks embedded with {model}, but the configured embedding model "
+                    f"{found.detail}; embedded with {model}, but the configured embedding model "
                     f"is {settings.embed_model}",
                     f"use --embed-model {model} with it, or another --collection",
                     data,
                 )
             )
         else:
-            checks.append(Check(label, "ok", f"{count} chunks, embedded with {model}", None, data))
+            with_model = f", embedded with {model}" if model else ""
+            checks.append(Check(label, "ok", f"{found.detail}{with_model}", None, data))
     return checks
+
+
+def repair_collections(settings: Settings, llm: LLM) -> list[Check]:
+    """`doctor --fix`: make every collection's catalog and store agree again."""
+    from ragged.index import collection_names, health, repair
+    from ragged.ingest import ingest
+
+    done = []
+    for name in collection_names(settings):
+        if health(settings, name).status == "ok":
+            continue
+        try:
+            what = repair(settings, name, lambda index: ingest([], index, llm))
+        except RaggedError as exc:
+            done.append(Check(f"repair {name}", "fail", exc.message, exc.hint))
+            continue
+        done.append(Check(f"repair {name}", "ok", what))
+    return done
 
 
 # -- the whole run -----------------------------------------------------------------------
@@ -791,6 +825,7 @@ def run_checks(
     """
     from ragged.hardware import detect_host
     from ragged.llm import LLM, connect
+    from ragged.lock import write_lock
 
     host = host if host is not None else detect_host()
     if llm is None:
@@ -861,8 +896,11 @@ def run_checks(
     checks += [store, check_disk(settings), check_tokenizer()]
     if store.status == "fail":
         checks.append(_skipped("collections", "the store did not open"))
-    else:
-        checks += check_collections(settings)
+        return checks
+    if fix:
+        with write_lock(Path(settings.home)):
+            checks += repair_collections(settings, work)
+    checks += check_collections(settings)
     return checks
 
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
+import json
 import os
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ragged.catalog import ChunkRow, FileRecord, now
 from ragged.errors import StoreError
@@ -242,6 +244,14 @@ class Index:
     def end_run(self) -> None:
         self.flush_tombstones()
         self.catalog.end_run(self.store.fingerprint())
+        files = self.store.vector_files()
+        if files is not None:
+            self.catalog.set_meta("vector_files", json.dumps(files))
+
+    def lost_vector_files(self) -> list[str]:
+        """Vector files the store had at the end of the last clean run and has no longer."""
+        recorded = json.loads(self.catalog.meta("vector_files") or "[]")
+        return [f for f in recorded if not os.path.exists(os.path.join(self.store.where, f))]
 
     def reconcile(self) -> None:
         """Make Chroma and the catalog agree again, whatever a crash left behind.
@@ -360,23 +370,34 @@ class Index:
     def dense(
         self, vector: Sequence[float], k: int, paths: Sequence[str] | None = None
     ) -> list[Hit]:
-        """Nearest chunks by cosine; only those the catalog holds, so nothing removed is served."""
+        """Nearest chunks by cosine; only those the catalog holds, so nothing removed is served.
+
+        Raises VectorsLost when the store returns fewer chunks than the catalog says it holds
+        (its vector files deleted or damaged): its answers would be garbage, not results.
+        """
         if paths == []:
             return []
+        lost = self.lost_vector_files()
+        if lost:
+            raise VectorsLost(
+                f"{len(lost)} vector files of collection '{self.name}' were deleted from "
+                f"{self.store.where} (e.g. {lost[0]})"
+            )
         where = {"path": {"$in": list(paths)}} if paths else None
         found = self.store.query(vector, k, where)
+        if len(found) < k:
+            expected = min(k, self.catalog.embedded_count(paths))
+            if len(found) < expected:
+                raise VectorsLost(
+                    f"the vector store returned {len(found)} of the {expected} chunks it should "
+                    f"hold for collection '{self.name}': its vectors are lost or damaged"
+                )
         known = self.catalog.chunks_by_id([id_ for id_, *_ in found])
         return [hit_from_row(known[id_], score) for id_, _, _, score in found if id_ in known]
 
-    def vectors_lost(self) -> str | None:
-        """Why a dense search that found nothing should have: the store lost the vectors."""
-        expected = self.catalog.embedded_count()
-        if expected and self.store.count() == 0:
-            return (
-                f"the vector store holds none of the {expected} embedded chunks of "
-                f"collection '{self.name}'"
-            )
-        return None
+
+class VectorsLost(StoreError):
+    """The store holds fewer vectors than the catalog says were written."""
 
 
 def rows_by_file(chunks: Iterable[tuple[str, str, dict[str, Any]]]) -> list[list[ChunkRow]]:
@@ -461,10 +482,162 @@ def collection_names(settings: Settings) -> list[str]:
 
 
 def missing_collection(settings: Settings, name: str) -> CollectionMissing:
+    from ragged.store import store_location
+
     others = [n for n in collection_names(settings) if n != name]
-    where = "" if not settings.chroma_url else f" at {settings.chroma_url}"
     return CollectionMissing(
-        f"collection '{name}' does not exist{where}; "
+        f"collection '{name}' does not exist at {store_location(settings)}; "
         + (f"collections: {', '.join(others)}" if others else "there are no collections yet"),
         hint="`ragged ingest PATH --collection NAME` creates one",
     )
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether a collection's catalog and store agree, and how to make them agree."""
+
+    name: str
+    status: Literal["ok", "warn", "fail"]
+    detail: str
+    fix: str | None = None
+    files: int = 0
+    chunks: int = 0  # in the catalog
+    pending: int = 0
+    stored: int | None = None  # vectors in the store; None when it has no such collection
+    damaged: bool = False  # the store's vector files are gone or unreadable: drop, re-embed
+
+
+FIX = "`ragged doctor --fix`"
+
+
+def health(settings: Settings, name: str, probe: bool = True) -> Health:
+    """Compare a collection's catalog with its store without changing either.
+
+    `probe` also reads a few vectors back and searches with them, which is how vector files
+    deleted under a store whose own count still looks right are caught.
+    """
+    from ragged.catalog import Catalog, CatalogDamaged, catalog_path
+    from ragged.store import open_store
+
+    store = open_store(settings, name)
+    stored = store.count() if store.exists else None
+    path = catalog_path(settings, name)
+    try:
+        catalog = Catalog(path) if path.exists() else None
+    except CatalogDamaged as exc:
+        return Health(name, "fail", exc.message, f"{FIX} rebuilds it from the vector store")
+    if catalog is None or catalog.chunk_count() == 0:
+        if catalog is not None:
+            catalog.close()
+        if stored:
+            return Health(
+                name,
+                "warn",
+                f"its catalog is missing or empty while the store holds {stored} chunks",
+                f"it is rebuilt from the store when next used; {FIX} does it now",
+                stored=stored,
+            )
+        return Health(name, "ok", "empty", stored=stored)
+    try:
+        files, chunks = catalog.file_count(), catalog.chunk_count()
+        embedded, pending = catalog.embedded_count(), catalog.pending_count()
+        sample = sorted(catalog.embedded_ids())[:3] if probe and embedded else []
+        lost = Index(settings, catalog, store).lost_vector_files()
+    finally:
+        catalog.close()
+    refill = f"{FIX} embeds them again from the stored text"
+
+    def found(
+        status: Literal["ok", "warn", "fail"],
+        detail: str,
+        fix: str | None = None,
+        damaged: bool = False,
+    ) -> Health:
+        return Health(name, status, detail, fix, files, chunks, pending, stored, damaged)
+
+    held = stored or 0
+    if held < embedded:
+        return found(
+            "fail",
+            f"the vector store holds {held} of its {embedded} embedded chunks "
+            "(vector files deleted?); dense search cannot work",
+            refill,
+        )
+    if lost:
+        return found(
+            "fail",
+            f"{len(lost)} of its vector files were deleted from {store.where}; dense search "
+            "cannot work",
+            refill,
+            damaged=True,
+        )
+    if sample and not _vectors_readable(store, sample):
+        return found(
+            "fail",
+            "the vector store cannot read back its vectors (vector files deleted or damaged)",
+            refill,
+            damaged=True,
+        )
+    if held > embedded and not store.shared:
+        return found(
+            "warn",
+            f"the vector store holds {held - embedded} chunks the catalog does not know",
+            f"{FIX} adopts those of unknown files and deletes stale ones",
+        )
+    if pending:
+        return found(
+            "warn",
+            f"{files} files, {chunks} chunks, {pending} of them awaiting embeddings",
+            "`ragged ingest` (no path needed) embeds them",
+        )
+    return found("ok", f"{files} files, {chunks} chunks, catalog and store agree")
+
+
+def _vectors_readable(store: Store, ids: list[str]) -> bool:
+    """Each sampled vector can be read back, and searching with it finds its own chunk."""
+    try:
+        vectors = store.vectors(ids)
+        return len(vectors) == len(ids) and all(
+            any(hit[0] == id_ for hit in store.query(vector, 5)) for id_, vector in vectors.items()
+        )
+    except StoreError:
+        return False
+
+
+def repair(settings: Settings, name: str, embed: Callable[[Index], object]) -> str:
+    """Make a collection's catalog and store agree again; returns what was done.
+
+    A damaged catalog is moved aside (never deleted) and rebuilt from the store. Vectors the
+    store lost are written again from the catalog's text by `embed` (ingest with no paths);
+    a store whose vector files are unreadable is dropped first, since writing into it again
+    would keep its damage.
+    """
+    from ragged.catalog import Catalog, CatalogDamaged, catalog_path
+
+    path = catalog_path(settings, name)
+    done: list[str] = []
+    try:
+        Catalog(path).close()
+    except CatalogDamaged:
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{path}{suffix}")
+            if source.exists():
+                source.rename(f"{aside}{suffix}")
+        done.append(f"moved the damaged catalog to {aside}")
+    status = health(settings, name)
+    with open_index(settings, name, create=True) as index:
+        if index.rebuilt is not None:
+            done.append(f"rebuilt the catalog from the store ({index.rebuilt} chunks)")
+        if status.damaged:
+            index.store.drop()
+            done.append("dropped the unreadable vector collection")
+        index.catalog.begin_run()  # makes reconcile compare id by id
+        index.reconcile()
+        pending = index.catalog.pending_count()
+        if pending:
+            embed(index)  # ends the run itself
+            done.append(f"embedded {pending - index.catalog.pending_count()} chunks again")
+        else:
+            index.end_run()
+    return "; ".join(done) or "nothing to repair"

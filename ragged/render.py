@@ -30,9 +30,10 @@ def console(stderr: bool = False) -> Console:
         from rich.console import Console
 
         width = os.environ.get("TERMINAL_WIDTH")
-        _consoles[stderr] = Console(
-            stderr=stderr, highlight=False, width=int(width) if width else None, soft_wrap=False
-        )
+        made = Console(stderr=stderr, highlight=False, width=int(width) if width else None)
+        # A pipe or a log gets whole lines: wrapping is for people at a terminal.
+        made.soft_wrap = not made.is_terminal
+        _consoles[stderr] = made
     return _consoles[stderr]
 
 

@@ -167,11 +167,10 @@ def retrieve(
                 notice = f"{exc.message}: showing lexical (keyword) results only"
                 ollama_down = True
             except StoreError as exc:
-                notice = f"the vector store failed ({exc.message}): showing lexical (keyword) results only"
-            else:
-                lost = index.vectors_lost() if not dense else None
-                if lost:
-                    notice = f"{lost}: showing lexical (keyword) results only (see `ragged doctor`)"
+                notice = (
+                    f"{exc.message}: showing lexical (keyword) results only "
+                    "(`ragged doctor` checks the store)"
+                )
         if notice:
             mode = "lexical"
 

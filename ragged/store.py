@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,38 @@ class Store:
                 continue
             digest.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return digest.hexdigest()
+
+    def vector_files(self) -> list[str] | None:
+        """This collection's vector (HNSW) files, relative to the store's folder; None for a server.
+
+        Read from Chroma's own SQLite, without opening Chroma, so that a clean run can record
+        them cheaply and a search can notice they were deleted: past 1,000 vectors Chroma keeps
+        them only there, and without them it answers from what is left, silently.
+        """
+        if self.shared:
+            return None
+        root = Path(self.where)
+        if not (root / "chroma.sqlite3").exists():
+            return []
+        try:
+            db = sqlite3.connect(f"file:{root / 'chroma.sqlite3'}?mode=ro", uri=True)
+            try:
+                segments = db.execute(
+                    "SELECT s.id FROM segments s JOIN collections c ON s.collection = c.id "
+                    "WHERE c.name = ? AND s.scope = 'VECTOR'",
+                    (self.name,),
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return None  # a Chroma whose tables we do not know: nothing to check against
+        return sorted(
+            f"{segment}/{entry.name}"
+            for (segment,) in segments
+            if (root / segment).is_dir()
+            for entry in (root / segment).iterdir()
+            if entry.is_file()
+        )
 
     @property
     def shared(self) -> bool:
@@ -300,9 +333,11 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
         cause = cause.__cause__ or cause.__context__
     if cause is not None:
         exc, text = cause, str(cause) or type(cause).__name__
+    refused = False
     if isinstance(exc, httpx.HTTPStatusError):
         status = exc.response.status_code
         if status in (401, 403):
+            refused = True
             text = f"HTTP {status} {exc.response.reason_phrase}"
         else:
             return StoreError(
@@ -323,7 +358,7 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
             f"{prefix}the Chroma server at {where} did not answer within {REQUEST_TIMEOUT:g} s",
             hint="check the server's load and log, then run the command again",
         )
-    if isinstance(exc, httpx.ConnectError) or "Could not connect to a Chroma server" in text:
+    if isinstance(exc, httpx.ConnectError):
         return StoreError(f"{prefix}the Chroma server at {where} is not running", SERVER_DOWN_HINT)
     if isinstance(exc, httpx.TransportError):
         # Reset, "Server disconnected without sending a response": it went away mid-request.
@@ -331,11 +366,10 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
             f"{prefix}lost the connection to the Chroma server at {where} ({text})",
             SERVER_DOWN_HINT,
         )
-    # A Chroma auth error, a 401/403 found above, or a proxy's refusal known only by its words.
-    lowered = text.lower()
-    if type(exc).__name__ in ("ChromaAuthError", "AuthorizationError") or any(
-        word in lowered for word in ("unauthorized", "forbidden", "access denied")
-    ):
+    # Chroma's own auth errors, or a 401/403 found above (a proxy guarding the server).
+    from chromadb.errors import AuthorizationError, ChromaAuthError
+
+    if refused or isinstance(exc, AuthorizationError | ChromaAuthError):
         return StoreError(
             f"{prefix}the Chroma server at {where} refused the request: {text[:200]}",
             hint="set RAGGED_CHROMA_TOKEN to the token the server (or its proxy) expects",
@@ -422,14 +456,16 @@ def _client(settings: Settings) -> Any:
     )
     if key in _HTTP_CLIENTS:
         return _HTTP_CLIENTS[key]
+    from chromadb.errors import NotFoundError
+
     try:
         client = chromadb.HttpClient(settings=chroma_settings, **options)
+    except NotFoundError as exc:
+        # The database (the tenant exists by default): like a collection, a database is made
+        # on first use rather than by hand.
+        client = _create_database(settings, options, chroma_settings, exc)
     except Exception as exc:
-        if "Database" in str(exc) and "not found" in str(exc):
-            # Like a collection, a database is made on first use rather than by hand.
-            client = _create_database(settings, options, chroma_settings, exc)
-        else:
-            raise explain(exc, settings.chroma_url, "cannot open Chroma") from exc
+        raise explain(exc, settings.chroma_url, "cannot open Chroma") from exc
     _set_timeout(client)
     _HTTP_CLIENTS[key] = client
     return client

@@ -155,7 +155,7 @@ def copy(
 ) -> CopyReport:
     """Copy one collection from the store of `source_settings` to that of `target_settings`."""
     from ragged.catalog import catalog_path, open_catalog
-    from ragged.index import open_index
+    from ragged.index import missing_collection, open_index
     from ragged.store import open_store, store_location
 
     name = collection or source_settings.collection
@@ -167,6 +167,8 @@ def copy(
         )
     started = time.perf_counter()
     source = open_store(source_settings, name)
+    if not source.exists:
+        raise missing_collection(source_settings, name)
     pending = 0
     if catalog_path(source_settings, name).exists():
         source_catalog = open_catalog(source_settings, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -175,6 +176,15 @@ class ChromaServer:
             proc.kill()
             proc.wait()
         self._close_log()
+
+    def freeze(self) -> None:
+        """Stop the server's process (SIGSTOP): it keeps its port and answers nothing."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines this run wrote to the log."""

@@ -203,12 +203,16 @@ def test_no_prune_keeps_deleted_files(
     assert json.loads(done.stdout)["removed"] == 0
 
 
-def _run_in_terminal(argv: list[str], env: dict[str, str]) -> str:
+def _run_in_terminal(argv: list[str], env: dict[str, str], answer: str | None = None) -> str:
+    """Run a command on a pseudo-terminal; `answer` is typed at the first question it asks."""
     main, child = pty.openpty()
     proc = subprocess.Popen(argv, env=env, stdin=child, stdout=child, stderr=child)
     os.close(child)
     out = b""
     while True:
+        if answer is not None and b"?" in out:
+            os.write(main, answer.encode())
+            answer = None
         ready, _, _ = select.select([main], [], [], 60)
         if not ready:
             break

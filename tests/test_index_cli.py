@@ -1,0 +1,532 @@
+"""The index mirrors the files exactly (issue 10), each case through the real `ragged` command.
+
+Real files on disk, the Ollama stand-in over HTTP, real Chroma: embedded, and a real
+`chroma run` server where the case applies to both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragged.catalog import catalog_path
+from ragged.cli import app
+from ragged.config import load_settings
+from ragged.store import open_store
+from tests.chroma_server import ChromaServer
+from tests.conftest import DATA, bench_dir, new_chroma_database
+from tests.ollama_standin import OllamaStandIn
+
+RAGGED = [sys.executable, "-m", "ragged"]
+both_stores = pytest.mark.usefixtures("chroma_mode")
+
+
+def run(runner: CliRunner, *args: str, ok: bool = True, input: str | None = None):  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, list(args), catch_exceptions=not ok, input=input)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def ingest(runner: CliRunner, *args: str, ok: bool = True) -> dict:  # type: ignore[type-arg]
+    result = run(runner, "ingest", *args, "--json", ok=ok)
+    return json.loads(result.stdout)
+
+
+def listing(runner: CliRunner, *args: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {s["path"]: s for s in json.loads(run(runner, "list", "--json", *args).stdout)}
+
+
+def hits(runner: CliRunner, query: str, *args: str) -> list[dict]:  # type: ignore[type-arg]
+    return json.loads(run(runner, "search", query, "--json", *args).stdout)["hits"]
+
+
+def chunk_ids() -> set[str]:
+    return open_store(load_settings()).ids()
+
+
+def tree(root: Path) -> Path:
+    """corpus/markdown/{fastapi,typer}/… like the shared corpus, small."""
+    for project in ("fastapi", "typer"):
+        folder = root / "markdown" / project / "tutorial"
+        folder.mkdir(parents=True)
+        (folder / "testing.md").write_text(
+            f"# Testing {project}\n\nUse the {project} test client to call your app in tests.\n"
+        )
+        (folder / "intro.md").write_text(f"# {project} intro\n\nThe {project} quetzal tutorial.\n")
+    (root / "notes.txt").write_text("Capybaras are the largest living rodents.\n")
+    return root
+
+
+# -- identity: a file is its absolute path, whichever folder reached it ------------------------
+
+
+@both_stores
+def test_overlapping_folders_change_nothing(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    first = ingest(runner, str(corpus))
+    assert first["added"] == 5
+    labels = {h["id"]: h["label"] for h in hits(runner, "quetzal tutorial testing client")}
+    embeds = ollama.count("/api/embed")
+
+    narrower = ingest(runner, str(corpus / "markdown"))
+    again = ingest(runner, str(corpus))
+    for report in (narrower, again):
+        assert report["added"] == report["updated"] == report["removed"] == 0
+        assert report["embedded"] == 0
+    assert narrower["unchanged"] == 4 and again["unchanged"] == 5
+    assert ollama.count("/api/embed") == embeds
+    # The label shown for a file does not depend on the folder that was typed.
+    assert {h["id"]: h["label"] for h in hits(runner, "quetzal tutorial testing client")} == labels
+
+
+@both_stores
+def test_two_roots_with_the_same_relative_paths_are_told_apart(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    ingest(
+        runner, "-c", "two", str(corpus / "markdown" / "typer"), str(corpus / "markdown/fastapi")
+    )
+    found = hits(runner, "test client call your app", "-c", "two", "--mode", "lexical")
+    testing = {h["label"] for h in found if h["path"].endswith("testing.md")}
+    assert len(testing) == 2
+    assert all(label.endswith("/tutorial/testing.md") for label in testing)
+    assert any("/typer/" in label for label in testing) and any(
+        "/fastapi/" in lbl for lbl in testing
+    )
+
+    asked = json.loads(run(runner, "ask", "How do I test my app?", "-c", "two", "--json").stdout)
+    sources = {s["label"] for s in asked["sources"] if s["path"].endswith("testing.md")}
+    assert sources == testing
+
+
+# -- pruning: only what is gone, or excluded by a rule that persists ---------------------------
+
+
+@both_stores
+@pytest.mark.parametrize(
+    "narrowing",
+    [("--include", "*.md"), ("--exclude", "*.txt"), ("--max-file-mb", "0.00001")],
+    ids=["include", "exclude", "max-file-mb"],
+)
+def test_a_one_off_filter_never_deletes(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, narrowing: tuple[str, str]
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    before = chunk_ids()
+    report = ingest(runner, str(corpus), *narrowing)
+    assert report["removed"] == 0
+    assert len(listing(runner)) == 5 and chunk_ids() == before
+
+
+@both_stores
+def test_deleted_and_newly_ignored_files_are_removed_with_the_reason(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    (corpus / "notes.txt").unlink()
+    (corpus / ".raggedignore").write_text("markdown/typer/\n")
+    result = run(runner, "ingest", str(corpus))
+    assert f"{corpus / 'notes.txt'}: removed, deleted from disk" in result.stderr
+    assert (
+        f"{corpus / 'markdown/typer/tutorial/intro.md'}: removed, now excluded by "
+        f"{corpus / '.raggedignore'}" in result.stderr
+    )
+    assert sorted(Path(p).relative_to(corpus).as_posix() for p in listing(runner)) == [
+        "markdown/fastapi/tutorial/intro.md",
+        "markdown/fastapi/tutorial/testing.md",
+    ]
+
+
+@both_stores
+def test_a_folder_that_comes_back_empty_is_not_wiped(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    before = chunk_ids()
+    mount = tmp_path / "elsewhere"
+    shutil.move(corpus, mount)
+    corpus.mkdir()  # the mount point of a disk that is not mounted
+
+    result = run(runner, "ingest", str(corpus), ok=False)
+    assert result.exit_code == 1
+    assert f"{corpus} yielded no files, but the collection holds 5 from it" in result.stderr
+    assert f"ragged remove {corpus}" in result.stderr
+    assert len(listing(runner)) == 5 and chunk_ids() == before
+
+    # Said on purpose: then they go.
+    confirmed = ingest(runner, str(corpus), "--yes")
+    assert confirmed["removed"] == 5 and listing(runner) == {}
+
+
+# -- the catalog lost, emptied or damaged: rebuilt from the store, never a deletion -------------
+
+
+@both_stores
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_a_lost_catalog_is_rebuilt_not_a_reason_to_delete(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, how: str
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    before = chunk_ids()
+    shutil.move(corpus / "notes.txt", tmp_path / "notes.txt")  # a source gone from disk since
+    path = catalog_path(load_settings())
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"")
+
+    embeds = ollama.count("/api/embed")
+    result = run(runner, "ingest", str(corpus / "markdown" / "typer"), "--json")
+    assert "rebuilt it from the vector store" in result.stderr
+    assert json.loads(result.stdout)["embedded"] == 0 and ollama.count("/api/embed") == embeds
+    assert chunk_ids() == before  # nothing deleted, not even the file no longer on disk
+    assert len(listing(runner)) == 5
+    assert hits(runner, "largest living rodents", "--mode", "lexical")[0]["path"].endswith(
+        "notes.txt"
+    )
+
+
+def test_a_damaged_catalog_is_named_with_its_repair(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    path = catalog_path(load_settings())
+    path.write_bytes(b"this is not a database" * 200)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    for command in (("search", "capybara"), ("list",), ("ingest", str(corpus))):
+        result = run(runner, *command, ok=False)
+        assert result.exit_code == 1, command
+        assert f"{path}: the catalog is damaged" in result.stderr
+        assert "ragged doctor --fix" in result.stderr and "Traceback" not in result.output
+
+    doctor = run(runner, "doctor", "--json", ok=False)
+    check = next(
+        c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "collection default"
+    )
+    assert check["status"] == "fail" and "damaged" in check["detail"]
+    fixed = json.loads(run(runner, "doctor", "--fix", "--json", ok=False).stdout)
+    check = next(c for c in fixed["checks"] if c["name"] == "collection default")
+    assert check["status"] == "ok", check
+    assert len(listing(runner)) == 5
+    assert list(path.parent.glob("default.sqlite.damaged-*"))  # kept aside, not deleted
+
+
+def test_a_catalog_from_ragged_0_1_0_is_upgraded_in_place(
+    runner: CliRunner, ollama: OllamaStandIn
+) -> None:
+    path = catalog_path(load_settings())
+    path.parent.mkdir(parents=True)
+    shutil.copy(DATA / "catalogs" / "ragged-0.1.0.sqlite", path)
+    files = listing(runner)
+    assert sorted(Path(p).name for p in files) == [
+        "install.md",
+        "notes.txt",
+        "reference.rst",
+        "report.pdf",
+        "travel.html",
+    ]
+    assert files["/tmp/fx-docs/report.pdf"]["pages"] == 2
+    top = hits(runner, "lighthouse keeper", "--mode", "lexical")[0]
+    assert (top["path"], top["page"]) == ("/tmp/fx-docs/report.pdf", 2)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+
+
+# -- the vector store lost or damaged: doctor sees it, search says so ---------------------------
+
+
+def cli(environ: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """`ragged ARGS` in a process of its own, as a person runs it one command at a time."""
+    done = subprocess.run([*RAGGED, *args], env=environ, capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    return done
+
+
+@pytest.mark.parametrize("loss", ["vector files", "whole folder"])
+def test_lost_vectors_are_detected_and_repaired(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, loss: str
+) -> None:
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    corpus = tree(tmp_path / "corpus")
+    # Enough chunks (~1,500) for Chroma to move its vectors out of its SQLite log into its
+    # HNSW files (it does past 1,000): deleting those files then really loses vectors.
+    words = " ".join(f"word{i}" for i in range(16000))
+    (corpus / "long.txt").write_text(words)
+    cli(environ, "ingest", str(corpus), "-q", "--chunk-tokens", "32", "--chunk-overlap", "0")
+    cli(environ, "doctor")
+    chroma = env / "chroma"
+    if loss == "whole folder":
+        shutil.rmtree(chroma)
+    else:
+        segments = [p for p in chroma.iterdir() if p.is_dir()]
+        assert segments
+        for segment in segments:
+            shutil.rmtree(segment)
+
+    found = cli(environ, "search", "largest living rodents", "--json")
+    result = json.loads(found.stdout)
+    assert result["mode"] == "lexical" and "ragged doctor" in result["notice"]
+    assert "showing lexical (keyword) results only" in found.stderr
+    assert result["hits"][0]["path"].endswith("notes.txt")
+
+    doctor = json.loads(cli(environ, "doctor", "--json", code=1).stdout)
+    check = next(c for c in doctor["checks"] if c["name"] == "collection default")
+    assert check["status"] == "fail" and "ragged doctor --fix" in check["fix"]
+
+    fixed = json.loads(cli(environ, "doctor", "--fix", "--json").stdout)
+    repair = next(c for c in fixed["checks"] if c["name"] == "repair default")
+    assert repair["status"] == "ok" and "chunks again" in repair["detail"]
+    again = json.loads(cli(environ, "search", "largest living rodents", "--json").stdout)
+    assert again["mode"] == "hybrid" and again["notice"] is None
+    assert again["hits"][0]["path"].endswith("notes.txt")
+
+
+# -- remove: what ragged shows is what it accepts; wide removals ask first --------------------
+
+
+@both_stores
+def test_remove_accepts_the_label_ragged_prints_from_anywhere(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    removed = json.loads(
+        run(runner, "remove", "markdown/typer/tutorial/testing.md", "--json").stdout
+    )
+    assert removed["removed"] == [str(corpus / "markdown/typer/tutorial/testing.md")]
+    monkeypatch.chdir(corpus / "markdown")
+    run(runner, "remove", "fastapi/tutorial/intro.md")  # relative to the cwd
+    run(runner, "remove", str(corpus / "notes.txt"))  # absolute
+    assert sorted(Path(p).name for p in listing(runner)) == ["intro.md", "testing.md"]
+    shortened = "…/typer/tutorial/intro.md"  # as a table shows a long label
+    run(runner, "remove", shortened)
+    assert [Path(p).relative_to(corpus).as_posix() for p in listing(runner)] == [
+        "markdown/fastapi/tutorial/testing.md"
+    ]
+    missing = run(runner, "remove", "nothing/like/this.md", ok=False)
+    assert missing.exit_code == 1 and "nothing/like/this.md: not stored" in missing.stderr
+
+
+@both_stores
+@pytest.mark.parametrize("target", ["/", "../.."])
+def test_a_removal_wider_than_the_named_files_asks_first(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    monkeypatch.chdir(corpus / "markdown" / "typer")
+    refused = run(runner, "remove", target, ok=False)  # no terminal to ask on
+    assert refused.exit_code == 1 and "--yes" in refused.stderr
+    assert "Remove 5 files" in refused.stderr
+    assert len(listing(runner)) == 5
+    run(runner, "remove", target, "--yes")
+    assert listing(runner) == {}
+    assert chunk_ids() == set()
+
+
+def test_a_wide_removal_asks_on_a_terminal(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    from tests.test_ingest_robust import _run_in_terminal
+
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    text = _run_in_terminal([*RAGGED, "remove", str(corpus)], environ, answer="n\n")
+    assert "Remove 5 files from collection 'default'?" in text
+    listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
+    assert len(json.loads(listed.stdout)) == 5
+
+
+@pytest.mark.server
+def test_sigkill_during_remove_never_cites_the_file_again(
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    env: Path,
+    chroma_server: ChromaServer,
+) -> None:
+    """Killed after the catalog forgot the files, before the (frozen) server did."""
+    corpus = tree(tmp_path / "corpus")
+    if not chroma_server.running:
+        chroma_server.start()
+    environ = {
+        **os.environ,
+        "RAGGED_HOME": str(env),
+        "OLLAMA_HOST": ollama.host,
+        "RAGGED_CHROMA_URL": chroma_server.url,
+        "RAGGED_CHROMA_DATABASE": new_chroma_database(chroma_server),
+    }
+    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    proc = subprocess.Popen(
+        [*RAGGED, "remove", str(corpus / "notes.txt")],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    catalog = catalog_path(
+        load_settings(
+            {
+                "chroma_url": environ["RAGGED_CHROMA_URL"],
+                "chroma_database": environ["RAGGED_CHROMA_DATABASE"],
+            }
+        )
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            db = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
+            gone = not db.execute(
+                "SELECT 1 FROM files WHERE path = ?", (str(corpus / "notes.txt"),)
+            ).fetchone()
+            db.close()
+            if gone:
+                chroma_server.freeze()
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        chroma_server.thaw()
+
+    for mode in ("dense", "hybrid", "lexical"):
+        found = subprocess.run(
+            [*RAGGED, "search", "largest living rodents capybaras", "--json", "--mode", mode],
+            env=environ,
+            capture_output=True,
+            check=True,
+        )
+        assert all(not h["path"].endswith("notes.txt") for h in json.loads(found.stdout)["hits"])
+    asked = subprocess.run(
+        [*RAGGED, "ask", "What are the largest living rodents?", "--json"],
+        env=environ,
+        capture_output=True,
+        check=True,
+    )
+    assert all(not s["path"].endswith("notes.txt") for s in json.loads(asked.stdout)["sources"])
+
+
+@both_stores
+def test_a_removed_file_is_never_served_even_before_the_store_forgets_it(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """The state a kill between the catalog's commit and Chroma's delete leaves behind."""
+    from ragged.index import open_index
+
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    with open_index(load_settings()) as index:
+        index.catalog.remove_files([str(corpus / "notes.txt")])  # tombstoned, not yet deleted
+    assert len(chunk_ids()) == 5
+    for mode in ("dense", "hybrid"):
+        found = hits(runner, "largest living rodents capybaras", "--mode", mode)
+        assert all(not h["path"].endswith("notes.txt") for h in found)
+    run(runner, "ingest", str(corpus / "markdown"))  # any write finishes the removal
+    assert len(chunk_ids()) == 4
+
+
+# -- collections: only ingest makes one -------------------------------------------------------
+
+
+@both_stores
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("search", "capybara"),
+        ("ask", "capybara?"),
+        ("list",),
+        ("remove", "/x.md"),
+        ("reset", "--yes"),
+        ("copy", "--to", "http://127.0.0.1:9"),
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_collection_that_does_not_exist_is_refused_by_name(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    ingest(runner, str(tree(tmp_path / "corpus")), "-c", "papers")
+    result = run(runner, *command, "-c", "nosuch", ok=False)
+    assert result.exit_code == 1
+    assert "collection 'nosuch' does not exist" in result.stderr
+    assert "collections: papers" in result.stderr
+    assert "nosuch" not in json.loads(run(runner, "collections", "--json").stdout)
+
+
+# -- remembered failures -----------------------------------------------------------------------
+
+
+@both_stores
+def test_unchanged_failures_are_remembered_not_reparsed(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    corpus = tree(tmp_path / "corpus")
+    (corpus / "empty.md").write_bytes(b"")
+    (corpus / "blob.md").write_bytes(bytes(range(256)) * 8)
+    first = run(runner, "ingest", str(corpus), ok=False)
+    assert first.exit_code == 1 and f"{corpus / 'blob.md'}: binary content" in first.stderr
+
+    again = run(runner, "ingest", str(corpus), "--json")  # exit 0: nothing new went wrong
+    report = json.loads(again.stdout)
+    assert report["failed"] == report["known_failures"] == 2
+    assert "blob.md" not in again.stderr and "2 files failed before" in again.stderr
+    failed = listing(runner, "--status", "failed")
+    assert {Path(p).name: s["reason"] for p, s in failed.items()} == {
+        "empty.md": "empty file",
+        "blob.md": "binary content, not text",
+    }
+    strict = run(runner, "ingest", str(corpus), "--strict", ok=False)
+    assert strict.exit_code == 1
+
+    (corpus / "late.md").write_bytes(b"")  # a new failure fails the run again
+    assert run(runner, "ingest", str(corpus), ok=False).exit_code == 1
+    (corpus / "blob.md").write_text("# Fixed\n\nNow it is text about okapis.\n")
+    fixed = ingest(runner, str(corpus), ok=False)
+    assert fixed["known_failures"] == 2 and fixed["added"] == 1  # blob.md, parsed again
+    assert sorted(Path(p).name for p in listing(runner, "--status", "failed")) == [
+        "empty.md",
+        "late.md",
+    ]
+    (corpus / "empty.md").unlink()
+    ingest(runner, str(corpus), ok=False)
+    assert "empty.md" not in {Path(p).name for p in listing(runner)}
+
+
+def test_shared_bad_corpus_fails_once_then_is_remembered(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(bench_dir("corpus", "bad"), bad)
+    first = ingest(runner, str(bad), ok=False)
+    assert first["failed"] > 0 and first["known_failures"] == 0
+    second = ingest(runner, str(bad))
+    assert second["failed"] == second["known_failures"] == first["failed"]
+    assert second["added"] == second["updated"] == 0
