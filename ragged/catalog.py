@@ -281,11 +281,19 @@ class Catalog:
             )
 
     def replace_file(
-        self, record: FileRecord, chunks: Sequence[ChunkRow], embedded: bool = False
+        self,
+        record: FileRecord,
+        chunks: Sequence[ChunkRow],
+        embedded: bool = False,
+        tombstone: bool = True,
     ) -> None:
-        """Swap a file's chunks for new ones in one transaction; old ids become tombstones."""
+        """Swap a file's chunks for new ones in one transaction; old ids become tombstones.
+
+        `tombstone=False` is for a cache of a shared server taking the server's version: the
+        old ids are already gone there, or are another machine's to delete.
+        """
         with self.transaction() as db:
-            self._forget(db, record.path)
+            self._forget(db, record.path, tombstone)
             self._insert(db, record, chunks, embedded)
 
     def _insert(
@@ -326,8 +334,36 @@ class Catalog:
                 db.execute("DELETE FROM failures WHERE path = ?", (path,))
         return removed
 
-    def _forget(self, db: sqlite3.Connection, path: str) -> int:
-        db.execute("INSERT OR IGNORE INTO tombstones SELECT id FROM chunks WHERE path = ?", (path,))
+    def forget_chunks(self, ids: Iterable[str]) -> int:
+        """Drop chunks the server no longer has (no tombstones); a file left empty goes too."""
+        ids = list(ids)
+        with self.transaction() as db:
+            paths = set()
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                paths |= {
+                    r[0]
+                    for r in db.execute(
+                        f"SELECT DISTINCT path FROM chunks WHERE id IN ({marks})", part
+                    )
+                }
+                db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+            for path in paths:
+                left = db.execute("SELECT count(*) FROM chunks WHERE path = ?", (path,)).fetchone()[
+                    0
+                ]
+                if left:
+                    db.execute("UPDATE files SET chunks = ? WHERE path = ?", (left, path))
+                else:
+                    db.execute("DELETE FROM files WHERE path = ?", (path,))
+        return len(ids)
+
+    def _forget(self, db: sqlite3.Connection, path: str, tombstone: bool = True) -> int:
+        if tombstone:
+            db.execute(
+                "INSERT OR IGNORE INTO tombstones SELECT id FROM chunks WHERE path = ?", (path,)
+            )
         db.execute("DELETE FROM chunks WHERE path = ?", (path,))
         return db.execute("DELETE FROM files WHERE path = ?", (path,)).rowcount
 

@@ -671,7 +671,8 @@ def check_store(settings: Settings) -> Check:
         return Check(
             "chroma",
             "ok",
-            f"server at {info['location']}, Chroma {info['version']}, heartbeat ok",
+            f"server at {info['location']}, Chroma {info['version']}, answered in "
+            f"{info['heartbeat_ms']:.0f} ms",
             None,
             info,
         )

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,10 +108,13 @@ def embed_text(row: ChunkRow) -> str:
     return f"{row.heading}\n\n{row.text}" if row.heading else row.text
 
 
-def chunk_metadata(row: ChunkRow) -> dict[str, Any]:
+def chunk_metadata(row: ChunkRow, record: FileRecord | None = None) -> dict[str, Any]:
     """Chroma metadata for a chunk; Chroma rejects None values, so absent fields are left out.
 
-    With the text Chroma keeps, this is all a catalog row is rebuilt from.
+    With the text Chroma keeps, this is all a catalog row is rebuilt from. The file's size and
+    mtime let another machine's catalog (a cache of a shared server) list the file as it is,
+    so its own ingest of the same folder stats instead of hashing, and decide which version
+    of a file is newer when two machines wrote different ones.
     """
     meta: dict[str, Any] = {
         "path": row.path,
@@ -122,6 +124,9 @@ def chunk_metadata(row: ChunkRow) -> dict[str, Any]:
     }
     if row.page is not None:
         meta["page"] = row.page
+    if record is not None and record.content_hash == row.content_hash:
+        meta["size"] = record.size
+        meta["mtime_ns"] = record.mtime_ns
     return meta
 
 
@@ -160,6 +165,8 @@ class Index:
         self.name = store.name
         # Chunks restored from the store when the index was opened with a lost catalog.
         self.rebuilt: int | None = None
+        self._wrote = False  # anything written to a shared store: other machines must look
+        self.refreshed: Refresh | None = None  # what opening it took from a shared server
 
     def close(self) -> None:
         self.catalog.close()
@@ -195,10 +202,15 @@ class Index:
         if not rows:
             return
         self.store.ensure(model, len(vectors[0]))
+        records = {path: self.catalog.file(path) for path in {r.path for r in rows}}
         self.store.add(
-            [r.id for r in rows], vectors, [r.text for r in rows], [chunk_metadata(r) for r in rows]
+            [r.id for r in rows],
+            vectors,
+            [r.text for r in rows],
+            [chunk_metadata(r, records[r.path]) for r in rows],
         )
         self.catalog.mark_embedded([r.id for r in rows], model)
+        self._wrote = True
 
     def flush_tombstones(self) -> None:
         """Step 3: make Chroma forget what the catalog already has."""
@@ -206,6 +218,7 @@ class Index:
         if tomb:
             self.store.delete(tomb)
             self.catalog.clear_tombstones(tomb)
+            self._wrote = True
 
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
         self.catalog.touch(path, size, mtime_ns)
@@ -234,6 +247,7 @@ class Index:
         """Forget files: the catalog first (so reads stop serving them), then Chroma."""
         removed = self.catalog.remove_files(paths)
         self.flush_tombstones()
+        self.announce()
         return removed
 
     def begin_run(self) -> None:
@@ -243,6 +257,7 @@ class Index:
 
     def end_run(self) -> None:
         self.flush_tombstones()
+        self.announce()
         self.catalog.end_run(self.store.fingerprint())
         files = self.store.vector_files()
         if files is not None:
@@ -252,6 +267,72 @@ class Index:
         """Vector files the store had at the end of the last clean run and has no longer."""
         recorded = json.loads(self.catalog.meta("vector_files") or "[]")
         return [f for f in recorded if not os.path.exists(os.path.join(self.store.where, f))]
+
+    # -- a shared server: the server is the truth, this catalog a cache ---------------------
+
+    def announce(self) -> None:
+        """Tell other machines sharing the server that this collection changed."""
+        if self._wrote and self.store.shared:
+            self.store.bump_revision()
+        self._wrote = False
+
+    def refresh(self, clean: bool = False) -> Refresh:
+        """Bring this machine's catalog up to date with a shared server.
+
+        The server records a revision token that every writer replaces after writing. While it
+        is the one this catalog last saw, nothing is read (one request). When it moved, the
+        ids alone are compared (0.4 s at 100k chunks) and only new chunks are fetched with
+        their text and metadata; chunks gone from the server leave the catalog. The token is
+        read before the comparison, so a write that lands meanwhile moves it again and the
+        next refresh sees that write. Chunks staged here but not yet embedded are this
+        machine's own work and stay. With `clean` (a writer), chunks of an older version of a
+        file (two machines wrote different copies of it) are deleted from the server.
+        """
+        done = Refresh()
+        store, catalog = self.store, self.catalog
+        if not store.shared:
+            return done
+        if not store.exists:
+            # Deleted on the server, by `ragged reset` on another machine.
+            gone = catalog.embedded_ids()
+            if gone:
+                done.removed = catalog.forget_chunks(gone)
+            catalog.set_meta("server_revision", None)
+            return done
+        token = store.revision
+        if token is None and clean:
+            store.bump_revision()  # a collection from before revisions: give it one
+            token = store.revision
+        if token is not None and token == catalog.meta("server_revision"):
+            return done
+        done.checked = True
+        server = store.ids()
+        cached, pending = catalog.embedded_ids(), catalog.pending_ids()
+        if cached - server:
+            done.removed = catalog.forget_chunks(cached - server)
+        model = (store.embedding or (self.settings.embed_model, 0))[0]
+        if server & pending:
+            catalog.mark_embedded(sorted(server & pending), model)
+        new = sorted(server - cached - pending)
+        for found in files_from_store(store.get(new), model):
+            known = catalog.file(found.record.path)
+            stale = list(found.stale)
+            if known is not None and known.content_hash != found.record.content_hash:
+                if _newer(known, found.record):
+                    stale += [r.id for r in found.rows]
+                    found = StoredFile(found.record, [], ())
+            if found.rows:
+                if known is not None and known.content_hash == found.record.content_hash:
+                    have = {r.id: r for r in catalog.chunks_of(known.path)}
+                    rows = sorted({**have, **{r.id: r for r in found.rows}}.values(), key=_idx)
+                    found = StoredFile(replace_count(found.record, rows), rows, ())
+                catalog.replace_file(found.record, found.rows, embedded=True, tombstone=False)
+                done.files += 1
+            if clean and stale:
+                store.delete(stale)
+                done.cleaned += len(stale)
+        catalog.set_meta("server_revision", token or "")
+        return done
 
     def reconcile(self) -> None:
         """Make Chroma and the catalog agree again, whatever a crash left behind.
@@ -289,18 +370,15 @@ class Index:
             self._settle_unknown(unknown)
 
     def _settle_unknown(self, ids: list[str]) -> None:
+        model = (self.store.embedding or (self.settings.embed_model, 0))[0]
         stale: list[str] = []
-        orphans: list[list[ChunkRow]] = []
-        for rows in rows_by_file(self.store.get(ids)):
-            if self.catalog.file(rows[0].path) is not None:
-                stale += [r.id for r in rows]
+        for found in files_from_store(self.store.get(ids), model):
+            stale += found.stale
+            if self.catalog.file(found.record.path) is not None:
+                stale += [r.id for r in found.rows]
             else:
-                orphans.append(rows)
+                self.catalog.replace_file(found.record, found.rows, embedded=True)
         self.store.delete(stale)
-        if orphans:
-            model = (self.store.embedding or (self.settings.embed_model, 0))[0]
-            for rows in orphans:
-                self.catalog.replace_file(file_record(rows, model), rows, embedded=True)
 
     def drop(self) -> None:
         """Delete the collection: its vectors, its manifest and its keyword index."""
@@ -318,12 +396,13 @@ class Index:
         """
         recorded = self.store.embedding
         model = recorded[0] if recorded else None
-        files = [(file_record(rows, model), rows) for rows in rows_by_file(self.store.iter_texts())]
+        files = [(f.record, f.rows) for f in files_from_store(self.store.iter_texts(), model)]
         self.catalog.replace_all(files)
+        self.catalog.set_meta("server_revision", None)  # a server's cache: compare next time
         return sum(len(rows) for _, rows in files)
 
-    def adopt(self, files: Iterable[list[ChunkRow]], model: str) -> set[str]:
-        """Record chunks that another store holds, one list per file; returns ids to write here.
+    def adopt(self, files: Iterable[StoredFile]) -> set[str]:
+        """Record the files another store holds; returns the chunk ids to write here.
 
         A file this catalog already lists with exactly these chunks, all of them in this
         store, is left alone. Others are staged, so the caller writes their vectors with
@@ -331,9 +410,9 @@ class Index:
         """
         present = self.store.ids()
         wanted: set[str] = set()
-        for rows in files:
-            ids = {r.id for r in rows}
-            record = file_record(rows, model, status="pending")
+        for found in files:
+            rows, ids = found.rows, {r.id for r in found.rows}
+            record = dataclasses.replace(found.record, status="pending")
             known = self.catalog.file(record.path)
             if (
                 known is not None
@@ -400,33 +479,81 @@ class VectorsLost(StoreError):
     """The store holds fewer vectors than the catalog says were written."""
 
 
-def rows_by_file(chunks: Iterable[tuple[str, str, dict[str, Any]]]) -> list[list[ChunkRow]]:
-    """Chunks as Chroma keeps them (id, text, metadata), grouped by file in chunk order."""
+@dataclass
+class Refresh:
+    """What refreshing a shared server's cache did."""
+
+    checked: bool = False  # the server's revision had moved: ids were compared
+    files: int = 0  # files added or replaced in the cache
+    removed: int = 0  # chunks gone from the server, dropped from the cache
+    cleaned: int = 0  # chunks of an older version of a file deleted from the server
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file as a store holds it: its manifest row, its chunks, and stale duplicates."""
+
+    record: FileRecord
+    rows: list[ChunkRow]
+    stale: tuple[str, ...] = ()  # ids of another, older version of the same path
+
+
+def files_from_store(
+    chunks: Iterable[tuple[str, str, dict[str, Any]]], model: str | None, status: str = "ok"
+) -> list[StoredFile]:
+    """Chunks as Chroma keeps them (id, text, metadata), grouped into files in chunk order.
+
+    What the store never kept is filled so that a later ingest stays cheap: a file written
+    before its size and mtime were recorded gets 0 and 0, and is hashed once. A path with
+    chunks of two versions (two machines wrote different copies) keeps the newer one.
+    """
     from ragged.tokens import count_tokens
 
-    files: dict[str, list[ChunkRow]] = {}
+    versions: dict[str, dict[str, list[tuple[ChunkRow, dict[str, Any]]]]] = {}
     for id_, text, meta in chunks:
         row = row_from_store(id_, text, meta, count_tokens(text))
         if row.path:  # not written by ragged: nothing to tie it to a file
-            files.setdefault(row.path, []).append(row)
-    return [sorted(files[path], key=lambda r: r.idx) for path in sorted(files)]
+            versions.setdefault(row.path, {}).setdefault(row.content_hash, []).append((row, meta))
+    files = []
+    for path in sorted(versions):
+        by_hash = versions[path]
+        ranked = sorted(by_hash, key=lambda h: (_stat(by_hash[h])[1], h), reverse=True)
+        pairs = sorted(by_hash[ranked[0]], key=lambda p: p[0].idx)
+        rows = [row for row, _ in pairs]
+        size, mtime_ns = _stat(pairs)
+        pages = [r.page for r in rows if r.page is not None]
+        record = FileRecord(
+            path=path,
+            size=size,
+            mtime_ns=mtime_ns,
+            content_hash=ranked[0],
+            pages=max(pages) if pages else None,
+            chunks=len(rows),
+            status=status,
+            embed_model=model,
+            ingested_at=now(),
+        )
+        stale = tuple(row.id for h in ranked[1:] for row, _ in by_hash[h])
+        files.append(StoredFile(record, rows, stale))
+    return files
 
 
-def file_record(rows: Sequence[ChunkRow], model: str | None, status: str = "ok") -> FileRecord:
-    """A manifest row for chunks read back from a store; what it never kept is filled so that
-    a later ingest stays cheap: size and mtime 0 make it hash each file once."""
-    pages = [r.page for r in rows if r.page is not None]
-    return FileRecord(
-        path=rows[0].path,
-        size=0,
-        mtime_ns=0,
-        content_hash=Counter(r.content_hash for r in rows).most_common(1)[0][0],
-        pages=max(pages) if pages else None,
-        chunks=len(rows),
-        status=status,
-        embed_model=model,
-        ingested_at=now(),
-    )
+def _stat(pairs: Sequence[tuple[ChunkRow, dict[str, Any]]]) -> tuple[int, int]:
+    meta = pairs[0][1]
+    return int(meta.get("size") or 0), int(meta.get("mtime_ns") or 0)
+
+
+def _newer(ours: FileRecord, theirs: FileRecord) -> bool:
+    """Which of two versions of one path wins: the later mtime, then the larger hash."""
+    return (ours.mtime_ns, ours.content_hash) > (theirs.mtime_ns, theirs.content_hash)
+
+
+def _idx(row: ChunkRow) -> int:
+    return row.idx
+
+
+def replace_count(record: FileRecord, rows: Sequence[ChunkRow]) -> FileRecord:
+    return dataclasses.replace(record, chunks=len(rows))
 
 
 def open_index(settings: Settings, collection: str | None = None, *, create: bool = False) -> Index:
@@ -447,6 +574,11 @@ def open_index(settings: Settings, collection: str | None = None, *, create: boo
         raise missing_collection(settings, name)
     index = Index(settings, open_catalog(settings, name), store)
     try:
+        if store.shared:
+            empty = index.catalog.chunk_count() == 0
+            index.refreshed = index.refresh(clean=create)
+            if empty and index.catalog.chunk_count():
+                index.rebuilt = index.catalog.chunk_count()  # a first copy, not an update
         if index.catalog.file_count() == 0 and index.catalog.chunk_count() == 0:
             if store.exists and store.count() > 0:
                 index.rebuilt = index.rebuild_from_store()
@@ -521,6 +653,7 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
 
     store = open_store(settings, name)
     stored = store.count() if store.exists else None
+    revision = store.revision if store.shared else None
     path = catalog_path(settings, name)
     try:
         catalog = Catalog(path) if path.exists() else None
@@ -529,6 +662,13 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
     if catalog is None or catalog.chunk_count() == 0:
         if catalog is not None:
             catalog.close()
+        if stored and store.shared:
+            return Health(
+                name,
+                "ok",
+                f"{stored} chunks on the server; no local cache yet (made on first use)",
+                stored=stored,
+            )
         if stored:
             return Health(
                 name,
@@ -543,6 +683,7 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
         embedded, pending = catalog.embedded_count(), catalog.pending_count()
         sample = sorted(catalog.embedded_ids())[:3] if probe and embedded else []
         lost = Index(settings, catalog, store).lost_vector_files()
+        cached_revision = catalog.meta("server_revision")
     finally:
         catalog.close()
     refill = f"{FIX} embeds them again from the stored text"
@@ -556,7 +697,7 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
         return Health(name, status, detail, fix, files, chunks, pending, stored, damaged)
 
     held = stored or 0
-    if held < embedded:
+    if held < embedded and not (store.shared and revision != cached_revision):
         return found(
             "fail",
             f"the vector store holds {held} of its {embedded} embedded chunks "
@@ -590,7 +731,15 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
             f"{files} files, {chunks} chunks, {pending} of them awaiting embeddings",
             "`ragged ingest` (no path needed) embeds them",
         )
-    return found("ok", f"{files} files, {chunks} chunks, catalog and store agree")
+    agree = "catalog and store agree"
+    if store.shared:
+        current = revision is not None and revision == cached_revision
+        agree = (
+            "local cache current"
+            if current
+            else "local cache behind the server (brought up to date by the next command)"
+        )
+    return found("ok", f"{files} files, {chunks} chunks, {agree}")
 
 
 def _vectors_readable(store: Store, ids: list[str]) -> bool:

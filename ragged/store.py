@@ -21,6 +21,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 EMBED_MODEL_KEY = "ragged:embed_model"
 EMBED_DIM_KEY = "ragged:embed_dim"
+# Replaced by every writer after it wrote: other machines' catalogs compare it to know when
+# to refresh. A random token, not a counter: two writers cannot both bump a counter safely.
+REVISION_KEY = "ragged:revision"
 WRITE_BATCH = 1000  # well under Chroma's max batch size, and bounded memory per request
 DEFAULT_SERVER_PORT = 8000  # `chroma run`'s port; the compose file maps it to 8001
 # chromadb's HTTP client waits forever by default (httpx timeout=None). A wrong host should
@@ -136,6 +139,26 @@ class Store:
         if EMBED_MODEL_KEY not in meta:
             return None
         return str(meta[EMBED_MODEL_KEY]), int(meta[EMBED_DIM_KEY])
+
+    @property
+    def revision(self) -> str | None:
+        """The token the last writer left on the collection (None: none, or no collection)."""
+        col = self._get()
+        value = (col.metadata or {}).get(REVISION_KEY) if col is not None else None
+        return str(value) if value is not None else None
+
+    def bump_revision(self) -> None:
+        """Say that the collection changed: a new random revision token."""
+        import uuid
+
+        col = self._get()
+        if col is None:
+            return
+        # Chroma replaces the whole metadata (and refuses hnsw:* keys after creation, which
+        # live on in the collection's configuration): keep ragged's own keys.
+        meta = {k: v for k, v in (col.metadata or {}).items() if k.startswith("ragged:")}
+        meta[REVISION_KEY] = uuid.uuid4().hex
+        self._guard(lambda: col.modify(metadata=meta))
 
     def check_model(self, model: str, dim: int | None = None) -> None:
         """Refuse to mix vectors of two models: the similarities would be garbage."""
@@ -531,12 +554,22 @@ def describe(settings: Settings) -> dict[str, Any]:
     client = _client(settings)
     where = store_location(settings)
     if settings.chroma_url:
+        import time
+
         try:
+            began = time.perf_counter()
             heartbeat = int(client.heartbeat())
+            heartbeat_ms = (time.perf_counter() - began) * 1000
             version = str(client.get_version())
         except Exception as exc:
             raise explain(exc, where) from exc
-        return {"mode": "server", "location": where, "version": version, "heartbeat_ns": heartbeat}
+        return {
+            "mode": "server",
+            "location": where,
+            "version": version,
+            "heartbeat_ns": heartbeat,
+            "heartbeat_ms": round(heartbeat_ms, 1),
+        }
     path = Path(where)
     return {
         "mode": "embedded",

@@ -56,7 +56,7 @@ def copy_collection(
     duplicates. With `index` (the target's), its catalog is filled from the copied chunks, so
     `list` and keyword search work there, and files it already holds unchanged are skipped.
     """
-    from ragged.index import row_from_store, rows_by_file
+    from ragged.index import files_from_store, row_from_store
 
     model, dim = _source_embedding(source)
     _check_target(source, target, model, dim)
@@ -65,7 +65,7 @@ def copy_collection(
         index.catalog.begin_run()  # if the copy dies, the next ingest compares in full
     target.ensure(model, dim)
     if index is not None:
-        wanted = index.adopt(rows_by_file(source.iter_texts(batch)), model)
+        wanted = index.adopt(files_from_store(source.iter_texts(batch), model))
     total = source.count() if wanted is None else len(wanted)
     done = 0
     if total:
@@ -97,7 +97,7 @@ def copy_collection(
         if pending:
             flush()
     if index is not None:
-        index.catalog.end_run()
+        index.end_run()
     return done
 
 

@@ -109,21 +109,7 @@ class ChromaServer:
             # A small race (another process could take the port before chroma binds it) is
             # caught below: chroma then prints "Address ... is not available" and exits.
             self.port = free_port(self.host)
-        command = [
-            find_chroma(),
-            "run",
-            "--path",
-            str(self.path),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-        ]
-        # The 1.x server is Rust and sends no product telemetry (only OpenTelemetry traces,
-        # and only when its config file names an endpoint; `--path` and a config file are
-        # mutually exclusive, so we pass flags). ANONYMIZED_TELEMETRY is still set in case a
-        # later version reads it. NO_COLOR keeps ANSI escapes out of the log.
-        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
+        command, env = self.command(), self.environ()
         self._log = self.log_path.open("ab")
         # Appending keeps earlier runs' output; the tail in an error shows only this run.
         self._log_start = self._log.tell()
@@ -156,6 +142,25 @@ class ChromaServer:
                     f"{self.startup_timeout:.0f}s; last lines of {self.log_path}:\n{self.log_tail()}"
                 )
             time.sleep(0.05)
+
+    def command(self) -> list[str]:
+        return [
+            find_chroma(),
+            "run",
+            "--path",
+            str(self.path),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+
+    def environ(self) -> dict[str, str]:
+        # The 1.x server is Rust and sends no product telemetry (only OpenTelemetry traces,
+        # and only when its config file names an endpoint; `--path` and a config file are
+        # mutually exclusive, so we pass flags). ANONYMIZED_TELEMETRY is still set in case a
+        # later version reads it. NO_COLOR keeps ANSI escapes out of the log.
+        return {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Ask the server to shut down (SIGTERM), and kill it if it takes too long."""
@@ -212,3 +217,41 @@ class ChromaServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ChromaTokenServer(ChromaServer):
+    """Chroma's own server with its token authentication on (CHROMA_SERVER_AUTHN_*).
+
+    `chroma run` (Rust) has no authentication in Chroma 1.x; Chroma's Python server, in the
+    same chromadb package and speaking the same v2 API, has: every request must carry
+    `Authorization: Bearer <token>` (or X-Chroma-Token), else 403. The heartbeat is exempt.
+    """
+
+    def __init__(self, path: Path, token: str, **kwargs: object) -> None:
+        super().__init__(path, **kwargs)  # type: ignore[arg-type]
+        self.token = token
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "chromadb.app:app",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+
+    def environ(self) -> dict[str, str]:
+        return {
+            **super().environ(),
+            "CHROMA_SERVER_AUTHN_PROVIDER": (
+                "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
+            ),
+            "CHROMA_SERVER_AUTHN_CREDENTIALS": self.token,
+            "IS_PERSISTENT": "TRUE",
+            "PERSIST_DIRECTORY": str(self.path),
+        }

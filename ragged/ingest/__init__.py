@@ -479,6 +479,15 @@ def _prepare(
     except OSError as exc:
         return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}")
     digest = file_hash(data)
+    if (
+        known
+        and known.content_hash != digest
+        and index.store.shared
+        and known.mtime_ns > cand.mtime_ns
+    ):
+        # Another machine stored a newer copy of this path on the shared server: an older
+        # one here must not overwrite it (and the two machines must not take turns).
+        return FileOutcome(path, "skipped", reason="a newer version from another machine is stored")
     if known and known.content_hash == digest:
         index.touch(path, cand.size, cand.mtime_ns)
         if failure is not None:

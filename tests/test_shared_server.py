@@ -1,0 +1,274 @@
+"""A shared Chroma server works from every machine (issue 13): the server is the truth.
+
+Two data dirs (`--home A`, `--home B`) stand in for two machines sharing one real Chroma
+server database; each machine's catalog is a cache that must follow what the other writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragged.cli import app
+from ragged.config import load_settings
+from ragged.store import open_store
+from tests.chroma_server import ChromaServer, ChromaTokenServer
+from tests.conftest import new_chroma_database
+from tests.ollama_standin import OllamaStandIn
+
+pytestmark = pytest.mark.server
+RAGGED = [sys.executable, "-m", "ragged"]
+QUERIES = [
+    "largest living rodent capybara",
+    "lighthouse keeper salary",
+    "How long does the ferry to Zanzibar take?",
+    "Which port does the Foxtrot daemon listen on?",
+]
+
+
+@pytest.fixture
+def server(chroma_server: ChromaServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[ChromaServer]:
+    """A fresh database on the session's `chroma run`, named in the environment of both."""
+    if not chroma_server.running:
+        chroma_server.start()
+    monkeypatch.setenv("RAGGED_CHROMA_URL", chroma_server.url)
+    monkeypatch.setenv("RAGGED_CHROMA_DATABASE", new_chroma_database(chroma_server))
+    # The stand-in's hashed word vectors score far lower than a trained model's.
+    monkeypatch.setenv("RAGGED_MIN_SCORE", "0.05")
+    yield chroma_server
+
+
+class Machine:
+    """One machine: its own data dir, the shared server from the environment."""
+
+    def __init__(self, runner: CliRunner, home: Path) -> None:
+        self.runner, self.home = runner, home
+
+    def run(self, *args: str, ok: bool = True):  # type: ignore[no-untyped-def]
+        result = self.runner.invoke(app, ["--home", str(self.home), *args], catch_exceptions=not ok)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    def json(self, *args: str) -> dict | list:  # type: ignore[type-arg]
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def search(self, query: str, *args: str) -> list[dict]:  # type: ignore[type-arg]
+        return self.json("search", query, *args)["hits"]  # type: ignore[call-overload,no-any-return]
+
+    def listing(self) -> list[dict]:  # type: ignore[type-arg]
+        return self.json("list")  # type: ignore[return-value]
+
+
+@pytest.fixture
+def a(runner: CliRunner, tmp_path: Path, server: ChromaServer) -> Machine:
+    return Machine(runner, tmp_path / "machine-a")
+
+
+@pytest.fixture
+def b(runner: CliRunner, tmp_path: Path, server: ChromaServer) -> Machine:
+    return Machine(runner, tmp_path / "machine-b")
+
+
+def server_ids() -> list[str]:
+    """Every chunk id the server holds, read from the server itself (duplicates included)."""
+    store = open_store(load_settings())
+    return [id_ for id_, _, _ in store.iter_texts()]
+
+
+def test_a_second_machine_searches_and_asks_like_the_first(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    a.run("ingest", str(docs), "-q")
+    for query in QUERIES:
+        for mode in ("hybrid", "dense", "lexical"):
+            theirs, ours = a.search(query, "--mode", mode), b.search(query, "--mode", mode)
+            assert ours and [h["id"] for h in ours] == [h["id"] for h in theirs], (query, mode)
+            assert [h["label"] for h in ours] == [h["label"] for h in theirs]
+            assert [h["score"] for h in ours] == pytest.approx([h["score"] for h in theirs])
+    filtered = b.search("ferry capybara quorum", "--path", "*.txt")
+    assert {Path(h["path"]).name for h in filtered} == {"notes.txt"}
+    fields = ("path", "label", "chunks", "pages", "status")
+    assert [{k: f[k] for k in fields} for f in b.listing()] == [
+        {k: f[k] for k in fields} for f in a.listing()
+    ]
+    asked_a = a.json("ask", "How long does the ferry to Zanzibar take?")
+    asked_b = b.json("ask", "How long does the ferry to Zanzibar take?")
+    assert asked_b["answered"] and asked_b["answer"] == asked_a["answer"]
+    assert [s["label"] for s in asked_b["sources"]] == [s["label"] for s in asked_a["sources"]]
+
+    # B's own ingest of the same folder (a shared mount) finds everything in place.
+    embeds = ollama.count("/api/embed")
+    again = b.json("ingest", str(docs))
+    assert again["unchanged"] == 5 and again["added"] == again["updated"] == 0
+    assert ollama.count("/api/embed") == embeds
+
+
+def test_what_one_machine_removes_or_changes_the_other_follows(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    a.run("ingest", str(docs), "-q")
+    assert b.search("largest living rodent capybara")[0]["path"].endswith("notes.txt")
+
+    a.run("remove", str(docs / "notes.txt"))
+    for mode in ("hybrid", "dense", "lexical"):
+        found = b.search("largest living rodent capybara", "--mode", mode)
+        assert all(not h["path"].endswith("notes.txt") for h in found), mode
+    asked = b.json("ask", "What is the largest living rodent?")
+    assert all(not s["path"].endswith("notes.txt") for s in asked["sources"])
+    assert all(not f["path"].endswith("notes.txt") for f in b.listing())
+
+    (docs / "reference.rst").write_text("Okapis\n======\n\nOkapis are related to giraffes.\n")
+    a.run("ingest", str(docs), "-q")
+    top = b.search("okapis giraffes", "--mode", "lexical")[0]
+    assert top["path"].endswith("reference.rst") and "Okapis are related" in top["text"]
+    ids = server_ids()
+    assert len(ids) == len(set(ids))  # the old version's chunks are gone, not beside the new
+
+
+def test_a_collection_reset_on_one_machine_is_gone_on_the_other(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    a.run("ingest", str(docs), "-q")
+    assert b.listing()
+    a.run("reset", "--yes")
+    gone = b.run("search", "capybara", ok=False)
+    assert gone.exit_code == 1 and "collection 'default' does not exist" in gone.stderr
+
+
+def corpus(root: Path, name: str, n: int) -> Path:
+    root.mkdir(parents=True)
+    for i in range(n):
+        (root / f"{name}-{i:03}.md").write_text(
+            f"# {name} {i}\n\n" + f"Document {i} of {name} is about topic{i % 5}. " * 30
+        )
+    return root
+
+
+def environ(home: Path, ollama: OllamaStandIn) -> dict[str, str]:
+    return {**os.environ, "RAGGED_HOME": str(home), "OLLAMA_HOST": ollama.host}
+
+
+def ingest_at_once(ollama: OllamaStandIn, jobs: list[tuple[Path, Path]]) -> None:
+    """Run `ragged ingest` for every (home, folder) at the same time, as machines would."""
+    ollama.embed_delay = 0.005  # long enough for the runs to overlap
+    procs = [
+        subprocess.Popen(
+            [*RAGGED, "ingest", str(folder), "-q", "--embed-batch", "4"],
+            env=environ(home, ollama),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for home, folder in jobs
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    ollama.embed_delay = 0.0
+
+
+def clean_ids(tmp_path: Path, ollama: OllamaStandIn, *folders: Path) -> set[str]:
+    """The chunk ids one machine alone makes of these folders, in a database of its own."""
+    home = tmp_path / "alone"
+    env = {
+        **environ(home, ollama),
+        "RAGGED_CHROMA_DATABASE": os.environ["RAGGED_CHROMA_DATABASE"] + "-alone",
+    }
+    for folder in folders:
+        subprocess.run([*RAGGED, "ingest", str(folder), "-q"], env=env, check=True)
+    settings = load_settings({"home": home, "chroma_database": env["RAGGED_CHROMA_DATABASE"]})
+    return open_store(settings).ids()
+
+
+def test_two_machines_ingesting_different_folders_at_once_end_with_the_union(
+    ollama: OllamaStandIn, tmp_path: Path, server: ChromaServer, b: Machine
+) -> None:
+    x = corpus(tmp_path / "x", "xenon", 30)
+    y = corpus(tmp_path / "y", "yttrium", 30)
+    ingest_at_once(ollama, [(tmp_path / "machine-a", x), (tmp_path / "machine-b", y)])
+    ids = server_ids()
+    assert len(ids) == len(set(ids))  # no duplicates
+    assert set(ids) == clean_ids(tmp_path, ollama, x, y)  # nothing lost, nothing orphaned
+    listed = {Path(f["path"]).parent for f in b.listing()}
+    assert listed == {x, y}  # and B's catalog knows A's files
+
+
+def test_the_same_folder_from_both_machines_is_stored_once(
+    ollama: OllamaStandIn, tmp_path: Path, server: ChromaServer, a: Machine
+) -> None:
+    shared = corpus(tmp_path / "mount", "shared", 40)
+    ingest_at_once(ollama, [(tmp_path / "machine-a", shared), (tmp_path / "machine-b", shared)])
+    ids = server_ids()
+    assert len(ids) == len(set(ids)) == len(clean_ids(tmp_path, ollama, shared))
+    assert len(a.listing()) == 40
+
+
+def test_doctor_in_server_mode_reports_the_server_and_the_cache(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    a.run("ingest", str(docs), "-q")
+    checks = {c["name"]: c for c in b.json("doctor")["checks"]}  # type: ignore[call-overload]
+    chroma = checks["chroma"]
+    assert chroma["status"] == "ok" and "Chroma 1." in chroma["detail"]
+    assert chroma["data"]["heartbeat_ms"] >= 0
+    first = checks["collection default"]
+    assert first["status"] == "ok" and "no local cache yet" in first["detail"], first
+    b.run("list")
+    collection = {c["name"]: c for c in b.json("doctor")["checks"]}["collection default"]  # type: ignore[call-overload]
+    assert collection["status"] == "ok", collection
+    assert collection["data"]["stored"] == collection["data"]["chunks"] == len(server_ids())
+    assert "local cache current" in collection["detail"]
+
+    a.run("remove", str(docs / "notes.txt"))
+    stale = {c["name"]: c for c in b.json("doctor")["checks"]}["collection default"]  # type: ignore[call-overload]
+    assert "local cache behind the server" in stale["detail"]
+    b.run("list")  # any command brings it up to date
+    current = {c["name"]: c for c in b.json("doctor")["checks"]}["collection default"]  # type: ignore[call-overload]
+    assert "local cache current" in current["detail"]
+
+
+# -- a server that checks a token --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaTokenServer]:
+    pytest.importorskip("fastapi", reason="Chroma's Python server needs fastapi (make install)")
+    server = ChromaTokenServer(tmp_path_factory.mktemp("chroma-token") / "data", token="s3cret")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_server_with_token_authentication(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    docs: Path,
+    token_server: ChromaTokenServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RAGGED_CHROMA_URL", token_server.url)
+    monkeypatch.setenv("RAGGED_CHROMA_TOKEN", "s3cret")
+    result = runner.invoke(app, ["ingest", str(docs), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["added"] == 5
+    hits = json.loads(runner.invoke(app, ["search", "capybara", "--json"]).stdout)["hits"]
+    assert hits[0]["path"].endswith("notes.txt")
+
+    for wrong in ("not-the-token", ""):
+        monkeypatch.setenv("RAGGED_CHROMA_TOKEN", wrong)
+        monkeypatch.setenv("RAGGED_HOME", str(Path(os.environ["RAGGED_HOME"]).parent / "other"))
+        refused = runner.invoke(app, ["search", "capybara"])
+        assert refused.exit_code == 1
+        lines = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+        assert len(lines) == 1 and "refused the request" in lines[0], refused.stderr
+        assert token_server.url in lines[0] and "RAGGED_CHROMA_TOKEN" in refused.stderr
+        assert "s3cret" not in refused.output and "Traceback" not in refused.output
+    shutil.rmtree(Path(os.environ["RAGGED_HOME"]), ignore_errors=True)
