@@ -1,7 +1,7 @@
 """A real `ragged serve` in a subprocess on 127.0.0.1 and a free port, for tests and benchmarks.
 
-    with RaggedServer(env) as server:
-        httpx.get(server.url + "/health")
+with RaggedServer(env) as server:
+    httpx.get(server.url + "/health")
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ class RaggedServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ragged serve exited with {self.proc.returncode}: {self.tail()}")
+                raise RuntimeError(
+                    f"ragged serve exited with {self.proc.returncode}: {self.tail()}"
+                )
             try:
                 httpx.get(self.url + "/health", timeout=5)
                 return self

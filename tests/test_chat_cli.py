@@ -81,7 +81,9 @@ def test_sources_command_prints_the_last_answers_passages_in_full(
 
 
 def test_new_starts_over_and_unknown_commands_are_named(runner: CliRunner, ingested: Path) -> None:
-    result = chat(runner, f"What is rate limiting?\n/new\n/frobnicate\n{FOLLOW_UP}\n/exit\nignored?\n")
+    result = chat(
+        runner, f"What is rate limiting?\n/new\n/frobnicate\n{FOLLOW_UP}\n/exit\nignored?\n"
+    )
     assert "new conversation" in result.stderr
     assert "unknown command /frobnicate" in result.stderr
     assert "→ " not in result.stderr  # after /new there is nothing to read the follow-up against

@@ -157,7 +157,10 @@ def test_ollama_down_gives_the_passages_and_no_answer(
     down = dataclasses.replace(settings, ollama_host=ollama_down)
     with open_index(down) as index:
         result = reply(
-            "And how do I disable it?", [Exchange("What is rate limiting?", "")], index, connect(down)
+            "And how do I disable it?",
+            [Exchange("What is rate limiting?", "")],
+            index,
+            connect(down),
         )
     assert result.answer is None and result.retrieval.ollama_down
     assert result.standalone == result.question  # nothing could condense it
@@ -182,6 +185,10 @@ def test_conversations_are_saved_and_the_latest_is_found(
     assert again == first
     assert again.history == [Exchange("What is rate limiting?", first.turns[0].answer)]
     cited = [s for s in again.turns[0].sources if s.cited]
-    assert cited and "100 requests" in cited[0].text and cited[0].label.endswith("limits.md (Rate limiting)")
+    assert (
+        cited
+        and "100 requests" in cited[0].text
+        and cited[0].label.endswith("limits.md (Rate limiting)")
+    )
     assert json.loads(path.read_text())["id"] == first.id
     assert not list(path.parent.glob("*.tmp*"))
