@@ -263,8 +263,8 @@ def rewrite_follow_up(messages: Sequence[tuple[str, str]]) -> str | None:
     model resolving a pronoun, the first of it/this/that/them/they/these/those in the follow-up
     becomes the content words (see `compose_answer`) of the transcript's last `User:` line that
     the follow-up lacks: after "What is rate limiting?", "And how do I disable it?" becomes
-    "And how do I disable rate limiting?". Without a pronoun, " (about <words>)" goes before
-    the final question mark.
+    "And how do I disable rate limiting?". A follow-up without such a pronoun already stands
+    on its own and comes back unchanged.
     """
     text = "\n".join(content for role, content in messages if role == "user")
     follow = FOLLOW_UP_RE.findall(text)
@@ -278,11 +278,9 @@ def rewrite_follow_up(messages: Sequence[tuple[str, str]]) -> str | None:
             w for w in WORD_RE.findall(users[-1].lower()) if w in _content_words(w) - have
         )
     )
-    if not topic:
+    if not topic or not PRONOUN_RE.search(question):
         return question
-    if PRONOUN_RE.search(question):
-        return PRONOUN_RE.sub(topic, question, count=1)
-    return f"{question.rstrip('?').rstrip()} (about {topic})?"
+    return PRONOUN_RE.sub(topic, question, count=1)
 
 
 def compose_answer(messages: Sequence[tuple[str, str]]) -> str:
