@@ -223,7 +223,7 @@ def reply(
     kept = fit_history(history, int(answer_budget * HISTORY_SHARE), count_tokens)
 
     def first_token(piece: str) -> None:
-        timings.setdefault("first_token_s", time.perf_counter() - started)
+        timings.setdefault("turn_first_token_s", time.perf_counter() - started)
         if on_token:
             on_token(piece)
 
