@@ -189,6 +189,7 @@ def test_ask_follow_up_with_history_is_condensed(api: httpx.Client) -> None:
         ({"question": FOXTROT, "collection": "../../etc"}, 404),
         ({"question": ""}, 422),
         ({"question": FOXTROT, "mode": "psychic"}, 422),
+        ({"question": FOXTROT, "history": [{"question": "q?", "answer": "a"}] * 201}, 422),
         ({}, 422),
     ],
 )

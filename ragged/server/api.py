@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 CHUNK_ID = re.compile(r"^[0-9a-f]{32}$")  # index.chunk_id: 32 hex digits, nothing else
 MAX_QUESTION = 4000  # characters; a question, not a document
+MAX_TURNS = 200  # earlier turns a request may carry; the model sees the newest that fit
+MAX_ANSWER = 40_000  # characters of one earlier answer
 # What the browser gets for a stored file: text formats as plain text, and everything but a
 # PDF in a sandbox, so an indexed HTML page cannot run script on the app's origin.
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".html", ".htm"}
@@ -42,8 +44,8 @@ router = APIRouter()
 
 
 class Turn(BaseModel):
-    question: str
-    answer: str = ""
+    question: str = Field(max_length=MAX_QUESTION)
+    answer: str = Field(default="", max_length=MAX_ANSWER)
 
 
 class SearchRequest(BaseModel):
@@ -60,7 +62,9 @@ class AskRequest(BaseModel):
     k: int | None = Field(default=None, ge=1, le=100)
     mode: str | None = Field(default=None, pattern="^(hybrid|dense|lexical)$")
     path: str | None = None
-    history: list[Turn] = Field(default_factory=list, description="Earlier turns, oldest first.")
+    history: list[Turn] = Field(
+        default_factory=list, max_length=MAX_TURNS, description="Earlier turns, oldest first."
+    )
     stream: bool = False
 
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ragged.server.api import MAX_QUESTION, error_body, service, source_url
+from ragged.server.api import MAX_QUESTION, MAX_TURNS, error_body, service, source_url
 from ragged.server.service import BadRequest, Event, NotFound, Service, status_of
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Message(BaseModel):
 
 class ChatRequest(BaseModel):
     model: str
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=2 * MAX_TURNS + 10)
     stream: bool = False
     # Accepted for compatibility and ignored: ragged sets its own sampling for grounded answers.
     temperature: float | None = None
