@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# ragged in a container, for Linux hosts (see the `ragged` profile in docker-compose.yml).
-# Ollama is not in here: it runs on the host, where it can use the GPU.
+# ragged in a container: the app (`ragged-app` in docker-compose.yml) and the command line
+# (the `ragged` profile). Ollama is not in here: it runs natively on the host, where it can use
+# the GPU (Metal on a Mac), and the containers reach it through host.docker.internal.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,5 +25,7 @@ RUN useradd --create-home --uid 1000 ragged && mkdir -p /data && chown ragged:ra
 USER ragged
 WORKDIR /home/ragged
 
+# `ragged serve`'s port (docker-compose.yml publishes it on the host's loopback).
+EXPOSE 8000
 ENTRYPOINT ["ragged"]
 CMD ["--help"]

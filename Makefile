@@ -4,9 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NO_COLOR ?=
 
-.PHONY: install test test-live lint fix typecheck docs bench bench-retrieval clean
+.PHONY: install browser test test-live lint fix typecheck docs bench bench-retrieval bench-serve clean
 
-install: $(BIN)/ragged
+install: $(BIN)/ragged browser
+
+# Debian's chromium for the page's browser test; never fails the install (see the script).
+browser:
+	@sh scripts/ensure_chromium.sh
 
 $(BIN)/ragged: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +43,9 @@ bench: install
 
 bench-retrieval: install
 	$(BIN)/python bench/retrieval.py
+
+bench-serve: install
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

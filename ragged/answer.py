@@ -146,8 +146,13 @@ def answer(
     settings: Settings,
     *,
     on_token: Callable[[str], None] | None = None,
+    history: Sequence[dict[str, str]] = (),
 ) -> Answer:
-    """Ask the model to answer from the retrieved passages only, streaming as it writes."""
+    """Ask the model to answer from the retrieved passages only, streaming as it writes.
+
+    `history` (a conversation's earlier messages, already trimmed by the caller) goes between
+    the instructions and the passages; the passages get what room it leaves.
+    """
     from ragged.llm import ChatStats
     from ragged.tokens import count_tokens
 
@@ -165,7 +170,9 @@ def answer(
     started = time.perf_counter()
     num_ctx = context_size(llm, model, settings.context_window)
     budget = num_ctx - min(settings.answer_tokens, num_ctx // 4)
-    messages, given = build_messages(question, retrieval.hits, budget, count_tokens)
+    spent = sum(count_tokens(m["content"]) for m in history)
+    messages, given = build_messages(question, retrieval.hits, budget - spent, count_tokens)
+    messages[1:1] = history
     stats = ChatStats()
     pieces: list[str] = []
     for piece in llm.chat(

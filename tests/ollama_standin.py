@@ -21,8 +21,8 @@ counters), `fail_next(path, status=500, error=None, times=1)`, `fail_mid_stream(
 `answer_override`, `size_vram_fraction`, `embed_delay`, `token_delay`, `first_token_delay`.
 
 Embeddings are hashed word vectors (`embed_text`). Chat and generate answer from numbered sources
-in the prompt (`compose_answer`, whose docstring gives the prompt format); they stream one token per
-word. Prompts longer than the context (num_ctx, else `default_num_ctx`, capped by the model's own
+in the prompt (`compose_answer`, whose docstring gives the prompt format), or rewrite a follow-up
+question as a standalone one (`rewrite_follow_up`); they stream one token per word. Prompts longer than the context (num_ctx, else `default_num_ctx`, capped by the model's own
 context) lose their oldest tokens, as Ollama's do.
 """
 
@@ -60,6 +60,10 @@ WORD_RE = re.compile(r"\w+")
 PIECE_RE = re.compile(r"\s*\S+")  # one streamed token: a word with the spaces before it
 SOURCE_RE = re.compile(r"^\s*\[(\d+)\]\s?(.*)$")
 QUESTION_RE = re.compile(r"^\s*Question:\s*(.*)$", re.IGNORECASE)
+# A request to condense a follow-up: a transcript of `User:` lines, then `Follow-up:`.
+FOLLOW_UP_RE = re.compile(r"^\s*Follow-up:\s*(.+)$", re.MULTILINE)
+TRANSCRIPT_USER_RE = re.compile(r"^\s*User:\s*(.+)$", re.MULTILINE)
+PRONOUN_RE = re.compile(r"\b(it|this|that|them|they|these|those)\b", re.IGNORECASE)
 SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
 DURATION_RE = re.compile(r"([0-9]*\.?[0-9]+|[0-9]+\.)(ns|us|µs|μs|ms|s|m|h)")
 DURATION_UNITS = dict(
@@ -252,6 +256,33 @@ def _parse_sources(lines: list[str]) -> list[tuple[int, str]]:
     return [(n, " ".join(body) if body else header) for n, header, body in sources]
 
 
+def rewrite_follow_up(messages: Sequence[tuple[str, str]]) -> str | None:
+    """A follow-up made standalone, or None when the chat is not a request to condense one.
+
+    The request is a transcript with `User: ...` lines and, after it, `Follow-up: ...`. Like a
+    model resolving a pronoun, the first of it/this/that/them/they/these/those in the follow-up
+    becomes the content words (see `compose_answer`) of the transcript's last `User:` line that
+    the follow-up lacks: after "What is rate limiting?", "And how do I disable it?" becomes
+    "And how do I disable rate limiting?". A follow-up without such a pronoun already stands
+    on its own and comes back unchanged.
+    """
+    text = "\n".join(content for role, content in messages if role == "user")
+    follow = FOLLOW_UP_RE.findall(text)
+    users = TRANSCRIPT_USER_RE.findall(text.split("Follow-up:")[0])
+    if not follow or not users:
+        return None
+    question = follow[-1].strip()
+    have = _content_words(question)
+    topic = " ".join(
+        dict.fromkeys(
+            w for w in WORD_RE.findall(users[-1].lower()) if w in _content_words(w) - have
+        )
+    )
+    if not topic or not PRONOUN_RE.search(question):
+        return question
+    return PRONOUN_RE.sub(topic, question, count=1)
+
+
 def compose_answer(messages: Sequence[tuple[str, str]]) -> str:
     """The deterministic answer to a chat given as (role, content) pairs.
 
@@ -261,7 +292,11 @@ def compose_answer(messages: Sequence[tuple[str, str]]) -> str:
     the prompt's last paragraph. The answer is the best source's best sentence, then `[n]`, with
     the runner-up cited too (`[1][3]`) when it shares at least two thirds as many question words.
     Words count when longer than two letters and not in STOPWORDS. No shared word: NO_ANSWER.
+    A request to condense a follow-up gets `rewrite_follow_up`'s answer instead.
     """
+    rewritten = rewrite_follow_up(messages)
+    if rewritten is not None:
+        return rewritten
     question, source_lines = _split_question(messages)
     wanted = _content_words(question)
     # sorted() is stable, so on equal scores the source listed first wins.

@@ -10,11 +10,13 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -217,3 +219,95 @@ def test_dockerignore_keeps_local_state_out_but_not_the_sources() -> None:
     }
     assert {".git", ".venv"} <= patterns
     assert not {"ragged", "pyproject.toml", "README.md"} & patterns
+
+
+# --- ragged-app: `ragged serve` on 8000 -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_service(compose: dict[str, Any]) -> dict[str, Any]:
+    return dict(compose["services"]["ragged-app"])
+
+
+def test_app_starts_with_compose_up_and_serves_on_loopback_8000(
+    app_service: dict[str, Any],
+) -> None:
+    assert "profiles" not in app_service  # a plain `docker compose up -d` starts it
+    assert app_service["build"] == "."
+    assert app_service["ports"] == ["127.0.0.1:8000:8000"]
+    command = app_service["command"]
+    assert command[0] == "serve"
+    assert command[command.index("--port") + 1] == "8000"
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert app_service["restart"] == "unless-stopped"
+
+
+def test_app_command_is_one_ragged_accepts(app_service: dict[str, Any]) -> None:
+    """0.0.0.0 without a key is refused unless the command says why it may start."""
+    from typer.testing import CliRunner
+
+    from ragged.cli import app
+    from ragged.server import check_bind
+
+    command = app_service["command"]
+    help_text = CliRunner().invoke(app, ["serve", "--help"]).output
+    for flag in (arg for arg in command[1:] if arg.startswith("--")):
+        assert flag in help_text
+    check_bind(command[command.index("--host") + 1], None, "--allow-no-key" in command)
+
+
+def test_app_reaches_host_ollama_and_compose_chroma(
+    app_service: dict[str, Any], ragged_service: dict[str, Any]
+) -> None:
+    assert "host.docker.internal:host-gateway" in app_service["extra_hosts"]
+    env = environment(app_service)
+    assert env["OLLAMA_HOST"] == "http://host.docker.internal:11434"
+    assert env["RAGGED_CHROMA_URL"] == "http://chromadb:8000"
+    assert env["RAGGED_HOME"] == "/data"
+    assert env["RAGGED_API_KEY"] == "${RAGGED_API_KEY:-}"  # passed through, empty by default
+    assert app_service["depends_on"] == {"chromadb": {"condition": "service_healthy"}}
+    # The app and the command line share one data dir and see the documents at one path,
+    # so the app can serve the files the command line ingested.
+    assert set(app_service["volumes"]) == set(ragged_service["volumes"])
+
+
+def test_nothing_says_ragged_in_a_container_is_linux_only() -> None:
+    for path in (COMPOSE_FILE, DOCKERFILE):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"linux(-| )only|for linux hosts", text, re.IGNORECASE), path
+
+
+def app_healthcheck(service: dict[str, Any], port: int) -> list[str]:
+    test = service["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    return [sys.executable, *(arg.replace(":8000/", f":{port}/") for arg in test[2:])]
+
+
+def test_app_healthcheck_is_on_health(app_service: dict[str, Any]) -> None:
+    check = app_service["healthcheck"]
+    for key in ("interval", "timeout", "retries", "start_period"):
+        assert key in check
+    script = " ".join(check["test"])
+    assert "http://127.0.0.1:8000/health" in script
+    # python:3.11-slim has no curl or wget.
+    assert not re.search(r"\b(curl|wget)\b", script)
+
+
+def test_app_healthcheck_passes_only_when_health_is_200(
+    app_service: dict[str, Any], tmp_path: Path
+) -> None:
+    from tests.ollama_standin import OllamaStandIn
+    from tests.ragged_server import RaggedServer, server_env
+
+    def check(port: int) -> int:
+        argv = app_healthcheck(app_service, port)
+        return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode
+
+    with OllamaStandIn(models=("nomic-embed-text:latest",)) as ollama:
+        with RaggedServer(server_env(tmp_path / "up", ollama.host)) as up:
+            assert check(up.port) == 0
+        dead = f"http://127.0.0.1:{free_port()}"
+        with RaggedServer(server_env(tmp_path / "down", dead)) as down:
+            assert httpx.get(down.url + "/health", timeout=30).status_code == 503
+            assert check(down.port) != 0
+    assert check(free_port()) != 0

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ragged import __version__
-from ragged.cli import ask, doctor, ingest, manage
+from ragged.cli import ask, chat, doctor, ingest, manage, serve
 from ragged.cli._common import State
 
 app = typer.Typer(
@@ -66,6 +66,8 @@ def main(
 app.command()(ingest.ingest)
 app.command()(ask.search)
 app.command()(ask.ask)
+app.command()(chat.chat)
+app.command()(serve.serve)
 app.command("list")(manage.list_sources)
 app.command()(manage.remove)
 app.command()(manage.collections)

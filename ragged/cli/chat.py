@@ -1,0 +1,303 @@
+"""`ragged chat`: a conversation over a collection, typed at a terminal or piped line by line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ragged.cli._common import (
+    CollectionOpt,
+    EmbedOpt,
+    ModelOpt,
+    ModeOpt,
+    PathOpt,
+    State,
+    TopK,
+    open_collection,
+    reporting,
+)
+
+if TYPE_CHECKING:
+    from ragged.config import Settings
+    from ragged.conversation import Conversation, Reply, Turn
+    from ragged.index import Index
+    from ragged.llm import LLM
+
+PROMPT = "› "
+HELP = """Commands:
+  /sources          the last answer's sources in full
+  /collection NAME  go on in another collection
+  /new              start a new conversation
+  /exit             leave (or Ctrl-D); Ctrl-C stops an answer and keeps the session"""
+
+
+def chat(
+    ctx: typer.Context,
+    resume: Annotated[
+        bool, typer.Option("--continue", help="Resume the last saved conversation.")
+    ] = False,
+    model: ModelOpt = None,
+    top_k: TopK = None,
+    mode: ModeOpt = None,
+    path: PathOpt = None,
+    collection: CollectionOpt = None,
+    embed_model: EmbedOpt = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print each answer as one line of JSON.")
+    ] = False,
+) -> None:
+    """Talk with your documents: follow-up questions are read in the light of earlier ones.
+
+    Each follow-up is rewritten into a standalone question (shown dimmed) before retrieval.
+    Type /help for the commands. Without a terminal, questions are read from stdin one per
+    line and the answers printed, so a conversation can be scripted. Conversations are saved
+    in the data dir; --continue resumes the last one.
+
+    Example: printf 'What is rate limiting?\\nAnd how do I disable it?\\n' | ragged chat
+    """
+    from ragged import render
+    from ragged.conversation import latest_conversation, new_conversation
+    from ragged.llm import connect
+    from ragged.models import resolve_chat_model
+
+    state: State = ctx.obj
+    with reporting(state):
+        settings = state.settings(
+            collection=collection, embed_model=embed_model, mode=mode, chat_model=model
+        )
+        conversation = latest_conversation(settings.home) if resume else None
+        if resume and conversation is None:
+            render.notice("no saved conversation yet: starting a new one")
+        if conversation is not None and collection is None:
+            settings = replace(settings, collection=conversation.collection)
+        session = Session(
+            settings=settings,
+            llm=connect(settings),
+            model=resolve_chat_model(settings)[0],
+            conversation=conversation or new_conversation(settings.collection),
+            options={"k": top_k, "mode": mode, "path_glob": path},
+            json_out=json_out,
+            interactive=sys.stdin.isatty(),
+        )
+        with ExitStack() as stack:
+            session.stack = stack
+            session.open(settings.collection)
+            if resume and conversation is not None:
+                render.console(stderr=True).print(
+                    f"[dim]resuming conversation {conversation.id} "
+                    f"({len(conversation.turns)} turns, collection '{conversation.collection}')[/]"
+                )
+            failed = session.run()
+        if failed:
+            raise typer.Exit(1)
+
+
+@dataclass
+class Session:
+    """The state of one `ragged chat` run: the open collection and the conversation."""
+
+    settings: Settings
+    llm: LLM
+    model: str
+    conversation: Conversation
+    options: dict[str, Any]
+    json_out: bool
+    interactive: bool
+    stack: ExitStack | None = None
+    index: Index | None = None
+    last: Turn | None = None
+    failures: int = 0
+    _indexes: dict[str, Index] = field(default_factory=dict)
+
+    def open(self, name: str) -> None:
+        """Make `name` the collection in use; it is refused, naming the others, if absent."""
+        if name not in self._indexes:
+            assert self.stack is not None
+            settings = replace(self.settings, collection=name)
+            self._indexes[name] = self.stack.enter_context(open_collection(settings))
+        self.index = self._indexes[name]
+        self.conversation.collection = name
+
+    def run(self) -> int:
+        """Read questions until /exit or end of input; returns the number of failed turns."""
+        from ragged import render
+
+        if self.interactive:
+            try:
+                import readline  # noqa: F401  (line editing and history for input())
+            except ImportError:  # not on every platform; input() works without it
+                pass
+            render.console(stderr=True).print(
+                f"[dim]collection '{self.conversation.collection}', model {self.model}; "
+                "/help for commands, Ctrl-D to leave[/]"
+            )
+        while True:
+            try:
+                line = input(PROMPT) if self.interactive else sys.stdin.readline()
+            except KeyboardInterrupt:
+                sys.stdout.write("\n")
+                continue  # as in a shell: Ctrl-C at the prompt clears the line
+            except EOFError:
+                break
+            if not self.interactive and not line:
+                break
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("/"):
+                if not self.command(line):
+                    break
+                continue
+            self.ask(line)
+        if self.interactive:
+            sys.stdout.write("\n")
+        return self.failures
+
+    def command(self, line: str) -> bool:
+        """Run a /command; False means leave."""
+        from ragged import render
+        from ragged.conversation import new_conversation
+        from ragged.errors import RaggedError
+
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        if name in ("/exit", "/quit"):
+            return False
+        if name == "/help":
+            render.console(stderr=True).print(render.escape(HELP))
+        elif name == "/sources":
+            self.show_sources()
+        elif name == "/new":
+            self.conversation = new_conversation(self.conversation.collection)
+            self.last = None
+            render.console(stderr=True).print("[dim]new conversation[/]")
+        elif name == "/collection":
+            if not arg:
+                render.console(stderr=True).print(
+                    f"collection '{self.conversation.collection}'; /collection NAME switches"
+                )
+                return True
+            try:
+                self.open(arg)
+            except RaggedError as exc:
+                render.error(exc.message, exc.hint)
+                return True
+            render.console(stderr=True).print(f"[dim]now in collection '{arg}'[/]")
+        else:
+            render.error(f"unknown command {name}", "/help lists the commands")
+        return True
+
+    def ask(self, question: str) -> None:
+        from ragged import render
+        from ragged.conversation import reply, save_conversation
+        from ragged.errors import RaggedError
+
+        assert self.index is not None
+        streamed: list[str] = []
+
+        def on_token(piece: str) -> None:
+            if not self.json_out:
+                if not streamed:
+                    piece = piece.lstrip()
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            streamed.append(piece)
+
+        try:
+            result = reply(
+                question,
+                self.conversation.history,
+                self.index,
+                self.llm,
+                model=self.model,
+                on_standalone=_show_standalone,
+                on_token=on_token,
+                **self.options,
+            )
+        except KeyboardInterrupt:
+            if not self.interactive:
+                raise
+            if streamed:
+                sys.stdout.write("\n")
+            render.console(stderr=True).print("[dim](stopped)[/]")
+            return
+        except RaggedError as exc:
+            if streamed:
+                sys.stdout.write("\n")
+            render.error(exc.message, exc.hint)
+            self.failures += 1
+            return
+        self.last = self.conversation.record(result, self.conversation.collection)
+        save_conversation(self.conversation, self.settings.home)
+        self.render(result, bool(streamed))
+
+    def render(self, result: Reply, streamed: bool) -> None:
+        from ragged import render
+
+        retrieval = result.retrieval
+        if result.answer is None:
+            if retrieval.notice:
+                render.notice(retrieval.notice)
+            render.notice("cannot generate an answer without Ollama; these are the best passages")
+            self.failures += 1
+            if self.json_out:
+                self.print_line({"question": result.question, "answer": None, "answered": False})
+            else:
+                render.search_results(retrieval)
+            return
+        if self.json_out:
+            data = render.answer_data(result.answer, retrieval)
+            data.update(
+                question=result.question,
+                standalone=result.standalone,
+                in_documents=result.in_documents,
+                conversation=self.conversation.id,
+                timings={**result.answer.timings, **result.timings},
+            )
+            self.print_line(data)
+            return
+        if retrieval.notice:
+            render.notice(retrieval.notice)
+        if not result.answer.answered:
+            render.console().print(render.escape(result.answer.text))
+        else:
+            if streamed:
+                sys.stdout.write("\n")
+            render.answer_sources(result.answer)
+        render.console().print()
+
+    def show_sources(self) -> None:
+        from ragged import render
+
+        turn = self.last or (self.conversation.turns[-1] if self.conversation.turns else None)
+        if turn is None or not turn.sources:
+            render.console(stderr=True).print("no sources yet: ask a question first")
+            return
+        if self.json_out:
+            self.print_line({"sources": [s.__dict__ for s in turn.sources]})
+            return
+        out = render.console()
+        for s in turn.sources:
+            mark = "" if s.cited else " [dim](not cited)[/]"
+            out.print(f"[bold][{s.n}] {render.escape(s.label)}[/]{mark}")
+            out.print(render.escape(s.text.strip()))
+            out.print()
+
+    @staticmethod
+    def print_line(data: dict[str, Any]) -> None:
+        from ragged.render import to_data
+
+        sys.stdout.write(json.dumps(to_data(data), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+def _show_standalone(question: str) -> None:
+    """The rewritten question, dimmed on stderr: what was actually searched for."""
+    from ragged import render
+
+    render.console(stderr=True).print(f"[dim]→ {render.escape(question)}[/]")

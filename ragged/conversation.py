@@ -1,0 +1,358 @@
+"""Conversations: a follow-up is condensed into a standalone question, retrieved, then answered.
+
+Shared by `ragged chat` and `ragged serve`. A turn is:
+
+1. condense: with earlier turns, the chat model rewrites "and how do I disable it?" into
+   "How do I disable rate limiting?" (the first turn needs no model call);
+2. retrieve with that standalone question, not with the raw follow-up, which would find
+   passages about "disable" and "it";
+3. answer from the passages, with the newest earlier turns before them so the model can
+   follow the thread; the history is trimmed to fit the model's context (num_ctx).
+
+Conversations of `ragged chat` are saved as JSON under `<data dir>/conversations/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragged.answer import CANNOT_ANSWER_PHRASE
+from ragged.errors import ModelMissing, OllamaUnavailable, StoreError
+
+if TYPE_CHECKING:
+    from ragged.answer import Answer, Source
+    from ragged.index import Index
+    from ragged.llm import LLM
+    from ragged.retrieve import Retrieval
+
+CONDENSE_PROMPT = """You rewrite the user's latest message as one standalone question about their documents.
+Rules:
+- Use the conversation only to make clear what words like "it", "that" or "the second one" refer to.
+- Keep the user's own words and language otherwise; add nothing they did not ask.
+- Do not answer the question.
+- Reply with the question alone, on one line."""
+
+# The stand-in model (tests/ollama_standin.py) recognises a condense request by these two
+# labels; keep them in step with its CONDENSE_* patterns.
+CONDENSE_USER = """Conversation:
+{transcript}
+
+Follow-up: {question}
+Standalone question:"""
+
+CONDENSE_TOKENS = 128  # a question, not an essay: the most the rewrite may run to
+HISTORY_SHARE = 0.25  # of the answer's prompt budget at most; the passages keep the rest
+MAX_REWRITE_FACTOR = 4  # a "rewrite" this many times longer than the question is not one
+CITATION_MARK = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
+THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)
+CONVERSATIONS_DIR = "conversations"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One earlier question and the answer it got, as the model will see them again."""
+
+    question: str
+    answer: str
+
+
+@dataclass
+class Reply:
+    """What one turn did: the question as asked and as retrieved, the passages, the answer."""
+
+    question: str
+    standalone: str  # what was retrieved; equal to `question` on a first turn
+    retrieval: Retrieval
+    answer: Answer | None  # None when no model could be reached: the passages stand in
+    model: str
+    history_used: int  # earlier exchanges that fitted the model's context
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def condensed(self) -> bool:
+        return self.standalone != self.question
+
+    @property
+    def in_documents(self) -> bool:
+        """False when nothing relevant was found or the model said the sources do not say."""
+        return (
+            self.answer is not None
+            and self.answer.answered
+            and not self.answer.text.strip().startswith(CANNOT_ANSWER_PHRASE)
+        )
+
+
+def plain_answer(text: str) -> str:
+    """An earlier answer without its [n] marks: those numbered another turn's passages."""
+    return CITATION_MARK.sub("", text).strip()
+
+
+def fit_history(
+    history: Sequence[Exchange], budget: int, count_tokens: Callable[[str], int]
+) -> list[Exchange]:
+    """The newest exchanges whose text fits `budget` tokens, oldest first.
+
+    e.g. budget 1700 and exchanges of 900, 500 and 600 tokens (oldest first): the last two
+    fit (1100), the first would make 2000, so it and everything older is left out.
+    """
+    kept: list[Exchange] = []
+    for exchange in reversed(history):
+        cost = count_tokens(exchange.question) + count_tokens(exchange.answer) + 8
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append(exchange)
+    return kept[::-1]
+
+
+def history_messages(history: Sequence[Exchange]) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for exchange in history:
+        messages.append({"role": "user", "content": exchange.question})
+        messages.append({"role": "assistant", "content": plain_answer(exchange.answer)})
+    return messages
+
+
+def condense(
+    question: str,
+    history: Sequence[Exchange],
+    llm: LLM,
+    model: str,
+    num_ctx: int,
+    count_tokens: Callable[[str], int],
+) -> str:
+    """The follow-up rewritten as a question that stands on its own; unchanged on a first turn.
+
+    Only the newest turns that fit the context are shown to the model. A reply that is empty
+    or far longer than any question is not trusted: the question is kept as asked.
+    """
+    if not history:
+        return question
+    fixed = count_tokens(CONDENSE_PROMPT) + count_tokens(
+        CONDENSE_USER.format(transcript="", question=question)
+    )
+    shown = fit_history(history, num_ctx - CONDENSE_TOKENS - fixed, count_tokens)
+    if not shown:
+        # Even the last exchange is too long: its question alone still says what "it" is.
+        shown = [Exchange(history[-1].question, "")]
+    transcript = "\n".join(
+        f"User: {e.question}" + (f"\nAssistant: {plain_answer(e.answer)}" if e.answer else "")
+        for e in shown
+    )
+    messages = [
+        {"role": "system", "content": CONDENSE_PROMPT},
+        {"role": "user", "content": CONDENSE_USER.format(transcript=transcript, question=question)},
+    ]
+    text = "".join(
+        llm.chat(
+            model,
+            messages,
+            num_ctx=num_ctx,
+            options={"temperature": 0.0, "num_predict": CONDENSE_TOKENS},
+        )
+    )
+    return clean_rewrite(text, question)
+
+
+def clean_rewrite(text: str, question: str) -> str:
+    """The first line of the model's reply, without quotes, labels or a thinking block."""
+    text = THINKING.sub("", text)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return question
+    line = re.sub(r"^(standalone question|question)\s*:\s*", "", lines[0], flags=re.IGNORECASE)
+    line = line.strip().strip("\"'“”").strip()
+    if not line or len(line) > MAX_REWRITE_FACTOR * max(len(question), 60):
+        return question
+    return line
+
+
+def reply(
+    question: str,
+    history: Sequence[Exchange],
+    index: Index,
+    llm: LLM,
+    *,
+    model: str | None = None,
+    k: int | None = None,
+    mode: str | None = None,
+    path_glob: str | None = None,
+    on_standalone: Callable[[str], None] | None = None,
+    on_token: Callable[[str], None] | None = None,
+) -> Reply:
+    """One conversational turn: condense the follow-up, retrieve with it, answer with history."""
+    from ragged.answer import answer, context_size, warm_up
+    from ragged.models import resolve_chat_model
+    from ragged.retrieve import retrieve
+    from ragged.tokens import count_tokens
+
+    warm_up()
+    started = time.perf_counter()
+    settings = index.settings
+    chat_model = model or resolve_chat_model(settings)[0]
+    timings: dict[str, float] = {}
+    standalone = question
+    num_ctx = settings.context_window
+    if history:
+        try:
+            num_ctx = context_size(llm, chat_model, settings.context_window)
+            standalone = condense(question, history, llm, chat_model, num_ctx, count_tokens)
+        except (OllamaUnavailable, ModelMissing):
+            pass  # retrieval says Ollama is gone and falls back to keywords on the question
+        timings["condense_s"] = time.perf_counter() - started
+    if on_standalone and standalone != question:
+        on_standalone(standalone)
+
+    mark = time.perf_counter()
+    retrieval = retrieve(standalone, index, llm, k=k, mode=mode, path_glob=path_glob)
+    timings["retrieve_s"] = time.perf_counter() - mark
+    if retrieval.ollama_down:
+        timings["total_s"] = time.perf_counter() - started
+        return Reply(question, standalone, retrieval, None, chat_model, 0, timings)
+
+    answer_budget = num_ctx - min(settings.answer_tokens, num_ctx // 4)
+    kept = fit_history(history, int(answer_budget * HISTORY_SHARE), count_tokens)
+
+    def first_token(piece: str) -> None:
+        timings.setdefault("turn_first_token_s", time.perf_counter() - started)
+        if on_token:
+            on_token(piece)
+
+    mark = time.perf_counter()
+    result = answer(
+        retrieval,
+        llm,
+        chat_model,
+        settings,
+        on_token=first_token,
+        history=history_messages(kept),
+    )
+    timings["answer_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - started
+    return Reply(question, standalone, retrieval, result, chat_model, len(kept), timings)
+
+
+# -- saved conversations (`ragged chat`, `--continue`) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedSource:
+    """A passage given with an answer, kept whole so `/sources` works after `--continue`."""
+
+    n: int
+    id: str
+    path: str
+    page: int | None
+    heading: str
+    text: str
+    cited: bool
+
+    @property
+    def label(self) -> str:
+        from ragged.index import label
+
+        where = f"page {self.page}" if self.page else self.heading
+        return label(self.path) + (f" ({where})" if where else "")
+
+
+@dataclass
+class Turn:
+    question: str
+    standalone: str
+    answer: str
+    answered: bool
+    in_documents: bool
+    collection: str
+    model: str
+    sources: list[SavedSource]
+    at: str
+
+
+@dataclass
+class Conversation:
+    id: str
+    collection: str
+    created_at: str
+    turns: list[Turn] = field(default_factory=list)
+
+    @property
+    def history(self) -> list[Exchange]:
+        """What the next follow-up is read against: answered turns only."""
+        return [Exchange(t.question, t.answer) for t in self.turns if t.answered]
+
+    def record(self, result: Reply, collection: str) -> Turn:
+        answer = result.answer
+        cited = {s.n for s in answer.cited} if answer else set()
+        turn = Turn(
+            question=result.question,
+            standalone=result.standalone,
+            answer=answer.text if answer else "",
+            answered=bool(answer and answer.answered),
+            in_documents=result.in_documents,
+            collection=collection,
+            model=result.model,
+            sources=[_saved(s, s.n in cited) for s in (answer.given if answer else [])],
+            at=_now(),
+        )
+        self.turns.append(turn)
+        return turn
+
+
+def _saved(source: Source, cited: bool) -> SavedSource:
+    hit = source.hit
+    return SavedSource(source.n, hit.id, hit.path, hit.page, hit.heading, hit.text, cited)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_conversation(collection: str) -> Conversation:
+    """A conversation with a sortable, unguessable id: 20260301-142501-3f9a1c."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Conversation(f"{stamp}-{secrets.token_hex(3)}", collection, _now())
+
+
+def conversations_dir(home: Path) -> Path:
+    return Path(home) / CONVERSATIONS_DIR
+
+
+def save_conversation(conversation: Conversation, home: Path) -> Path:
+    """Write atomically (temp file + rename): a crash never leaves half a conversation."""
+    folder = conversations_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{conversation.id}.json"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(conversation), ensure_ascii=False, indent=1), "utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_conversation(path: Path) -> Conversation:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        turns = [
+            Turn(**{**t, "sources": [SavedSource(**s) for s in t.get("sources", [])]})
+            for t in data.get("turns", [])
+        ]
+        return Conversation(data["id"], data["collection"], data["created_at"], turns)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path}: cannot read the saved conversation: {exc}") from exc
+
+
+def latest_conversation(home: Path) -> Conversation | None:
+    """The conversation written last, or None when there is none."""
+    folder = conversations_dir(home)
+    saved = (
+        sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns) if folder.is_dir() else []
+    )
+    return load_conversation(saved[-1]) if saved else None

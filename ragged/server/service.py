@@ -1,0 +1,231 @@
+"""What the routes share: settings, Ollama, open collections, and a turn run on a worker thread."""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ragged.errors import (
+    ConfigError,
+    ModelMissing,
+    OllamaFailed,
+    OllamaUnavailable,
+    RaggedError,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from ragged.config import Settings
+    from ragged.conversation import Exchange, Reply
+    from ragged.index import Index
+    from ragged.llm import LLM
+
+# Chroma's own rule for collection names, minus "..": a name from a request becomes a file
+# name under the data dir (the catalog), so nothing else may pass.
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){1,61}[A-Za-z0-9]$")
+IDLE_PER_COLLECTION = 8  # open indexes kept for reuse; more are closed after their request
+HEALTH_TIMEOUT = 3.0  # a health check must answer before a container's healthcheck gives up
+
+
+class BadRequest(RaggedError):
+    """A request names something ragged cannot use."""
+
+
+class NotFound(RaggedError):
+    """A request names something that does not exist."""
+
+
+def status_of(exc: RaggedError) -> int:
+    """The HTTP status for an error ragged reports."""
+    from ragged.index import CollectionMissing
+
+    if isinstance(exc, NotFound | CollectionMissing):
+        return 404
+    if isinstance(exc, BadRequest | ConfigError):
+        return 400
+    if isinstance(exc, OllamaUnavailable | ModelMissing | StoreError):
+        return 503
+    if isinstance(exc, OllamaFailed):
+        return 502
+    return 500
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of a turn as it happens: standalone, token, done (with the Reply) or error."""
+
+    kind: str
+    text: str = ""
+    reply: Reply | None = None
+    error: RaggedError | None = None
+
+
+class _Stopped(Exception):
+    """The client went away: stop generating."""
+
+
+class Service:
+    """One per app: the settings, one Ollama connection, and a pool of open collections."""
+
+    def __init__(self, settings: Settings, api_key: str | None = None) -> None:
+        from ragged.llm import LLM, connect
+
+        self.settings = settings
+        self.api_key = api_key
+        self.llm: LLM = connect(settings)
+        self.probe: LLM = LLM(
+            settings.ollama_host, timeout=HEALTH_TIMEOUT, retry_delays=()
+        )  # for /health: fail fast, never retry
+        self._model: str | None = None
+        self._idle: dict[str, list[Index]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        from ragged.models import resolve_chat_model
+
+        if self._model is None:
+            self._model = resolve_chat_model(self.settings)[0]
+        return self._model
+
+    def collection(self, name: str | None) -> str:
+        name = name or self.settings.collection
+        if not COLLECTION_NAME.match(name):
+            raise NotFound(f"collection '{name}' does not exist")
+        return name
+
+    def collections(self) -> list[str]:
+        from ragged.index import collection_names
+
+        return collection_names(self.settings)
+
+    @contextmanager
+    def index(self, name: str | None) -> Iterator[Index]:
+        """An open collection, reused across requests; a failed one is closed, not reused."""
+        from ragged.index import open_index
+
+        name = self.collection(name)
+        with self._lock:
+            idle = self._idle.get(name)
+            index = idle.pop() if idle else None
+        if index is None:
+            index = open_index(replace(self.settings, collection=name))
+        try:
+            yield index
+        except BaseException:
+            index.close()
+            raise
+        with self._lock:
+            idle = self._idle.setdefault(name, [])
+            if len(idle) < IDLE_PER_COLLECTION:
+                idle.append(index)
+                index = None
+        if index is not None:
+            index.close()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._idle = self._idle, {}
+        for idle in pools.values():
+            for index in idle:
+                index.close()
+
+    def reply(
+        self,
+        question: str,
+        history: Sequence[Exchange],
+        collection: str | None,
+        options: dict[str, Any],
+    ) -> Reply:
+        from ragged.conversation import reply
+
+        with self.index(collection) as index:
+            return reply(question, history, index, self.llm, model=self.model, **options)
+
+    def stream(
+        self,
+        question: str,
+        history: Sequence[Exchange],
+        collection: str | None,
+        options: dict[str, Any],
+    ) -> Iterator[Event]:
+        """Run a turn on a worker thread and yield its events as they happen.
+
+        The core is synchronous (the ollama client, SQLite, Chroma), so it runs on its own
+        thread and hands tokens over a queue. Closing the iterator (the client went away)
+        makes the next token raise inside the worker, which ends the request to Ollama.
+        """
+        from ragged.conversation import reply
+
+        events: queue.Queue[Event] = queue.Queue()
+        stop = threading.Event()
+
+        def on_token(piece: str) -> None:
+            if stop.is_set():
+                raise _Stopped
+            events.put(Event("token", piece))
+
+        def work() -> None:
+            try:
+                with self.index(collection) as index:
+                    result = reply(
+                        question,
+                        history,
+                        index,
+                        self.llm,
+                        model=self.model,
+                        on_standalone=lambda text: events.put(Event("standalone", text)),
+                        on_token=on_token,
+                        **options,
+                    )
+                events.put(Event("done", reply=result))
+            except _Stopped:
+                pass
+            except RaggedError as exc:
+                events.put(Event("error", error=exc))
+            except Exception as exc:  # a bug: the client gets a line, the log the traceback
+                import logging
+
+                logging.getLogger("ragged.server").exception("turn failed")
+                events.put(Event("error", error=RaggedError(f"internal error: {exc}")))
+
+        threading.Thread(target=work, name="ragged-turn", daemon=True).start()
+        try:
+            while True:
+                event = events.get()
+                yield event
+                if event.kind in ("done", "error"):
+                    return
+        finally:
+            stop.set()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Ollama and the store reachable, with the collections' chunk counts."""
+        from ragged import __version__
+        from ragged.store import list_collections, store_location
+
+        ollama: dict[str, Any] = {"host": self.settings.ollama_host}
+        try:
+            ollama.update(reachable=True, version=self.probe.version())
+        except RaggedError as exc:
+            ollama.update(reachable=False, error=exc.message)
+        store: dict[str, Any] = {"where": store_location(self.settings)}
+        counts: dict[str, int] = {}
+        try:
+            counts = {name: count for name, count, _ in list_collections(self.settings)}
+            store["reachable"] = True
+        except RaggedError as exc:
+            store.update(reachable=False, error=exc.message)
+        ok = bool(ollama["reachable"] and store["reachable"])
+        return ok, {
+            "status": "ok" if ok else "unavailable",
+            "version": __version__,
+            "ollama": ollama,
+            "store": store,
+            "collections": counts,
+        }

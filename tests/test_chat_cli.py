@@ -1,0 +1,237 @@
+"""`ragged chat` end to end: piped stdin, a real terminal (pty), saved conversations."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragged.cli import app
+from tests.ollama_standin import OllamaStandIn
+from tests.test_conversation import LIMITS, TELEMETRY
+
+FOLLOW_UP = "And how do I disable it?"
+REWRITTEN = "And how do I disable rate limiting?"
+
+
+@pytest.fixture
+def faq(tmp_path: Path) -> Path:
+    root = tmp_path / "faq"
+    root.mkdir()
+    (root / "limits.md").write_text(LIMITS)
+    (root / "telemetry.md").write_text(TELEMETRY)
+    return root
+
+
+@pytest.fixture
+def ingested(runner: CliRunner, ollama: OllamaStandIn, faq: Path) -> Path:
+    result = runner.invoke(app, ["ingest", str(faq), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return faq
+
+
+def chat(runner: CliRunner, lines: str, *args: str, code: int = 0):  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, ["chat", *args], input=lines, catch_exceptions=code != 0)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def test_piped_follow_up_is_rewritten_retrieved_and_answered(
+    runner: CliRunner, ingested: Path
+) -> None:
+    result = chat(runner, f"What is rate limiting?\n\n{FOLLOW_UP}\n")
+    first, second = result.stdout.split("limits.enabled", 1)
+    assert "100 requests per minute" in first and "Sources" in first
+    assert "= false" in second and "limits.md" in second
+    # The rewrite is shown on stderr, and only for the follow-up.
+    assert f"→ {REWRITTEN}" in result.stderr
+    assert result.stderr.count("→ ") == 1
+
+
+def test_json_lines_say_what_was_retrieved(runner: CliRunner, ingested: Path) -> None:
+    result = chat(runner, f"What is rate limiting?\n{FOLLOW_UP}\n", "--json")
+    turns = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [t["question"] for t in turns] == ["What is rate limiting?", FOLLOW_UP]
+    assert [t["standalone"] for t in turns] == ["What is rate limiting?", REWRITTEN]
+    assert turns[1]["answered"] and turns[1]["in_documents"]
+    cited = [Path(s["path"]).name for s in turns[1]["sources"] if s["cited"]]
+    assert cited == ["limits.md"]
+    assert turns[0]["conversation"] == turns[1]["conversation"]
+    assert "condense_s" in turns[1]["timings"] and "condense_s" not in turns[0]["timings"]
+
+
+def test_sources_command_prints_the_last_answers_passages_in_full(
+    runner: CliRunner, ingested: Path
+) -> None:
+    result = chat(runner, "/sources\nWhat is rate limiting?\n/sources\n")
+    assert "no sources yet" in result.stderr
+    after = result.stdout.split("Rate limiting caps each client", 1)[1]
+    assert "limits.md (Rate limiting)" in after
+    assert "Rate limiting caps each client at 100 requests per minute." in after
+
+
+def test_new_starts_over_and_unknown_commands_are_named(runner: CliRunner, ingested: Path) -> None:
+    result = chat(
+        runner, f"What is rate limiting?\n/new\n/frobnicate\n{FOLLOW_UP}\n/exit\nignored?\n"
+    )
+    assert "new conversation" in result.stderr
+    assert "unknown command /frobnicate" in result.stderr
+    assert "→ " not in result.stderr  # after /new there is nothing to read the follow-up against
+    assert "ignored" not in result.stdout
+
+
+def test_collection_command_switches_and_refuses_unknown_names(
+    runner: CliRunner, ingested: Path, docs: Path
+) -> None:
+    other = runner.invoke(app, ["ingest", str(docs), "--quiet", "--collection", "docs"])
+    assert other.exit_code == 0, other.output
+    result = chat(
+        runner,
+        "/collection nope\n/collection docs\nWhich port does the Foxtrot daemon listen on?\n",
+    )
+    assert "collection 'nope' does not exist" in result.stderr
+    assert "collections: default, docs" in result.stderr or "collections: docs, default" in (
+        result.stderr
+    )
+    assert "now in collection 'docs'" in result.stderr
+    assert "7341" in result.stdout
+
+
+def test_continue_follows_on_from_the_saved_turns(runner: CliRunner, ingested: Path) -> None:
+    first = chat(runner, "What is rate limiting?\n", "--json")
+    resumed = chat(runner, f"{FOLLOW_UP}\n", "--json", "--continue")
+    turn = json.loads(resumed.stdout)
+    assert turn["conversation"] == json.loads(first.stdout)["conversation"]
+    assert turn["standalone"] == REWRITTEN
+    assert "limits.enabled = false" in turn["answer"]
+    saved = json.loads(
+        next((Path(os.environ["RAGGED_HOME"]) / "conversations").glob("*.json")).read_text()
+    )
+    assert [t["question"] for t in saved["turns"]] == ["What is rate limiting?", FOLLOW_UP]
+
+
+def test_continue_without_a_saved_conversation_starts_one(
+    runner: CliRunner, ingested: Path
+) -> None:
+    result = chat(runner, "What is rate limiting?\n", "--continue")
+    assert "no saved conversation yet" in result.stderr
+    assert "100 requests" in result.stdout
+
+
+def test_a_missing_collection_is_refused_at_once(runner: CliRunner, ingested: Path) -> None:
+    result = chat(runner, "anything?\n", "--collection", "nope", code=1)
+    assert "collection 'nope' does not exist" in result.stderr
+
+
+def test_ollama_down_shows_passages_and_fails_the_run(
+    runner: CliRunner, ingested: Path, ollama_down: str
+) -> None:
+    result = chat(runner, "What is rate limiting?\n", code=1)
+    assert "cannot generate an answer without Ollama" in result.stderr
+    assert "limits.md" in result.stdout
+
+
+# -- a real terminal -----------------------------------------------------------------------------
+
+
+class Terminal:
+    """`ragged chat` on a pty that is its controlling terminal, so Ctrl-C is a real SIGINT."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.main, child = os.openpty()
+
+        def attach() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            argv, env=env, stdin=child, stdout=child, stderr=child, preexec_fn=attach
+        )
+        os.close(child)
+        self.raw = b""  # decoded whole: a read may end inside a multi-byte character
+        self.consumed = 0
+
+    def read_until(self, pattern: str, timeout: float = 60) -> str:
+        """Output from where the last match ended up to the end of the next match of `pattern`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.raw.decode(errors="replace")
+            match = re.compile(pattern).search(text, self.consumed)
+            if match:
+                break
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.main], [], [], max(left, 0))
+            if not ready:
+                raise AssertionError(f"no {pattern!r} within {timeout} s; got:\n{text}")
+            try:
+                data = os.read(self.main, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                raise AssertionError(f"ended before {pattern!r}; got:\n{text}")
+            self.raw += data
+        before = text[self.consumed : match.end()]
+        self.consumed = match.end()
+        return before
+
+    def send(self, text: str) -> None:
+        os.write(self.main, text.encode())
+
+    def close(self) -> int:
+        try:
+            code = self.proc.wait(timeout=30)
+        finally:
+            os.close(self.main)
+        return code
+
+
+def test_terminal_session_follow_up_ctrl_c_and_ctrl_d(
+    ollama: OllamaStandIn, ingested: Path, env: Path
+) -> None:
+    environ = {
+        **os.environ,
+        "RAGGED_HOME": str(env),
+        "OLLAMA_HOST": ollama.host,
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+    }
+    term = Terminal([sys.executable, "-m", "ragged", "chat"], environ)
+    try:
+        term.read_until("› ")
+        term.send("What is rate limiting?\r")
+        term.read_until("100 requests per minute")
+        term.read_until("› ")
+        term.send(FOLLOW_UP + "\r")
+        shown = term.read_until("› ")
+        # The rewrite, dimmed (SGR 2) on the terminal, then the answer from the right file.
+        assert re.search(r"\x1b\[2m→ " + re.escape(REWRITTEN), shown), shown
+        assert "limits.enabled = false" in shown
+        # A slow answer, stopped with Ctrl-C: the session stays and keeps its history.
+        ollama.token_delay = 0.5
+        term.send("How many requests per minute does rate limiting allow?\r")
+        term.read_until(r"allow\?\r?\n")  # the terminal's echo of the question
+        term.read_until(r"\w+ \w+")  # the answer's first words have arrived
+        term.send("\x03")
+        stopped = term.read_until("› ", timeout=15)
+        assert "(stopped)" in stopped
+        assert term.proc.poll() is None
+        ollama.token_delay = 0.0
+        term.send("/sources\r")
+        assert "limits.enabled = false" in term.read_until("› ")  # the last *finished* answer
+        term.send("\x04")  # Ctrl-D leaves
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    saved = json.loads(next((env / "conversations").glob("*.json")).read_text())
+    assert [t["question"] for t in saved["turns"]] == ["What is rate limiting?", FOLLOW_UP]
