@@ -37,6 +37,11 @@ SERVER_DOWN_HINT = (
 )
 
 
+# Bumped when embedded Chroma is reopened in this process: every Store then reopens its client
+# too, since chromadb shares one system per path and reopening stops the old one.
+_generation = 0
+
+
 class Store:
     """One Chroma collection, with the embedding model it was built with recorded on it."""
 
@@ -45,6 +50,9 @@ class Store:
     ) -> None:
         self._made = client
         self._factory = factory
+        self._generation = _generation
+        # The embedded store's fingerprint as this process last left it (see _catch_up).
+        self._seen: str | None = None
         self.name = name
         self.where = where  # a path or URL, for messages
         self._collection: Any = None
@@ -52,11 +60,37 @@ class Store:
     @property
     def _client(self) -> Any:
         """The Chroma client, opened on first use: importing chromadb alone takes ~0.7 s."""
+        if self._generation != _generation and self._factory is not None:
+            self._made, self._collection, self._generation = None, None, _generation
         if self._made is None and self._factory is not None:
             self._made = self._factory()
         return self._made
 
+    def _catch_up(self) -> None:
+        """Reopen an embedded store another process wrote to since this one last looked.
+
+        An open embedded Chroma answers queries from the vectors it loaded (its count moves,
+        its search results do not), so a long-lived process (serve, chat, watch) would miss
+        files ingested beside it. Its files' fingerprint says when that happened: ~0.2 ms.
+        """
+        global _generation
+        if self.shared or self._factory is None:
+            return
+        now = self.fingerprint()
+        if self._seen is not None and now != self._seen:
+            from chromadb.api.client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+            _generation += 1
+
+    def _settled(self) -> None:
+        """Remember the files as this process left them (opening and writing change them)."""
+        if not self.shared and self._factory is not None:
+            self._seen = self.fingerprint()
+
     def _get(self) -> Any | None:
+        if self._generation != _generation:
+            self._collection = None  # reopened: the old handle belongs to a stopped system
         if self._collection is None:
             from chromadb.errors import NotFoundError
 
@@ -208,12 +242,15 @@ class Store:
                     metadatas=list(metadatas[s:e]),
                 )
             )
+        self._settled()
 
     def query(
         self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, str, dict[str, Any], float]]:
         """The k nearest chunks as (id, text, metadata, cosine similarity), best first."""
+        self._catch_up()
         col = self._get()
+        self._settled()
         if col is None:
             return []
         # Chroma 1.x returns what it has when asked for more, so no count() round trip first.
@@ -304,6 +341,7 @@ class Store:
             return
         for start in range(0, len(ids), WRITE_BATCH):
             self._guard(lambda s=start: col.delete(ids=list(ids[s : s + WRITE_BATCH])))
+        self._settled()
 
     def count(self) -> int:
         col = self._get()

@@ -530,3 +530,25 @@ def test_shared_bad_corpus_fails_once_then_is_remembered(
     second = ingest(runner, str(bad))
     assert second["failed"] == second["known_failures"] == first["failed"]
     assert second["added"] == second["updated"] == 0
+
+
+def test_a_long_lived_process_sees_what_another_ingested(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    """An open embedded Chroma answers from what it loaded: serve/chat/watch must catch up."""
+    from ragged.index import open_index
+    from ragged.llm import connect
+    from ragged.retrieve import retrieve
+
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus / "markdown"), "-q"], env=environ, check=True)
+    settings = load_settings({"min_score": 0.05})
+    with open_index(settings) as index:  # this process stays open, like `ragged serve`
+        llm = connect(settings)
+        before = retrieve("largest living rodents capybaras", index, llm, mode="dense")
+        assert before.notice is None
+        assert all(not h.path.endswith("notes.txt") for h in before.hits)
+        subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+        after = retrieve("largest living rodents capybaras", index, llm, mode="dense")
+        assert after.notice is None and after.hits[0].path.endswith("notes.txt")
