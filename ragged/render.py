@@ -229,7 +229,9 @@ def ingest_progress(enabled: bool) -> Iterator[Any]:
         transient=True,
         expand=True,
     )
-    files = progress.add_task("files", total=None, kind="files", snap=None, current="")
+    files = progress.add_task(
+        "files", total=None, kind="files", snap=None, current="finding files…"
+    )
     chunks = progress.add_task("chunks", total=None, kind="chunks", snap=None, current="")
     eta = Eta()
     with progress:
@@ -398,15 +400,47 @@ def answer_sources(answer: Answer) -> None:
         )
 
 
+class Spinner:
+    """A transient spinner and a few words on stderr, e.g. '⠋ searching…'.
+
+    Not rich's console.status(): that swaps sys.stdout for a proxy onto the stderr console
+    while it spins, so a result printed meanwhile would land on the terminal, not in the
+    file stdout was redirected to.
+    """
+
+    def __init__(self, text: str) -> None:
+        from rich.live import Live
+        from rich.spinner import Spinner as RichSpinner
+
+        self._spinner = RichSpinner("dots", text)
+        self._live = Live(
+            self._spinner,
+            console=console(stderr=True),
+            transient=True,
+            refresh_per_second=12.5,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
+
+    def update(self, text: str) -> None:
+        self._spinner.update(text=text)
+
+    def stop(self) -> None:
+        self._live.stop()
+
+
 @contextmanager
 def status(text: str) -> Iterator[None]:
     """A transient spinner on stderr while something slow happens; nothing off a terminal."""
-    err = console(stderr=True)
-    if not err.is_terminal:
+    if not console(stderr=True).is_terminal:
         yield
         return
-    with err.status(text, spinner="dots"):
+    spinner = Spinner(text)
+    try:
         yield
+    finally:
+        spinner.stop()
 
 
 class AnswerStream:
@@ -422,7 +456,7 @@ class AnswerStream:
         self.out = console()
         self.err = console(stderr=True)
         self.markdown = self.out.is_terminal
-        self.status: Any = None
+        self.status: Spinner | None = None
         self.live: Any = None
         self.pending = ""  # Markdown mode: text of the blocks not yet printed for good
         self.started = False
@@ -434,8 +468,7 @@ class AnswerStream:
             return
         text = f"[dim]{escape(what)}…[/]"
         if self.status is None:
-            self.status = self.err.status(text, spinner="dots")
-            self.status.start()
+            self.status = Spinner(text)
         else:
             self.status.update(text)
 

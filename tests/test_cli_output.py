@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -151,6 +152,25 @@ def in_terminal(env: dict[str, str], *args: str, columns: int = 120, **kw):  # t
     return run_in_terminal([*RAGGED, *args], env, columns=columns, **kw)
 
 
+def test_ask_into_a_file_from_a_terminal(
+    ollama: OllamaStandIn, docs: Path, env: Path, tmp_path: Path
+) -> None:
+    """`ragged ask … > answer.md` typed at a terminal: the status on the terminal, the raw
+    Markdown in the file."""
+    e = environ(env, ollama)
+    ingest_quietly(e, docs)
+    ollama.answer_override = MARKDOWN_ANSWER
+    ollama.first_token_delay = 1.0
+    out = tmp_path / "answer.md"
+    command = f"{shlex.join([*RAGGED, 'ask', 'How long does the ferry take?'])} > {out}"
+    run = run_in_terminal(["sh", "-c", command], e)
+    assert run.returncode == 0, run.plain
+    assert "thinking…" in run.plain  # on the terminal, while waiting
+    written = out.read_text()
+    assert written.startswith(MARKDOWN_ANSWER + "\n\nSources\n")
+    assert "\x1b" not in written and "thinking" not in written and "searching" not in written
+
+
 def test_search_on_a_terminal_shortens_paths_from_the_left(
     ollama: OllamaStandIn, deep_docs: Path, env: Path
 ) -> None:
@@ -196,6 +216,20 @@ def test_ask_on_a_terminal_renders_markdown_and_wraps_words(
     for word in "buy tickets at the harbour office, which opens early in the morning".split():
         assert word in words, word
     assert "Sources" in screen and "travel.html" in screen
+
+
+def test_an_answer_taller_than_the_terminal_scrolls_cleanly(
+    ollama: OllamaStandIn, docs: Path, env: Path
+) -> None:
+    """A live region taller than the screen would leave smeared copies in the scrollback."""
+    e = environ(env, ollama)
+    ingest_quietly(e, docs)
+    ollama.answer_override = LONG_ANSWER  # one paragraph of ~40 lines at 80 columns
+    run = in_terminal(e, "ask", "How long does the ferry take?", columns=80, rows=12)
+    assert run.returncode == 0, run.plain
+    text = " ".join(line.strip() for line in run.screen)
+    for i in range(40):
+        assert text.count(f"Sentence {i} says") == 1, i
 
 
 def test_ask_on_a_terminal_says_what_it_waits_for_until_the_first_token(
