@@ -225,11 +225,15 @@ def test_an_answer_taller_than_the_terminal_scrolls_cleanly(
     e = environ(env, ollama)
     ingest_quietly(e, docs)
     ollama.answer_override = LONG_ANSWER  # one paragraph of ~40 lines at 80 columns
+    ollama.token_delay = 0.005
     run = in_terminal(e, "ask", "How long does the ferry take?", columns=80, rows=12)
     assert run.returncode == 0, run.plain
     text = " ".join(line.strip() for line in run.screen)
     for i in range(40):
         assert text.count(f"Sentence {i} says") == 1, i
+    # While it streamed, the newest lines were the ones on screen (not the first few and
+    # an ellipsis): a late sentence was drawn live before the final print.
+    assert run.plain.count("Sentence 35 says") >= 2
 
 
 def test_ask_on_a_terminal_says_what_it_waits_for_until_the_first_token(
