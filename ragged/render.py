@@ -268,7 +268,7 @@ def summary_lines(report: IngestReport) -> list[str]:
         f"[yellow]{n(r.skipped)} skipped[/]" if r.skipped else "",
         (
             f"[red]{n(r.failed)} failed[/]"
-            + (f" ({n(r.known_failures)} unchanged since)" if r.known_failures else "")
+            + (f" ({n(r.known_failures)} as before)" if r.known_failures else "")
         )
         if r.failed
         else "",

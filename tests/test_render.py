@@ -68,7 +68,12 @@ def test_summary_fits_80_columns_with_every_count_large() -> None:
     lines = summary_lines(report)
     assert all(len(Text.from_markup(line)) <= 80 for line in lines), lines
     said = " ".join(Text.from_markup(line).plain for line in lines)
-    for part in ("123,456 added (12,345 moved)", "1,234,567 unchanged", "9,876,543 pending"):
+    for part in (
+        "123,456 added (12,345 moved)",
+        "1,234,567 unchanged",
+        "123,456 failed (12,345 as before)",
+        "9,876,543 pending",
+    ):
         assert part in said
     assert [line[:8] for line in lines if line[:8].strip()] == ["files   ", "chunks  "]
 
