@@ -230,17 +230,26 @@ def ask(
     mode: str | None = None,
     path_glob: str | None = None,
     on_token: Callable[[str], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> Asked:
-    """Retrieve passages for a question and have the chat model answer from them."""
+    """Retrieve passages for a question and have the chat model answer from them.
+
+    `on_stage` hears 'searching', then 'thinking' while the model reads the passages, so a
+    terminal can say what the wait before the first token is for.
+    """
     from ragged.models import resolve_chat_model
     from ragged.retrieve import retrieve
 
+    stage = on_stage or (lambda _: None)
     warm_up()
     settings = index.settings
     chat_model = model or resolve_chat_model(settings)[0]
+    stage("searching")
     retrieval = retrieve(question, index, llm, k=k, mode=mode, path_glob=path_glob)
     if retrieval.ollama_down:
         return Asked(retrieval, None, chat_model)
+    if retrieval.hits:
+        stage("thinking")
     return Asked(
         retrieval, answer(retrieval, llm, chat_model, settings, on_token=on_token), chat_model
     )

@@ -492,12 +492,18 @@ def judge_offload(loaded: LoadedModel, host: Host, settings: Settings) -> Check:
         )
         return Check("gpu offload", "ok", f"CPU only ({what}); expected: {why}", None, data)
     smaller = _smaller_model(loaded.name, host)
-    pick = f"pick a smaller one (ragged suggests {smaller})" if smaller else "close other GPU work"
+    if smaller:
+        fix = (
+            f"pick a smaller model (`--model {smaller}`, or RAGGED_CHAT_MODEL) or close other "
+            "GPU work; a lower RAGGED_NUM_CTX also helps"
+        )
+    else:
+        fix = "close other GPU work, or lower RAGGED_NUM_CTX"
     return Check(
         "gpu offload",
         "warn",
         f"{processor} ({what}): the model does not fit in GPU memory",
-        f"{pick} with --model or RAGGED_CHAT_MODEL, or lower RAGGED_NUM_CTX",
+        fix,
         data,
     )
 

@@ -357,12 +357,12 @@ def test_a_removal_wider_than_the_named_files_asks_first(
 def test_a_wide_removal_asks_on_a_terminal(
     ollama: OllamaStandIn, tmp_path: Path, env: Path
 ) -> None:
-    from tests.test_ingest_robust import _run_in_terminal
+    from tests.terminal import run_in_terminal
 
     corpus = tree(tmp_path / "corpus")
     environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
     subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
-    text = _run_in_terminal([*RAGGED, "remove", str(corpus)], environ, answer="n\n")
+    text = run_in_terminal([*RAGGED, "remove", str(corpus)], environ, send=("?", b"n\n")).output
     assert "Remove 5 files from collection 'default'?" in text
     listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
     assert len(json.loads(listed.stdout)) == 5

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -22,6 +20,7 @@ from ragged.lock import write_lock
 from ragged.store import open_store
 from tests.conftest import bench_dir
 from tests.ollama_standin import OllamaStandIn
+from tests.terminal import run_in_terminal
 
 RAGGED = [sys.executable, "-m", "ragged"]
 
@@ -203,29 +202,8 @@ def test_no_prune_keeps_deleted_files(
     assert json.loads(done.stdout)["removed"] == 0
 
 
-def _run_in_terminal(argv: list[str], env: dict[str, str], answer: str | None = None) -> str:
-    """Run a command on a pseudo-terminal; `answer` is typed at the first question it asks."""
-    main, child = pty.openpty()
-    proc = subprocess.Popen(argv, env=env, stdin=child, stdout=child, stderr=child)
-    os.close(child)
-    out = b""
-    while True:
-        if answer is not None and b"?" in out:
-            os.write(main, answer.encode())
-            answer = None
-        ready, _, _ = select.select([main], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(main, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    proc.wait(timeout=60)
-    os.close(main)
-    return out.decode(errors="replace")
+def _run_in_terminal(argv: list[str], env: dict[str, str]) -> str:
+    return run_in_terminal(argv, env).output
 
 
 def test_no_color_is_honoured_on_a_terminal(ollama: OllamaStandIn, docs: Path, env: Path) -> None:

@@ -13,11 +13,13 @@ import typer
 
 from ragged import __version__
 from ragged.cli import ask, chat, doctor, ingest, manage, serve
-from ragged.cli._common import State
+from ragged.cli._common import Command, IngestCommand, State
 
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh and fish (and PowerShell);
+    # Typer's completion module costs ~2 ms of imports, within the start-up budget.
+    add_completion=True,
     # Rich-rendered help costs ~90 ms of imports (2.6x `import typer`); plain help keeps
     # `ragged --help` within the 1.5x start-up budget (docs/benchmarks.md).
     rich_markup_mode=None,
@@ -36,19 +38,24 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     home: Annotated[
-        Path | None, typer.Option(help="Data directory (default: RAGGED_HOME or the platform's).")
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="Data directory (default: RAGGED_HOME or the platform's)."
+        ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="Config file (default: config.toml in the config dir).")
+        Path | None,
+        typer.Option(metavar="FILE", help="Config file (default: config.toml in the config dir)."),
     ] = None,
     ollama_host: Annotated[
-        str | None, typer.Option(help="Ollama address; overrides OLLAMA_HOST.")
+        str | None, typer.Option(metavar="URL", help="Ollama address; overrides OLLAMA_HOST.")
     ] = None,
     chroma_url: Annotated[
-        str | None, typer.Option(help="Chroma server URL; default is the embedded store.")
+        str | None,
+        typer.Option(metavar="URL", help="Chroma server URL; default is the embedded store."),
     ] = None,
     debug: Annotated[
-        bool, typer.Option(help="Show tracebacks instead of one-line errors.")
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
     ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
@@ -63,16 +70,16 @@ def main(
     )
 
 
-app.command()(ingest.ingest)
-app.command()(ask.search)
-app.command()(ask.ask)
-app.command()(chat.chat)
-app.command()(serve.serve)
-app.command("list")(manage.list_sources)
-app.command()(manage.remove)
-app.command()(manage.collections)
-app.command()(manage.reset)
-app.command()(doctor.config)
-app.command()(doctor.doctor)
-app.command()(doctor.models)
-app.command()(manage.copy)
+app.command(cls=IngestCommand)(ingest.ingest)
+app.command(cls=Command)(ask.search)
+app.command(cls=Command)(ask.ask)
+app.command(cls=Command)(chat.chat)
+app.command(cls=Command)(serve.serve)
+app.command("list", cls=Command)(manage.list_sources)
+app.command(cls=Command)(manage.remove)
+app.command(cls=Command)(manage.collections)
+app.command(cls=Command)(manage.reset)
+app.command(cls=Command)(doctor.config)
+app.command(cls=Command)(doctor.doctor)
+app.command(cls=Command)(doctor.models)
+app.command(cls=Command)(manage.copy)

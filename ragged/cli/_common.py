@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -26,8 +28,9 @@ class State:
     def settings(self, **more: Any) -> Settings:
         from ragged.config import load_settings
 
+        chosen = {k: v.value if isinstance(v, Enum) else v for k, v in more.items()}
         return load_settings(
-            {**self.flags, **{k: v for k, v in more.items() if v is not None}},
+            {**self.flags, **{k: v for k, v in chosen.items() if v is not None}},
             config_file=self.config,
         )
 
@@ -46,7 +49,7 @@ def reporting(state: State) -> Iterator[None]:
         render.error(exc.message, exc.hint)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        render.console(stderr=True).print("interrupted")
+        render.interrupted()
         raise typer.Exit(130) from None  # 128 + SIGINT
 
 
@@ -65,18 +68,108 @@ def open_collection(settings: Settings, *, create: bool = False) -> Iterator[Ind
         yield index
 
 
-CollectionOpt = Annotated[str | None, typer.Option("--collection", "-c", help="Collection to use.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-ModeOpt = Annotated[str | None, typer.Option(help="Retrieval: hybrid (default), dense or lexical.")]
-PathOpt = Annotated[
-    str | None, typer.Option("--path", help="Only passages from files matching this glob.")
+class Command(TyperCommand):
+    """Typer's command, with readable arguments in --help: `PATH...`, not `paths... <list[Path]>`.
+
+    Typer prints an argument's Python type after its metavar; an option with a metavar it
+    leaves alone. Arguments here always have a metavar, so the type is dropped for them too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument and param.metavar:
+                param.__class__ = _NamedArgument
+
+
+class _NamedArgument(TyperArgument):
+    def display_type_rich(self, ctx: typer.Context) -> str | None:  # type: ignore[override]
+        return None
+
+    def _rich_display_name(self) -> str:
+        # The usage line already says `[PATH]...`; the help list says `PATH...`.
+        return f"{self.metavar}..." if self.nargs != 1 else str(self.metavar)
+
+
+class IngestCommand(Command):
+    """`ingest --help` ends with the file types ingest reads, looked up only when shown.
+
+    The list lives with the loaders (ragged.ingest.loaders.SUPPORTED_SUFFIXES); importing
+    them costs ~30 ms, which `ragged --help` must not pay, so the epilog is built lazily.
+    """
+
+    @property
+    def epilog(self) -> str | None:  # type: ignore[override]
+        return f"Supported file types: {supported_types()}."
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        pass
+
+
+def supported_types() -> str:
+    """'.htm .html .md …': what ingest reads, in a stable order."""
+    from ragged.ingest.loaders import SUPPORTED_SUFFIXES
+
+    return " ".join(sorted(SUPPORTED_SUFFIXES))
+
+
+# -- completion: what the shell offers after an option (collection names, --mode values) ----
+
+
+def complete_collection(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Collections with a catalog in the data dir (cheap: a directory listing, no Chroma)."""
+    try:
+        from ragged.catalog import catalog_path
+        from ragged.config import load_settings
+
+        root = ctx.find_root().params
+        flags = {k: root.get(k) for k in ("home", "chroma_url")}
+        settings = load_settings(flags, config_file=root.get("config"))
+        folder = catalog_path(settings, "x").parent
+        names = sorted(p.stem for p in folder.glob("*.sqlite"))
+    except Exception:  # a completion must never print a traceback into the shell
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
+class Mode(StrEnum):
+    """Retrieval modes; the same names as ragged.config.MODES (a test holds them equal)."""
+
+    hybrid = "hybrid"
+    dense = "dense"
+    lexical = "lexical"
+
+
+CollectionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--collection",
+        "-c",
+        metavar="NAME",
+        autocompletion=complete_collection,
+        help="Collection to use.",
+    ),
 ]
-TopK = Annotated[int | None, typer.Option("-k", "--top-k", help="How many passages to retrieve.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ModeOpt = Annotated[
+    Mode | None, typer.Option(help="Retrieval: hybrid (default), dense or lexical.")
+]
+PathOpt = Annotated[
+    str | None,
+    typer.Option("--path", metavar="GLOB", help="Only passages from files matching this glob."),
+]
+TopK = Annotated[
+    int | None,
+    typer.Option("-k", "--top-k", metavar="N", min=1, help="How many passages to retrieve."),
+]
 EmbedOpt = Annotated[
-    str | None, typer.Option(help="Embedding model (must match the collection's).")
+    str | None,
+    typer.Option(metavar="MODEL", help="Embedding model (must match the collection's)."),
 ]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Chat model (default: fits this machine).")
+    str | None,
+    typer.Option("--model", "-m", metavar="MODEL", help="Chat model (default: fits this machine)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

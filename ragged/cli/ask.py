@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -23,7 +22,7 @@ from ragged.cli._common import (
 
 def search(
     ctx: typer.Context,
-    query: Annotated[str, typer.Argument(help="What to look for.")],
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="What to look for.")],
     top_k: TopK = None,
     mode: ModeOpt = None,
     path: PathOpt = None,
@@ -42,7 +41,7 @@ def search(
     state: State = ctx.obj
     with reporting(state):
         settings = state.settings(collection=collection, embed_model=embed_model, mode=mode)
-        with open_collection(settings) as index:
+        with render.status("[dim]searching…[/]"), open_collection(settings) as index:
             result = retrieve(query, index, connect(settings), k=top_k, path_glob=path)
         if result.notice:
             render.notice(result.notice)
@@ -61,7 +60,7 @@ def search(
 
 def ask(
     ctx: typer.Context,
-    question: Annotated[str, typer.Argument(help="Your question.")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="Your question.")],
     model: ModelOpt = None,
     top_k: TopK = None,
     mode: ModeOpt = None,
@@ -83,15 +82,19 @@ def ask(
         settings = state.settings(
             collection=collection, embed_model=embed_model, mode=mode, chat_model=model
         )
-        with open_collection(settings) as index:
-            asked = run_ask(
-                question,
-                index,
-                connect(settings),
-                k=top_k,
-                path_glob=path,
-                on_token=None if json_out else _stream_out,
-            )
+        with render.answer_stream() as stream:
+            # Opening the collection (importing Chroma) is most of the wait before a search.
+            stream.stage("searching")
+            with open_collection(settings) as index:
+                asked = run_ask(
+                    question,
+                    index,
+                    connect(settings),
+                    k=top_k,
+                    path_glob=path,
+                    on_token=None if json_out else stream.write,
+                    on_stage=stream.stage,
+                )
         result = asked.retrieval
         if result.notice:
             render.notice(result.notice)
@@ -116,12 +119,6 @@ def ask(
             render.print_json(render.answer_data(asked.answer, result))
             return
         if not asked.answer.answered:
-            render.console().print(asked.answer.text)
+            render.console().print(render.escape(asked.answer.text))
             return
-        sys.stdout.write("\n")
         render.answer_sources(asked.answer)
-
-
-def _stream_out(piece: str) -> None:
-    sys.stdout.write(piece)
-    sys.stdout.flush()

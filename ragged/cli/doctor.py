@@ -88,15 +88,25 @@ def models(ctx: typer.Context, model: ModelOpt = None, json_out: JsonOpt = False
 def config(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Show every setting's effective value and where it came from.
 
+    An unset chat_model shows the model this machine will use, and why.
+
     Example: ragged config --json
     """
     from ragged import render
     from ragged.config import describe
+    from ragged.models import resolve_chat_model
 
     state: State = ctx.obj
     with reporting(state):
         settings = state.settings()
         rows = describe(settings)
+        if not settings.chat_model:
+            # "chat_model = (empty)" says nothing; the model `ask` will use, and why, does.
+            model, why = resolve_chat_model(settings)
+            rows = [
+                (n, model, f"this machine: {why}", h) if n == "chat_model" else (n, v, s, h)
+                for n, v, s, h in rows
+            ]
         if json_out:
             render.print_json(
                 {
@@ -202,7 +212,7 @@ def _models_text(report: ModelsReport, host: str) -> None:
     out.print(f"[bold]embedding model[/]  {esc(report.embed_model)}")
     if report.installed is None:
         return
-    table = Table(show_header=True, header_style="bold", title=f"pulled into Ollama at {host}")
+    table = Table(show_header=True, header_style="bold")
     for name, justify in [
         ("model", "left"),
         ("size", "right"),
@@ -219,7 +229,7 @@ def _models_text(report: ModelsReport, host: str) -> None:
             esc(m.parameter_size),
             _used_for(m.name, report),
         )
-    out.print(table)
+    render.show_table(table, f"pulled into Ollama at {host}")
     for name in _missing(report):
         out.print(
             f"[red]✗[/] {esc(name)} is not pulled: `ollama pull {esc(name)}` "

@@ -17,6 +17,7 @@ from ragged.cli._common import (
     YesOpt,
     open_collection,
     reporting,
+    supported_types,
 )
 
 if TYPE_CHECKING:
@@ -27,37 +28,48 @@ def ingest(
     ctx: typer.Context,
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Files or folders to ingest; none: embed what is still pending."),
+        typer.Argument(
+            metavar="PATH", help="Files or folders to ingest; none: embed what is still pending."
+        ),
     ] = None,
     collection: CollectionOpt = None,
     embed_model: EmbedOpt = None,
-    chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in tokens.")] = None,
+    chunk_tokens: Annotated[
+        int | None, typer.Option(metavar="N", min=32, help="Chunk size in tokens.")
+    ] = None,
     chunk_overlap: Annotated[
-        int | None, typer.Option(help="Tokens shared by neighbouring chunks.")
+        int | None, typer.Option(metavar="N", min=0, help="Tokens shared by neighbouring chunks.")
     ] = None,
     include: Annotated[
         list[str] | None,
-        typer.Option(help="Only files matching this glob, this run (repeatable)."),
+        typer.Option(metavar="GLOB", help="Only files matching this glob, this run (repeatable)."),
     ] = None,
     exclude: Annotated[
         list[str] | None,
-        typer.Option(help="Skip files matching this glob, this run (repeatable)."),
+        typer.Option(metavar="GLOB", help="Skip files matching this glob, this run (repeatable)."),
     ] = None,
-    max_file_mb: Annotated[float | None, typer.Option(help="Skip files larger than this.")] = None,
-    embed_batch: Annotated[int | None, typer.Option(help="Texts per embedding request.")] = None,
+    max_file_mb: Annotated[
+        float | None, typer.Option(metavar="MB", min=0, help="Skip files larger than this.")
+    ] = None,
+    embed_batch: Annotated[
+        int | None, typer.Option(metavar="N", min=1, help="Texts per embedding request.")
+    ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Embedding requests in flight (match OLLAMA_NUM_PARALLEL).")
+        int | None,
+        typer.Option(
+            metavar="N", min=1, help="Embedding requests in flight (match OLLAMA_NUM_PARALLEL)."
+        ),
     ] = None,
     prune: Annotated[
         bool, typer.Option(help="Forget stored files that are gone from the folder.")
     ] = True,
     strict: Annotated[
         bool,
-        typer.Option(help="Fail (exit 1) on every failed file, not only on new failures."),
+        typer.Option("--strict", help="Fail (exit 1) on every failed file, not only on new ones."),
     ] = False,
     yes: YesOpt = False,
     wait: Annotated[
-        bool, typer.Option(help="Wait for another running ingest instead of exiting.")
+        bool, typer.Option("--wait", help="Wait for another running ingest instead of exiting.")
     ] = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -129,7 +141,7 @@ def ingest(
             render.ingest_summary(report)
         seen = report.added + report.updated + report.unchanged + report.failed
         if paths and seen == 0 and report.removed == 0 and not report.held_back:
-            render.notice("no supported documents found (.md .markdown .txt .rst .pdf .html .htm)")
+            render.notice(f"no supported documents found ({supported_types()})")
         if report.known_failures:
             render.notice(
                 f"{report.known_failures} files failed before and have not changed since; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,13 +25,22 @@ if TYPE_CHECKING:
     from ragged.transfer import CopyReport
 
 
+class Status(StrEnum):
+    """What `list --status` filters on; the same names as ragged.manage.STATUSES."""
+
+    ok = "ok"
+    pending = "pending"
+    failed = "failed"
+
+
 def list_sources(
     ctx: typer.Context,
     pattern: Annotated[
-        str | None, typer.Argument(help="Only files whose path matches this glob.")
+        str | None,
+        typer.Argument(metavar="PATTERN", help="Only files whose path matches this glob."),
     ] = None,
     status: Annotated[
-        str | None, typer.Option(help="Only files with this status: ok, pending or failed.")
+        Status | None, typer.Option(help="Only files with this status: ok, pending or failed.")
     ] = None,
     collection: CollectionOpt = None,
     json_out: JsonOpt = False,
@@ -42,16 +52,13 @@ def list_sources(
     Example: ragged list '*.pdf' --status failed
     """
     from ragged import render
-    from ragged.manage import STATUSES
     from ragged.manage import list_sources as sources
 
-    if status is not None and status not in STATUSES:
-        raise typer.BadParameter(f"must be one of {', '.join(STATUSES)}", param_hint="--status")
     state: State = ctx.obj
     with reporting(state):
         settings = state.settings(collection=collection)
         with open_collection(settings) as index:
-            found = sources(index, pattern, status)
+            found = sources(index, pattern, status.value if status else None)
         if json_out:
             render.print_json(found)
         elif not found:
@@ -66,7 +73,8 @@ def remove(
     paths: Annotated[
         list[str],
         typer.Argument(
-            help="Stored files to forget: paths, folders, labels as ragged shows them, or globs."
+            metavar="PATH",
+            help="Stored files to forget: paths, folders, labels as ragged shows them, or globs.",
         ),
     ],
     collection: CollectionOpt = None,
@@ -168,13 +176,16 @@ def reset(
 ToOpt = Annotated[
     str | None,
     typer.Option(
-        "--to", help="Copy from the configured store to this Chroma server URL ('embedded': local)."
+        "--to",
+        metavar="URL",
+        help="Copy from the configured store to this Chroma server URL ('embedded': local).",
     ),
 ]
 FromOpt = Annotated[
     str | None,
     typer.Option(
         "--from",
+        metavar="URL",
         help="Copy from this Chroma server URL ('embedded': local) into the configured store.",
     ),
 ]

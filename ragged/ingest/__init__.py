@@ -64,6 +64,10 @@ class Progress:
     chunks_done: int
     chunks_total: int
     current: str
+    # Bytes of the files that need parsing: the ETA's measure of work, fixed from the start
+    # (the chunk total only grows as files are parsed). A file found unchanged leaves it.
+    bytes_done: int = 0
+    bytes_total: int = 0
 
 
 @dataclass
@@ -72,6 +76,8 @@ class _Tally:
     chunks_done: int = 0
     chunks_total: int = 0
     current: str = ""
+    bytes_done: int = 0
+    bytes_total: int = 0
 
 
 @dataclass
@@ -259,13 +265,22 @@ def ingest(
         max_bytes=int(settings.max_file_mb * 1_000_000) if settings.max_file_mb > 0 else None,
     )
     files_total = len(found.candidates)
-    state = _Tally(chunks_total=index.catalog.pending_count())
+    state = _Tally(
+        chunks_total=index.catalog.pending_count(),
+        bytes_total=sum(c.size for c in found.candidates),
+    )
 
     def progress() -> None:
         if on_progress:
             on_progress(
                 Progress(
-                    state.files, files_total, state.chunks_done, state.chunks_total, state.current
+                    state.files,
+                    files_total,
+                    state.chunks_done,
+                    state.chunks_total,
+                    state.current,
+                    state.bytes_done,
+                    state.bytes_total,
                 )
             )
 
@@ -295,6 +310,7 @@ def ingest(
         if isinstance(parsed, str):
             # A stored file that fails to load this time keeps its old chunks.
             index.catalog.record_failure(job.record.path, job.signature, parsed)
+            state.bytes_done += job.record.size
             record_outcome(FileOutcome(job.record.path, "failed", reason=parsed))
             return
         pages, pieces = parsed
@@ -303,6 +319,7 @@ def ingest(
         report.chunks += len(rows)
         state.chunks_total += len(rows)
         embedder.add(rows)
+        state.bytes_done += job.record.size
         record_outcome(FileOutcome(job.record.path, job.status, len(rows)))
 
     def record_outcome(outcome: FileOutcome) -> None:
@@ -320,6 +337,7 @@ def ingest(
             if isinstance(prepared, FileOutcome):
                 if prepared.status == "failed" and not prepared.known:
                     index.catalog.record_failure(prepared.path, signature(cand), prepared.reason)
+                state.bytes_total -= cand.size  # settled without parsing: no work after all
                 record_outcome(prepared)
             else:
                 parsers.submit(*prepared)
