@@ -13,13 +13,19 @@ from ragged.cli._common import CollectionOpt, ModelOpt, State, reporting
 def serve(
     ctx: typer.Context,
     host: Annotated[
-        str, typer.Option(help="Address to listen on; beyond loopback needs RAGGED_API_KEY.")
+        str,
+        typer.Option(
+            metavar="HOST", help="Address to listen on; beyond loopback needs RAGGED_API_KEY."
+        ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int, typer.Option(metavar="PORT", min=1, max=65535, help="Port to listen on.")
+    ] = 8000,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option(
             "--cors-origin",
+            metavar="ORIGIN",
             help="Allow browser pages from this origin (repeatable); none by default.",
         ),
     ] = None,
