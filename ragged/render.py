@@ -223,6 +223,10 @@ def answer_data(answer: Answer, retrieval: Retrieval) -> dict[str, Any]:
         "question": answer.question,
         "answer": answer.text if answer.answered else None,
         "answered": answer.answered,
+        # answered | not_relevant (the model was not asked) | declined (the model found no answer)
+        "outcome": answer.outcome,
+        "message": None if answer.answered else answer.text,
+        "hint": answer.hint,
         "model": answer.model,
         "mode": retrieval.mode,
         "notice": retrieval.notice,

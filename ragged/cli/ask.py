@@ -69,16 +69,26 @@ def ask(
     collection: CollectionOpt = None,
     embed_model: EmbedOpt = None,
     json_out: JsonOpt = False,
+    show_thinking: Annotated[
+        bool,
+        typer.Option(
+            "--show-thinking",
+            help="Let a thinking model (qwen3, deepseek-r1, gpt-oss) think, and show its "
+            "reasoning dimmed on stderr; it is never part of the answer.",
+        ),
+    ] = False,
 ) -> None:
     """Answer a question from your documents, streaming the answer and citing its sources.
 
     Example: ragged ask "How do I declare a path parameter?" -m mistral:7b
     """
     from ragged import render
+    from ragged.answer import NOT_RELEVANT
     from ragged.answer import ask as run_ask
     from ragged.llm import connect
 
     state: State = ctx.obj
+    stream = _Stream()
     with reporting(state):
         settings = state.settings(
             collection=collection, embed_model=embed_model, mode=mode, chat_model=model
@@ -90,7 +100,9 @@ def ask(
                 connect(settings),
                 k=top_k,
                 path_glob=path,
-                on_token=None if json_out else _stream_out,
+                on_token=None if json_out else stream.token,
+                on_thinking=stream.thinking if show_thinking else None,
+                show_thinking=show_thinking,
             )
         result = asked.retrieval
         if result.notice:
@@ -115,13 +127,37 @@ def ask(
         if json_out:
             render.print_json(render.answer_data(asked.answer, result))
             return
-        if not asked.answer.answered:
+        if asked.answer.outcome == NOT_RELEVANT:
+            # "Not in your documents" is an answer too: exit 0, with what to try on stderr.
             render.console().print(asked.answer.text)
+        elif not asked.answer.answered:
+            sys.stdout.write("\n")  # the model's refusal was streamed already
+        if not asked.answer.answered:
+            if asked.answer.hint:
+                render.notice(asked.answer.hint)
             return
         sys.stdout.write("\n")
         render.answer_sources(asked.answer)
 
 
-def _stream_out(piece: str) -> None:
-    sys.stdout.write(piece)
-    sys.stdout.flush()
+class _Stream:
+    """The answer streamed to stdout; a thinking model's reasoning dimmed on stderr, ended by
+    a newline before the answer starts."""
+
+    def __init__(self) -> None:
+        self.thinking_open = False
+
+    def thinking(self, piece: str) -> None:
+        from ragged import render
+
+        render.console(stderr=True).print(piece, style="dim", end="", markup=False)
+        self.thinking_open = True
+
+    def token(self, piece: str) -> None:
+        if self.thinking_open:
+            from ragged import render
+
+            render.console(stderr=True).print()
+            self.thinking_open = False
+        sys.stdout.write(piece)
+        sys.stdout.flush()
