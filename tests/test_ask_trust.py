@@ -33,11 +33,11 @@ def test_the_sentinel_reply_is_not_an_answer(
 ) -> None:
     run(runner, "ingest", str(docs), "--quiet")
     ollama.answer_override = CANNOT_ANSWER_PHRASE
-    data = json.loads(run(runner, "ask", "How do capybaras sleep?", "--json").stdout)
+    data = json.loads(run(runner, "ask", "Do capybaras live near rivers?", "--json").stdout)
     assert data["answered"] is False and data["outcome"] == "declined"
     assert data["answer"] is None and data["message"] == CANNOT_ANSWER_PHRASE
     assert data["sources"] and not any(s["cited"] for s in data["sources"])
-    result = run(runner, "ask", "How do capybaras sleep?")
+    result = run(runner, "ask", "Do capybaras live near rivers?")
     assert CANNOT_ANSWER_PHRASE in result.stdout and "Sources" not in result.stdout
     assert "rephrase" in result.stderr
 
@@ -47,7 +47,7 @@ def test_a_refusal_that_cites_still_cites_nothing(
 ) -> None:
     run(runner, "ingest", str(docs), "--quiet")
     ollama.answer_override = f"{CANNOT_ANSWER_PHRASE} [1]"
-    data = json.loads(run(runner, "ask", "How do capybaras sleep?", "--json").stdout)
+    data = json.loads(run(runner, "ask", "Do capybaras live near rivers?", "--json").stdout)
     assert data["answered"] is False and not any(s["cited"] for s in data["sources"])
 
 
