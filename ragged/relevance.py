@@ -72,7 +72,7 @@ SELF_TEST_WORDS = 12
 CANDIDATES = 10  # best passages, per side, whose keywords are counted
 RECALIBRATE = 0.2  # recalibrate when the chunk count has moved by more than this share
 META_KEY = "relevance_calibration"
-VERSION = 1
+VERSION = 2  # bump when the calibration changes, so stored ones are redone
 
 
 @dataclass(frozen=True)
