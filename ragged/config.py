@@ -52,7 +52,7 @@ class Settings:
         "RAGGED_FUSION",
     )
     dense_weight: float = _setting(
-        1.0, "Weight of the dense side in hybrid fusion.", "RAGGED_DENSE_WEIGHT"
+        1.5, "Weight of the dense side in hybrid fusion.", "RAGGED_DENSE_WEIGHT"
     )
     lexical_weight: float = _setting(
         1.0, "Weight of the lexical (BM25) side in hybrid fusion.", "RAGGED_LEXICAL_WEIGHT"
