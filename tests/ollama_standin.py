@@ -21,8 +21,11 @@ counters), `fail_next(path, status=500, error=None, times=1)`, `fail_mid_stream(
 `answer_override`, `size_vram_fraction`, `embed_delay`, `token_delay`, `first_token_delay`.
 
 Embeddings are hashed word vectors (`embed_text`). Chat and generate answer from numbered sources
-in the prompt (`compose_answer`, whose docstring gives the prompt format); they stream one token per
-word. Prompts longer than the context (num_ctx, else `default_num_ctx`, capped by the model's own
+in the prompt (`compose_answer`, whose docstring gives the prompt format: ragged's fenced
+`<source id="n">` passages, or `[n]` lines); they stream one token per word. A prompt asking for
+"yes or no" gets a one-word judgement (`judge_yes_no`). Thinking models (qwen3, deepseek-r1,
+gpt-oss) stream `message.thinking` pieces (`compose_thinking`) before the content unless
+`think: false` (gpt-oss always thinks, as in Ollama); `logprobs`/`top_logprobs` are emulated. Prompts longer than the context (num_ctx, else `default_num_ctx`, capped by the model's own
 context) lose their oldest tokens, as Ollama's do.
 """
 
