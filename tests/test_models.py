@@ -61,8 +61,10 @@ def test_prefixes_reach_the_wire(
         assert all(t.startswith(fmt.document) for t in documents)
     ollama.reset()
     run(runner, "search", "capybara swimming", "--embed-model", name)
-    [query] = [r.body for r in ollama.requests if r.path == "/api/embed" and r.body]
+    # the question first, then the relevance calibration's probe questions, all as queries
+    query, *probes = [r.body for r in ollama.requests if r.path == "/api/embed" and r.body]
     assert query["input"] == [fmt.query + "capybara swimming"]
+    assert all(t.startswith(fmt.query) for body in probes for t in body["input"])
 
 
 def test_an_unknown_model_gets_no_prefix_and_doctor_says_so(
