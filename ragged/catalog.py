@@ -92,6 +92,7 @@ STOPWORDS = frozenset(
     yourselves""".split()
 )
 WORD = re.compile(r"\w+", re.UNICODE)
+PREFIX_MIN = 4  # shorter keywords match as whole words only ("go" must not count "good")
 
 
 class CatalogDamaged(StoreError):
@@ -507,6 +508,54 @@ class Catalog:
             raise StoreError(f"{self.path}: lexical search failed: {exc}") from exc
         # FTS5's bm25() is negative, lower is better; flip it so all scores read the same way.
         return [(ChunkRow(*r[:8]), -float(r[8])) for r in rows]
+
+    def sample_texts(self, n: int) -> list[str]:
+        """Texts of up to n embedded chunks, the same ones every time for the same chunks
+        (ids are hashes, so their order is as good as random)."""
+        rows = self._db.execute(
+            "SELECT text FROM chunks WHERE embedded = 1 ORDER BY id LIMIT ?", (n,)
+        )
+        return [r[0] for r in rows]
+
+    def term_matches(
+        self, question: str, ids: Sequence[str]
+    ) -> tuple[dict[str, int], dict[str, set[str]]]:
+        """For the question's keywords: in how many chunks each occurs (its document
+        frequency), and which of them occur in each of the chunks `ids`.
+
+        Words are matched as the BM25 index matches them (stemmed), and words of four or
+        more letters as prefixes too, so "boiling" counts for "boil" and "swimmers" for
+        "swim", which Porter stemming keeps apart. e.g. 'boil an egg', ids [a, b] ->
+        ({"boil": 0, "egg": 3}, {"a": {"egg"}, "b": set()}).
+        """
+        terms = [w for w in dict.fromkeys(WORD.findall(question.lower())) if w not in STOPWORDS]
+        rowids = {
+            r[0]: r[1]
+            for r in self._db.execute(
+                f"SELECT rowid, id FROM chunks WHERE id IN ({','.join('?' * len(ids))})", list(ids)
+            )
+        }
+        frequency: dict[str, int] = {}
+        matched: dict[str, set[str]] = {id_: set() for id_ in ids}
+        marks = ",".join("?" * len(rowids))
+        for term in terms:
+            phrase = f'"{term}"*' if len(term) >= PREFIX_MIN else f'"{term}"'
+            try:
+                frequency[term] = int(
+                    self._db.execute(
+                        "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)
+                    ).fetchone()[0]
+                )
+                if rowids:
+                    for (rowid,) in self._db.execute(
+                        f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? "
+                        f"AND rowid IN ({marks})",
+                        (phrase, *rowids),
+                    ):
+                        matched[rowids[rowid]].add(term)
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: keyword statistics failed: {exc}") from exc
+        return frequency, matched
 
     def rebuild_lexical(self) -> None:
         """Rebuild the BM25 index from the chunk table (after a damaged index or a schema change)."""

@@ -52,7 +52,7 @@ class Settings:
         "RAGGED_FUSION",
     )
     dense_weight: float = _setting(
-        1.0, "Weight of the dense side in hybrid fusion.", "RAGGED_DENSE_WEIGHT"
+        1.5, "Weight of the dense side in hybrid fusion.", "RAGGED_DENSE_WEIGHT"
     )
     lexical_weight: float = _setting(
         1.0, "Weight of the lexical (BM25) side in hybrid fusion.", "RAGGED_LEXICAL_WEIGHT"
@@ -61,8 +61,8 @@ class Settings:
         3, "Most passages one file may contribute.", "RAGGED_MAX_PER_SOURCE"
     )
     min_score: float = _setting(
-        0.4,
-        "Cosine similarity under which a dense hit counts as irrelevant (set for nomic-embed-text).",
+        0.0,
+        "Fixed cosine floor for relevance; 0 = calibrated per collection, for any model.",
         "RAGGED_MIN_SCORE",
     )
     context_window: int = _setting(

@@ -399,6 +399,81 @@ def check_model(
     return Check(name, "ok", f"{model} pulled ({human_size(found.size)}{just}){reason}", None, data)
 
 
+def check_embedding_format(model: str) -> Check:
+    """ragged knows how this embedding model wants questions and documents formatted."""
+    from ragged.models import embedding_format
+
+    fmt = embedding_format(model)
+    data: dict[str, Any] = {"model": model, "known": fmt is not None}
+    if fmt is None:
+        return Check(
+            "embedding format",
+            "warn",
+            f"ragged does not know {model}'s query/document format, so it embeds text with no "
+            "prefix; if its model card asks for one, retrieval will be worse",
+            'use a model ragged knows (README, "Embedding models"), or check the model card',
+            data,
+        )
+    data.update(query=fmt.query, document=fmt.document, source=fmt.source)
+    said = (
+        f"questions as {fmt.query!r}..., documents as {fmt.document!r}..."
+        if fmt.query or fmt.document
+        else "no prefixes (the model was trained without them)"
+    )
+    return Check("embedding format", "ok", f"{model}: {said} ({fmt.source})", None, data)
+
+
+def check_context(
+    settings: Settings,
+    llm: LLM,
+    chat_model: str,
+    loaded: LoadedModel | None,
+) -> Check:
+    """The context each model will actually get: ragged sends num_ctx for chat; newer Ollama
+    otherwise picks a default from GPU memory (4k under 24 GiB), which would cut prompts."""
+    from ragged.answer import context_size
+
+    try:
+        asked = context_size(llm, chat_model, settings.context_window)
+        embed_info = llm.show(settings.embed_model)
+    except RaggedError as exc:
+        return _skipped("context", exc.message)
+    data: dict[str, Any] = {
+        "chat_model": chat_model,
+        "num_ctx": asked,
+        "configured": settings.context_window,
+        "embed_model": settings.embed_model,
+        "embed_context": embed_info.context_length,
+        "chunk_tokens": settings.chunk_tokens,
+    }
+    chat = f"{chat_model} gets {asked} tokens (num_ctx, sent with every question)"
+    if asked < settings.context_window:
+        chat += f": its own maximum, under RAGGED_NUM_CTX {settings.context_window}"
+    if loaded is not None and loaded.context_length:
+        data["allocated"] = loaded.context_length
+        chat += f"; Ollama allocated {loaded.context_length}"
+    embed_ctx = embed_info.context_length
+    embed = f"{settings.embed_model} reads up to {embed_ctx or 'an unknown number of'} tokens"
+    if loaded is not None and loaded.context_length and loaded.context_length < asked:
+        return Check(
+            "context",
+            "warn",
+            f"{chat}, fewer than asked: long prompts lose their start; {embed}",
+            "lower RAGGED_NUM_CTX, or free memory for the model",
+            data,
+        )
+    if embed_ctx and settings.chunk_tokens > embed_ctx:
+        return Check(
+            "context",
+            "warn",
+            f"{chat}; {embed}, less than a chunk ({settings.chunk_tokens} tokens), so each chunk "
+            "is embedded in parts and their vectors averaged",
+            f"set RAGGED_CHUNK_TOKENS to {embed_ctx - 32} or less for new collections",
+            data,
+        )
+    return Check("context", "ok", f"{chat}; {embed}", None, data)
+
+
 def pull_models(
     llm: LLM, models: Sequence[str], on_pull: PullCallback | None = None
 ) -> dict[str, str | None]:
@@ -858,15 +933,14 @@ def run_checks(
                 installed = probe.list_models()
             except RaggedError:
                 pass  # the model checks below then report from the old list
-    checks.append(
-        check_model(
-            "embedding model",
-            settings.embed_model,
-            installed,
-            pulled_now=settings.embed_model in pulled and pulled[settings.embed_model] is None,
-            pull_error=pulled.get(settings.embed_model),
-        )
+    embed = check_model(
+        "embedding model",
+        settings.embed_model,
+        installed,
+        pulled_now=settings.embed_model in pulled and pulled[settings.embed_model] is None,
+        pull_error=pulled.get(settings.embed_model),
     )
+    checks += [embed, check_embedding_format(settings.embed_model)]
     chat = check_model(
         "chat model",
         chat_model,
@@ -884,6 +958,10 @@ def run_checks(
     else:
         offload, loaded = check_offload(settings, work, host, chat_model)
     checks.append(offload)
+    if chat.status != "ok" or embed.status != "ok":
+        checks.append(_skipped("context", "the models are not both available"))
+    else:
+        checks.append(check_context(settings, work, chat_model, loaded))
     if installed is None:
         checks.append(_skipped("memory", "Ollama is not reachable"))
     elif classify_ollama_host(settings.ollama_host) == "remote":

@@ -108,6 +108,15 @@ def embed_text(row: ChunkRow) -> str:
     return f"{row.heading}\n\n{row.text}" if row.heading else row.text
 
 
+def embed_title(row: ChunkRow) -> str | None:
+    """The chunk's document title, for models whose document format has a slot for one
+    (embeddinggemma): the top of its heading path, e.g. "Path Parameters" from
+    "Path Parameters > Path parameters with types"; None for a file without headings."""
+    from ragged.ingest.loaders import HEADING_SEPARATOR
+
+    return row.heading.split(HEADING_SEPARATOR, 1)[0].strip() or None
+
+
 def chunk_metadata(row: ChunkRow, record: FileRecord | None = None) -> dict[str, Any]:
     """Chroma metadata for a chunk; Chroma rejects None values, so absent fields are left out.
 

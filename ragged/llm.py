@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
-from ragged.models import embed_prefixes, full_name
+from ragged.models import PLAIN, embedding_format, full_name
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -241,17 +241,27 @@ class LLM:
 
     # -- work --------------------------------------------------------------------------
 
-    def embed(self, texts: Sequence[str], model: str, kind: str = "document") -> list[list[float]]:
-        """Embed many texts in one request, with the prefix the model was trained with.
+    def embed(
+        self,
+        texts: Sequence[str],
+        model: str,
+        kind: str = "document",
+        titles: Sequence[str | None] | None = None,
+    ) -> list[list[float]]:
+        """Embed many texts in one request, formatted as the model was trained (models.py).
 
-        `truncate=False` makes Ollama refuse an over-long input (InputTooLong) instead of
-        silently embedding only its beginning.
+        `titles` are the documents' titles, for models whose document format holds one
+        (embeddinggemma). `truncate=False` makes Ollama refuse an over-long input
+        (InputTooLong) instead of silently embedding only its beginning.
         """
         if not texts:
             return []
-        query_prefix, doc_prefix = embed_prefixes(model)
-        prefix = query_prefix if kind == "query" else doc_prefix
-        inputs = [prefix + t for t in texts]
+        fmt = embedding_format(model) or PLAIN
+        if kind == "query":
+            inputs = [fmt.format_query(t) for t in texts]
+        else:
+            named = titles if titles is not None else [None] * len(texts)
+            inputs = [fmt.format_document(t, title) for t, title in zip(texts, named, strict=True)]
         response = self._call(
             lambda: self._client.embed(model=model, input=inputs, truncate=False), model
         )
@@ -271,19 +281,36 @@ class LLM:
         stats: ChatStats | None = None,
         options: dict[str, Any] | None = None,
         keep_alive: str | float | None = None,
+        think: bool | str | None = None,
+        on_thinking: Callable[[str], None] | None = None,
     ) -> Iterator[str]:
-        """Stream the answer's text pieces; `num_ctx` always goes along so Ollama never cuts the prompt."""
+        """Stream the answer's text pieces; `num_ctx` always goes along so Ollama never cuts the prompt.
+
+        `think` is sent only when set (Ollama refuses it for a model that cannot think; see
+        models.think_setting). A thinking model streams `message.thinking` before
+        `message.content`: those pieces go to `on_thinking`, never into what is yielded.
+        """
         stats = stats if stats is not None else ChatStats()
         opts = {"num_ctx": num_ctx, **(options or {})}
+        extra: dict[str, Any] = {} if think is None else {"think": think}
         start = time.perf_counter()
         parts = self._stream(
             lambda: self._client.chat(
-                model=model, messages=messages, stream=True, options=opts, keep_alive=keep_alive
+                model=model,
+                messages=messages,
+                stream=True,
+                options=opts,
+                keep_alive=keep_alive,
+                **extra,
             ),
             model,
         )
         for part in parts:
-            piece = part.message.content or "" if part.message else ""
+            message = part.message
+            thought = (message.thinking or "") if message else ""
+            if thought and on_thinking is not None:
+                on_thinking(thought)
+            piece = (message.content or "") if message else ""
             if piece and stats.first_token_s is None:
                 stats.first_token_s = time.perf_counter() - start
             if part.done:
@@ -296,6 +323,42 @@ class LLM:
             if piece:
                 yield piece
         stats.total_s = time.perf_counter() - start
+
+    def judge(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        num_ctx: int,
+        answers: Sequence[str],
+        think: bool | str | None = None,
+    ) -> dict[str, float]:
+        """Log-probabilities of each of `answers` as the model's one-token reply (Ollama 0.12.11+
+        returns `logprobs`); an answer missing from the model's top 20 gets -inf."""
+        response = self._call(
+            lambda: self._client.chat(
+                model=model,
+                messages=messages,
+                stream=False,
+                options={"num_ctx": num_ctx, "num_predict": 1, "temperature": 0},
+                logprobs=True,
+                top_logprobs=20,
+                **({} if think is None else {"think": think}),
+            ),
+            model,
+        )
+        found = {a: float("-inf") for a in answers}
+        first = (response.logprobs or [None])[0]
+        if first is None:
+            raise OllamaFailed(
+                f"Ollama at {self.host} returned no logprobs for {model}",
+                hint="reranking needs Ollama 0.12.11 or later",
+            )
+        for option in [first, *(first.top_logprobs or [])]:
+            token = (option.token or "").strip().lower()
+            if token in found and found[token] == float("-inf"):
+                found[token] = float(option.logprob)
+        return found
 
 
 def connect(settings: Settings) -> LLM:

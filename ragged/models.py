@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,18 +12,74 @@ if TYPE_CHECKING:
     from ragged.config import Settings
     from ragged.hardware import Host
 
-# Prefixes the embedding models were trained with: (query, document). A model missing here
-# gets none, which is right for models trained without instructions (all-minilm, bge-m3).
-EMBED_PREFIXES: dict[str, tuple[str, str]] = {
-    "nomic-embed-text": ("search_query: ", "search_document: "),
-    "nomic-embed-text-v2-moe": ("search_query: ", "search_document: "),
-    "mxbai-embed-large": ("Represent this sentence for searching relevant passages: ", ""),
-    "snowflake-arctic-embed": ("Represent this sentence for searching relevant passages: ", ""),
-    "snowflake-arctic-embed2": ("query: ", ""),
-    "bge-large": ("Represent this sentence for searching relevant passages: ", ""),
-    "granite-embedding": ("", ""),
-    "all-minilm": ("", ""),
+
+@dataclass(frozen=True)
+class EmbeddingFormat:
+    """How an embedding model wants its inputs, as its model card says.
+
+    `query` goes before a question. `document` goes before a passage; `{title}` in it becomes
+    the passage's document title, or "none" when it has none (embeddinggemma's own rule).
+    Ollama adds none of these itself, and a model given bare text retrieves worse.
+    """
+
+    query: str
+    document: str
+    source: str  # the model card that gives the format
+
+    def format_query(self, text: str) -> str:
+        return self.query + text
+
+    def format_document(self, text: str, title: str | None = None) -> str:
+        return self.document.replace("{title}", title or "none") + text
+
+
+QWEN3_INSTRUCT = (
+    "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+)
+BGE_QUERY = "Represent this sentence for searching relevant passages: "
+
+# One row per embedding model in Ollama's library that ragged knows, keyed by base name. A
+# model missing here gets no prefix, and `ragged doctor` says so: right for models trained
+# without instructions, a guess for anything else.
+EMBEDDING_MODELS: dict[str, EmbeddingFormat] = {
+    "nomic-embed-text": EmbeddingFormat(
+        "search_query: ",
+        "search_document: ",
+        "https://huggingface.co/nomic-ai/nomic-embed-text-v1.5",
+    ),
+    "nomic-embed-text-v2-moe": EmbeddingFormat(
+        "search_query: ",
+        "search_document: ",
+        "https://huggingface.co/nomic-ai/nomic-embed-text-v2-moe",
+    ),
+    "embeddinggemma": EmbeddingFormat(
+        "task: search result | query: ",
+        "title: {title} | text: ",
+        "https://ai.google.dev/gemma/docs/embeddinggemma/model_card",
+    ),
+    # Instruction on queries only, and no space after "Query:" (the model card's own code).
+    "qwen3-embedding": EmbeddingFormat(
+        QWEN3_INSTRUCT, "", "https://huggingface.co/Qwen/Qwen3-Embedding-0.6B"
+    ),
+    "mxbai-embed-large": EmbeddingFormat(
+        BGE_QUERY, "", "https://huggingface.co/mixedbread-ai/mxbai-embed-large-v1"
+    ),
+    "snowflake-arctic-embed": EmbeddingFormat(
+        BGE_QUERY, "", "https://huggingface.co/Snowflake/snowflake-arctic-embed-m"
+    ),
+    "snowflake-arctic-embed2": EmbeddingFormat(
+        "query: ", "", "https://huggingface.co/Snowflake/snowflake-arctic-embed-l-v2.0"
+    ),
+    "bge-large": EmbeddingFormat(BGE_QUERY, "", "https://huggingface.co/BAAI/bge-large-en-v1.5"),
+    "bge-m3": EmbeddingFormat("", "", "https://huggingface.co/BAAI/bge-m3"),
+    "granite-embedding": EmbeddingFormat(
+        "", "", "https://huggingface.co/ibm-granite/granite-embedding-278m-multilingual"
+    ),
+    "all-minilm": EmbeddingFormat(
+        "", "", "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2"
+    ),
 }
+PLAIN = EmbeddingFormat("", "", "")  # an unknown model: text goes as it is
 
 
 def base_name(model: str) -> str:
@@ -37,8 +93,34 @@ def full_name(model: str) -> str:
     return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
 
 
+def embedding_format(model: str) -> EmbeddingFormat | None:
+    """The model's input format, or None when ragged does not know the model."""
+    return EMBEDDING_MODELS.get(base_name(model))
+
+
 def embed_prefixes(model: str) -> tuple[str, str]:
-    return EMBED_PREFIXES.get(base_name(model), ("", ""))
+    """(query prefix, document prefix of a passage without a title)."""
+    fmt = embedding_format(model) or PLAIN
+    return fmt.query, fmt.format_document("")
+
+
+# Chat models that think whatever `think` says and take a level instead (Ollama's API
+# reference: gpt-oss cannot turn thinking off). The lowest level keeps the wait short.
+THINK_LEVEL_ONLY: dict[str, str] = {"gpt-oss": "low"}
+
+
+def think_setting(model: str, capabilities: Sequence[str], show: bool = False) -> bool | str | None:
+    """What to send as `think`: None for a model that cannot think (Ollama answers 400 to
+    `think` there), False to turn thinking off, or a level where it cannot be turned off.
+
+    With `show` a model that can think does, so that its thinking can be shown.
+    """
+    if "thinking" not in capabilities:
+        return None
+    level = THINK_LEVEL_ONLY.get(base_name(model))
+    if level is not None:
+        return level
+    return bool(show)
 
 
 # Floors are in GiB because that is what the OS reports: a "64 GB" Mac has

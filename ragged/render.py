@@ -358,7 +358,7 @@ def search_results(retrieval: Retrieval) -> None:
         table.add_column("passage", width=passage_w)
         labels = [shorten_path(label, source_w) for label in labels]
     else:
-        text_w = 160
+        text_w = UNBOUNDED  # a pipe gets the whole passage, on one line
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("score", justify="right", style="cyan", no_wrap=True)
         table.add_column("source", style="green", no_wrap=True)
@@ -461,6 +461,13 @@ class AnswerStream:
         self.pending = ""  # Markdown mode: text of the blocks not yet printed for good
         self.started = False
         self.open_line = False  # raw mode: the last thing written did not end a line
+        self.thinking_open = False  # a thinking model's reasoning is being shown on stderr
+
+    def thinking(self, piece: str) -> None:
+        """A thinking model's reasoning (`--show-thinking`): dimmed on stderr, never stdout."""
+        self._stop_status()
+        self.err.print(piece, style="dim", end="", markup=False, highlight=False)
+        self.thinking_open = True
 
     def stage(self, what: str) -> None:
         """'searching' or 'thinking': what is happening until the first token."""
@@ -473,6 +480,9 @@ class AnswerStream:
             self.status.update(text)
 
     def write(self, piece: str) -> None:
+        if self.thinking_open:
+            self.err.print()  # the reasoning ends its line before the answer starts
+            self.thinking_open = False
         if not self.started:
             self.started = True
             self._stop_status()
@@ -497,6 +507,9 @@ class AnswerStream:
     def close(self) -> None:
         """Print what is left; end the raw text's line (a file should end with a newline)."""
         self._stop_status()
+        if self.thinking_open:
+            self.err.print()
+            self.thinking_open = False
         if self.live is not None:
             self.live.update("")
             self.live.stop()
@@ -593,6 +606,10 @@ def answer_data(answer: Answer, retrieval: Retrieval) -> dict[str, Any]:
         "question": answer.question,
         "answer": answer.text if answer.answered else None,
         "answered": answer.answered,
+        # answered | not_relevant (the model was not asked) | declined (the model found no answer)
+        "outcome": answer.outcome,
+        "message": None if answer.answered else answer.text,
+        "hint": answer.hint,
         "model": answer.model,
         "mode": retrieval.mode,
         "notice": retrieval.notice,

@@ -12,6 +12,7 @@ from ragged.errors import ModelMissing, OllamaUnavailable, StoreError
 if TYPE_CHECKING:
     from ragged.index import Hit, Index
     from ragged.llm import LLM
+    from ragged.relevance import Relevance
 
 CANDIDATES = 50  # per ranking, before fusion and caps
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of word shingles above which two passages are one
@@ -26,6 +27,12 @@ class Retrieval:
     notice: str | None = None  # one line for the user, e.g. why dense retrieval was skipped
     considered: int = 0  # candidates before the floor, dedup and caps
     ollama_down: bool = False  # the fallback was for want of Ollama: no model can answer either
+    relevance: Relevance | None = None  # whether anything found is relevant (ragged/relevance.py)
+
+    @property
+    def relevant(self) -> bool:
+        """Something found is relevant enough to ask a model about."""
+        return bool(self.hits) and (self.relevance is None or self.relevance.relevant)
 
 
 def fuse(
@@ -142,8 +149,15 @@ def retrieve(
     path_glob: str | None = None,
     min_score: float | None = None,
 ) -> Retrieval:
-    """The best passages for a question; falls back to lexical search, and says so, when
-    Ollama or the vector store cannot answer."""
+    """The best passages for a question, and whether they are relevant to it; falls back to
+    lexical search, and says so, when Ollama or the vector store cannot answer.
+
+    `min_score` (else the setting; 0 = none) is a fixed cosine floor: hits under it are
+    dropped in dense mode, kept in hybrid only if their words matched, and it replaces the
+    collection's calibrated floor in the relevance decision.
+    """
+    from ragged.relevance import calibration, judge
+
     settings = index.settings
     k = k or settings.top_k
     mode = mode or settings.mode
@@ -184,7 +198,7 @@ def retrieve(
     elif mode == "lexical":
         ranked, considered = lexical, len(lexical)
     else:
-        # A passage below the dense floor survives only if the words matched too.
+        # With a fixed floor, a passage below it survives only if the words matched too.
         lexical_ids = {h.id for h in lexical}
         relevant = [h for h in dense if h.score >= floor or h.id in lexical_ids]
         fused = FUSIONS[settings.fusion](
@@ -192,6 +206,10 @@ def retrieve(
         )
         ranked = [replace(h, score=s) for h, s in fused]
         considered = len({h.id for h in dense} | lexical_ids)
+    relevance = None
+    if dense or lexical:
+        cal = calibration(index, None if mode == "lexical" else llm, settings.embed_model)
+        relevance = judge(question, index, cal, dense, lexical, floor or None)
     return Retrieval(
         question,
         diversify(ranked, k, settings.max_per_source),
@@ -199,4 +217,5 @@ def retrieve(
         notice,
         considered,
         ollama_down,
+        relevance,
     )

@@ -21,8 +21,12 @@ counters), `fail_next(path, status=500, error=None, times=1)`, `fail_mid_stream(
 `answer_override`, `size_vram_fraction`, `embed_delay`, `token_delay`, `first_token_delay`.
 
 Embeddings are hashed word vectors (`embed_text`). Chat and generate answer from numbered sources
-in the prompt (`compose_answer`, whose docstring gives the prompt format), or rewrite a follow-up
-question as a standalone one (`rewrite_follow_up`); they stream one token per word. Prompts longer than the context (num_ctx, else `default_num_ctx`, capped by the model's own
+in the prompt (`compose_answer`, whose docstring gives the prompt format: ragged's fenced
+`<source id="n">` passages, or `[n]` lines), or rewrite a follow-up question as a standalone
+one (`rewrite_follow_up`); they stream one token per word. A prompt asking for "yes or no"
+gets a one-word judgement (`judge_yes_no`). Thinking models (qwen3, deepseek-r1, gpt-oss)
+stream `message.thinking` pieces (`compose_thinking`) before the content unless
+`think: false` (gpt-oss always thinks, as in Ollama); `logprobs`/`top_logprobs` are emulated. Prompts longer than the context (num_ctx, else `default_num_ctx`, capped by the model's own
 context) lose their oldest tokens, as Ollama's do.
 """
 
@@ -59,6 +63,10 @@ TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 WORD_RE = re.compile(r"\w+")
 PIECE_RE = re.compile(r"\s*\S+")  # one streamed token: a word with the spaces before it
 SOURCE_RE = re.compile(r"^\s*\[(\d+)\]\s?(.*)$")
+# ragged's fenced passages: <source id="1" ...>text</source>. When a prompt has any, only
+# they are sources, so a "[2] memo.md" line inside a passage's text is just text.
+FENCE_RE = re.compile(r'<source id="(\d+)"[^>\n]*>\n?(.*?)\n?</source>', re.DOTALL)
+YES_NO_RE = re.compile(r"\byes or no\b", re.IGNORECASE)
 QUESTION_RE = re.compile(r"^\s*Question:\s*(.*)$", re.IGNORECASE)
 # A request to condense a follow-up: a transcript of `User:` lines, then `Follow-up:`.
 FOLLOW_UP_RE = re.compile(r"^\s*Follow-up:\s*(.+)$", re.MULTILINE)
@@ -121,7 +129,32 @@ CATALOGUE: dict[str, ModelFacts] = {
     "qwen2.5:32b": ModelFacts(
         "qwen2", 32768, 5120, ("completion", "tools"), 19_851_336_256, "32.8B"
     ),
+    # Thinking models: they think unless `think: false`, except gpt-oss, which always does.
+    "qwen3:8b": ModelFacts(
+        "qwen3", 40960, 4096, ("completion", "tools", "thinking"), 5_225_376_047, "8.2B"
+    ),
+    "deepseek-r1:8b": ModelFacts(
+        "qwen3", 131072, 4096, ("completion", "thinking"), 5_225_388_164, "8.2B"
+    ),
+    "gpt-oss:20b": ModelFacts(
+        "gptoss",
+        131072,
+        2880,
+        ("completion", "tools", "thinking"),
+        13_780_154_624,
+        "20.9B",
+        "MXFP4",
+    ),
+    "embeddinggemma:latest": ModelFacts(
+        "gemma3", 2048, 768, ("embedding",), 621_875_417, "307.58M", "BF16", 24
+    ),
+    "qwen3-embedding:0.6b": ModelFacts(
+        "qwen3", 32768, 1024, ("embedding",), 639_150_592, "595.78M", "Q8_0", 28
+    ),
 }
+# Thinking models that think whatever `think` says (Ollama's reference: gpt-oss takes a level).
+ALWAYS_THINKS = frozenset({"gptoss"})
+THINK_LEVELS = ("low", "medium", "high", "max")
 
 
 @dataclass(frozen=True)
@@ -246,6 +279,9 @@ def _split_question(messages: Sequence[tuple[str, str]]) -> tuple[str, list[str]
 
 
 def _parse_sources(lines: list[str]) -> list[tuple[int, str]]:
+    fenced = FENCE_RE.findall("\n".join(lines))
+    if fenced:
+        return [(int(n), " ".join(text.split())) for n, text in fenced]
     sources: list[tuple[int, str, list[str]]] = []
     for line in lines:
         if match := SOURCE_RE.match(line):
@@ -286,7 +322,9 @@ def rewrite_follow_up(messages: Sequence[tuple[str, str]]) -> str | None:
 def compose_answer(messages: Sequence[tuple[str, str]]) -> str:
     """The deterministic answer to a chat given as (role, content) pairs.
 
-    Sources are lines starting with `[n]`; each runs until the next `[m]` line or the question.
+    Sources are ragged's fenced passages (`<source id="n" ...>text</source>`) when the prompt
+    has any; otherwise lines starting with `[n]`, each running until the next `[m]` line or the
+    question.
     The question is what follows the last line starting with `Question:` (the rest of that line,
     else the next paragraph); without one, the last user message when it holds no sources, else
     the prompt's last paragraph. The answer is the best source's best sentence, then `[n]`, with
@@ -313,6 +351,57 @@ def compose_answer(messages: Sequence[tuple[str, str]]) -> str:
     sentences = [s for s in SENTENCE_END_RE.split(best[2]) if s.strip()]
     sentence = max(sentences, key=lambda s: len(wanted & _content_words(s)))
     return f"{sentence.strip()} " + "".join(f"[{n}]" for n in sorted(cited))
+
+
+def compose_thinking(messages: Sequence[tuple[str, str]]) -> str:
+    """What a thinking model "thinks" before answering: it restates the question and muses
+    over a source number and the refusal sentence, so a client that mixes thinking into the
+    answer shows in its citations and its refusal check."""
+    question, _ = _split_question(messages)
+    return (
+        f"The user asks: {' '.join(question.split())} Maybe source [99] has it. "
+        f"If not, I should say: {NO_ANSWER}"
+    )
+
+
+def judge_yes_no(messages: Sequence[tuple[str, str]]) -> float:
+    """P(yes) for a prompt asking for a yes/no relevance judgement of one passage.
+
+    The passage is the user's text other than the question; P(yes) grows with the share of
+    the question's words it holds: (shared + 0.5) / (wanted + 1), e.g. 3 of 4 words: 0.7.
+    """
+    question, lines = _split_question([(r, c) for r, c in messages if r != "system"])
+    wanted = _content_words(question)
+    shared = len(wanted & _content_words("\n".join(lines)))
+    return (shared + 0.5) / (len(wanted) + 1)
+
+
+def _token_logprob(token: str) -> float:
+    """A deterministic, plausible log-probability for a generated token (in (-1, 0])."""
+    return -(_word_hash(token) % 1000) / 1000
+
+
+def _logprobs(piece: str, top: int, p_yes: float | None) -> list[dict[str, Any]]:
+    """The `logprobs` entry of one generated piece (one token), with `top` alternatives.
+
+    For a yes/no judgement the alternatives are "yes" and "no" at log P(yes) and log P(no).
+    """
+    if p_yes is not None:
+        options = sorted(
+            [("yes", math.log(p_yes)), ("no", math.log1p(-p_yes))], key=lambda o: -o[1]
+        )
+        chosen = dict(options).get(piece.strip().lower(), options[0][1])
+    else:
+        chosen = _token_logprob(piece)
+        options = [(piece, chosen)] + [
+            (f"{piece.strip()}_{i}", chosen - 1.5 * i) for i in range(1, max(top, 1))
+        ]
+    entry: dict[str, Any] = {"token": piece, "logprob": chosen, "bytes": list(piece.encode())}
+    if top > 0:
+        entry["top_logprobs"] = [
+            {"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in options[:top]
+        ]
+    return [entry]
 
 
 def _keep_last_tokens(messages: list[tuple[str, str]], budget: int) -> list[tuple[str, str]]:
@@ -845,27 +934,59 @@ class OllamaStandIn:
             prompt_tokens = context
             with self._lock:
                 self.prompt_truncations += 1
-        answer = (
-            self.answer_override if self.answer_override is not None else compose_answer(messages)
+        p_yes = None
+        if self.answer_override is not None:
+            answer = self.answer_override
+        elif any(YES_NO_RE.search(content) for _, content in messages):
+            p_yes = judge_yes_no(messages)
+            answer = "yes" if p_yes >= 0.5 else "no"
+        else:
+            answer = compose_answer(messages)
+        # Thinking is on by default in the API; `think: false` turns it off, except for models
+        # that always think (gpt-oss takes only a level).
+        think = body.get("think")
+        thinks = "thinking" in facts.capabilities and (
+            think is not False or facts.arch in ALWAYS_THINKS
         )
+        thoughts = PIECE_RE.findall(compose_thinking(messages)) if thinks else []
         pieces = PIECE_RE.findall(answer)
         num_predict = int(options.get("num_predict") or -1)
-        reason = "length" if 0 < num_predict < len(pieces) else "stop"
-        pieces = pieces[:num_predict] if reason == "length" else pieces
+        # num_predict counts thinking tokens too: a tight limit can end inside the thinking.
+        reason = "length" if 0 < num_predict < len(thoughts) + len(pieces) else "stop"
+        if reason == "length":
+            thoughts = thoughts[:num_predict]
+            pieces = pieces[: num_predict - len(thoughts)]
+        top = int(body.get("top_logprobs") or 0)
+        want_logprobs = bool(body.get("logprobs")) or top > 0
         # generate's final line carries token ids for the whole exchange, unless raw was asked.
         ids = None
         if not chat and not body.get("raw"):
             said = "\n".join(content for _, content in messages) + answer
             ids = [_word_hash(t) % 128_256 for t in TOKEN_RE.findall(said)]
-        lines = self._generation(model, key, pieces, prompt_tokens, chat, started, reason, ids)
+        lines = self._generation(
+            model,
+            key,
+            pieces,
+            prompt_tokens,
+            chat,
+            started,
+            reason,
+            ids,
+            thoughts=thoughts,
+            logprobs=(top, p_yes) if want_logprobs else None,
+        )
         if body.get("stream", True) is not False:
             return _Reply(stream=lines)
         final = list(lines)
-        text = "".join(line["message"]["content"] if chat else line["response"] for line in final)
-        if chat:
-            final[-1]["message"]["content"] = text
-        else:
-            final[-1]["response"] = text
+        said_lines = [line["message"] if chat else line for line in final]
+        text = "".join(x["content" if chat else "response"] for x in said_lines)
+        thinking = "".join(x.get("thinking", "") for x in said_lines)
+        last = said_lines[-1]
+        last["content" if chat else "response"] = text
+        if thinking:
+            last["thinking"] = thinking
+        if want_logprobs:
+            final[-1]["logprobs"] = [e for line in final[:-1] for e in line.get("logprobs", [])]
         return _Reply(body=final[-1])
 
     def _generation(
@@ -878,14 +999,23 @@ class OllamaStandIn:
         started: int,
         reason: str,
         context_ids: list[int] | None,
+        *,
+        thoughts: Sequence[str] = (),
+        logprobs: tuple[int, float | None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         with self._slot(key):
             ready = time.perf_counter_ns()
             self._work(self.first_token_delay)
             first = time.perf_counter_ns()
+            for thought in thoughts:
+                self._work(self.token_delay)
+                yield {**_piece(model, chat, "", thinking=thought), "done": False}
             for piece in pieces:
                 self._work(self.token_delay)
-                yield {**_piece(model, chat, piece), "done": False}
+                line = {**_piece(model, chat, piece), "done": False}
+                if logprobs is not None:
+                    line["logprobs"] = _logprobs(piece, *logprobs)
+                yield line
             end = time.perf_counter_ns()
         final = {**_piece(model, chat, ""), "done": True, "done_reason": reason}
         if context_ids is not None:
@@ -895,16 +1025,20 @@ class OllamaStandIn:
         final["load_duration"] = max(1, ready - started)
         final["prompt_eval_count"] = prompt_tokens
         final["prompt_eval_duration"] = max(1, first - ready)
-        if pieces:
-            final.update({"eval_count": len(pieces), "eval_duration": max(1, end - first)})
+        if pieces or thoughts:
+            generated = len(pieces) + len(thoughts)
+            final.update({"eval_count": generated, "eval_duration": max(1, end - first)})
         yield final
 
 
-def _piece(model: str, chat: bool, text: str) -> dict[str, Any]:
-    """The fields every chat or generate line starts with."""
+def _piece(model: str, chat: bool, text: str, thinking: str | None = None) -> dict[str, Any]:
+    """The fields every chat or generate line starts with; thinking rides beside the content
+    (in `message` for chat, at the top level for generate)."""
     created = _timestamp(time.time_ns(), utc=True)
-    said = {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
-    return {"model": model, "created_at": created, **said}
+    said: dict[str, Any] = {"role": "assistant", "content": text} if chat else {"response": text}
+    if thinking is not None:
+        said["thinking"] = thinking
+    return {"model": model, "created_at": created, **({"message": said} if chat else said)}
 
 
 def _digest(name: str) -> str:

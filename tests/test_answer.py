@@ -44,7 +44,8 @@ def test_sources_are_numbered_labelled_and_packed_best_first() -> None:
     messages, given = build_messages("why?", hits, budget=10_000, count_tokens=words)
     assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
     user = messages[1]["content"]
-    assert "[1] /d/f0.md (Intro)" in user and "[2] /d/f1.md (page 3)" in user
+    assert '<source id="1" file="/d/f0.md (Intro)">' in user
+    assert '<source id="2" file="/d/f1.md (page 3)">' in user
     assert user.rstrip().endswith("Question: why?")
     assert [s.n for s in given] == [1, 2, 3]
 

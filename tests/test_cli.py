@@ -125,7 +125,8 @@ def test_ask_with_nothing_relevant_does_not_call_the_model(
 def test_model_says_it_does_not_know(runner: CliRunner, ollama: OllamaStandIn, docs: Path) -> None:
     ingested(runner, docs)
     ollama.answer_override = CANNOT_ANSWER_PHRASE
-    result = run(runner, "ask", "How do capybaras sleep?")
+    # Retrieval finds the capybara passage relevant; the model still finds no answer in it.
+    result = run(runner, "ask", "Do capybaras live near rivers?")
     assert CANNOT_ANSWER_PHRASE in result.stdout
 
 

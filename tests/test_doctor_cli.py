@@ -23,8 +23,10 @@ EVERY_CHECK = (
     "ollama",
     "ollama location",
     "embedding model",
+    "embedding format",
     "chat model",
     "gpu offload",
+    "context",
     "memory",
     "chroma",
     "disk",
@@ -65,7 +67,7 @@ def test_doctor_json_shape(runner: CliRunner, ollama: OllamaStandIn) -> None:
     assert set(data["counts"]) == {"ok", "warn", "fail"}
     assert sum(data["counts"].values()) == len(data["checks"])
     names = [c["name"] for c in data["checks"]]
-    assert names == [*EVERY_CHECK[:7], "benchmark", *EVERY_CHECK[7:]]
+    assert names == [*EVERY_CHECK[:9], "benchmark", *EVERY_CHECK[9:]]
     for check in data["checks"]:
         assert set(check) == {"name", "status", "detail", "fix", "data"}
         assert check["status"] in ("ok", "warn", "fail")

@@ -68,12 +68,21 @@ def ask(
     collection: CollectionOpt = None,
     embed_model: EmbedOpt = None,
     json_out: JsonOpt = False,
+    show_thinking: Annotated[
+        bool,
+        typer.Option(
+            "--show-thinking",
+            help="Let a thinking model (qwen3, deepseek-r1, gpt-oss) think, and show its "
+            "reasoning dimmed on stderr; it is never part of the answer.",
+        ),
+    ] = False,
 ) -> None:
     """Answer a question from your documents, streaming the answer and citing its sources.
 
     Example: ragged ask "How do I declare a path parameter?" -m mistral:7b
     """
     from ragged import render
+    from ragged.answer import NOT_RELEVANT
     from ragged.answer import ask as run_ask
     from ragged.llm import connect
 
@@ -94,6 +103,8 @@ def ask(
                     path_glob=path,
                     on_token=None if json_out else stream.write,
                     on_stage=stream.stage,
+                    on_thinking=stream.thinking if show_thinking else None,
+                    show_thinking=show_thinking,
                 )
         result = asked.retrieval
         if result.notice:
@@ -118,7 +129,11 @@ def ask(
         if json_out:
             render.print_json(render.answer_data(asked.answer, result))
             return
-        if not asked.answer.answered:
+        if asked.answer.outcome == NOT_RELEVANT:
+            # "Not in your documents" is an answer too: exit 0, with what to try on stderr.
             render.console().print(render.escape(asked.answer.text))
+        if not asked.answer.answered:
+            if asked.answer.hint:
+                render.notice(asked.answer.hint)
             return
         render.answer_sources(asked.answer)

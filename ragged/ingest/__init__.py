@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from ragged.catalog import ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, UnreadableDocument
-from ragged.index import embed_text, make_row
+from ragged.index import embed_text, embed_title, make_row
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -167,18 +167,23 @@ class Embedder:
             self._collect(block=True)
         if self.error is None:
             self.in_flight.append(
-                (rows, self.pool.submit(self._embed, [embed_text(r) for r in rows]))
+                (
+                    rows,
+                    self.pool.submit(
+                        self._embed, [embed_text(r) for r in rows], [embed_title(r) for r in rows]
+                    ),
+                )
             )
 
-    def _embed(self, texts: list[str]) -> list[list[float]]:
+    def _embed(self, texts: list[str], titles: list[str | None]) -> list[list[float]]:
         from ragged.llm import InputTooLong
 
         try:
-            return self.llm.embed(texts, self.model)
+            return self.llm.embed(texts, self.model, titles=titles)
         except InputTooLong:
-            return [self._embed_long(t, 0) for t in texts]
+            return [self._embed_long(t, title, 0) for t, title in zip(texts, titles, strict=True)]
 
-    def _embed_long(self, text: str, depth: int) -> list[float]:
+    def _embed_long(self, text: str, title: str | None, depth: int) -> list[float]:
         """Embed a text longer than the model's context as the mean of its halves' vectors.
 
         Nothing is truncated: every part of the chunk contributes, and the stored text stays whole.
@@ -186,14 +191,14 @@ class Embedder:
         from ragged.llm import InputTooLong
 
         try:
-            return self.llm.embed([text], self.model)[0]
+            return self.llm.embed([text], self.model, titles=[title])[0]
         except InputTooLong:
             if depth >= SPLIT_DEPTH or len(text) < 2:
                 raise
         middle = text.rfind(" ", 0, len(text) // 2 + 1)
         middle = middle if middle > 0 else len(text) // 2
-        left = self._embed_long(text[:middle], depth + 1)
-        right = self._embed_long(text[middle:], depth + 1)
+        left = self._embed_long(text[:middle], title, depth + 1)
+        right = self._embed_long(text[middle:], title, depth + 1)
         w = middle / len(text)
         mean = [w * a + (1 - w) * b for a, b in zip(left, right, strict=True)]
         norm = math.sqrt(sum(x * x for x in mean)) or 1.0

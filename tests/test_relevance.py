@@ -1,0 +1,119 @@
+"""The relevance decision: calibrated per collection, refusing without a chat call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragged.cli import app
+from ragged.config import load_settings
+from ragged.index import open_index
+from ragged.ingest import ingest
+from ragged.llm import connect
+from ragged.relevance import META_KEY, Calibration, floor, judge
+from ragged.retrieve import retrieve
+from tests.ollama_standin import OllamaStandIn
+
+
+def run(runner: CliRunner, *args: str):  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_floor_is_three_robust_sigmas_above_the_median() -> None:
+    # the docstring's worked example: median 0.23, MAD 0.02
+    assert floor([0.20, 0.22, 0.23, 0.25, 0.40]) == pytest.approx(0.23 + 3 * 0.02 * 1.4826)
+    # one probe that happens to be on topic moves it little
+    assert floor([0.20, 0.22, 0.23, 0.25, 0.95]) == pytest.approx(
+        floor([0.2, 0.22, 0.23, 0.25, 0.4])
+    )
+
+
+@pytest.mark.parametrize(
+    ("best", "share", "dense_floor", "relevant", "basis"),
+    [
+        (0.50, 0.0, 0.35, True, "meaning"),  # a paraphrase: no shared word, close meaning
+        (0.30, 1.0, 0.35, False, "meaning"),  # every word matches, the meaning does not
+        (0.30, 0.9, None, True, "keywords"),  # vectors that failed the self-test
+        (0.30, 0.3, None, False, "keywords"),
+    ],
+)
+def test_judge(
+    best: float, share: float, dense_floor: float | None, relevant: bool, basis: str
+) -> None:
+    class Catalog:
+        def term_matches(self, q: str, ids: list[str]):  # type: ignore[no-untyped-def]
+            # two keywords of equal weight; `share` of them in the passage
+            return {"a": 1, "b": 1}, {
+                "x": {"a", "b"} if share > 0.5 else ({"a"} if share else set())
+            }
+
+        def chunk_count(self) -> int:
+            return 10
+
+    class Index:
+        catalog = Catalog()
+
+    class Hit:
+        id = "x"
+        score = best
+
+    cal = Calibration("m", 10, dense_floor, 0.6)
+    decision = judge("a b", Index(), cal, [Hit()], [Hit()])  # type: ignore[arg-type]
+    assert (decision.relevant, decision.basis) == (relevant, basis)
+
+
+def test_off_topic_question_is_refused_without_calling_the_model(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    run(runner, "ingest", str(docs), "--quiet")
+    ollama.reset()
+    result = run(runner, "ask", "How long should I boil an egg?", "--json")
+    data = json.loads(result.stdout)
+    assert data["answered"] is False and data["outcome"] == "not_relevant"
+    assert data["answer"] is None and "Nothing relevant" in data["message"]
+    assert "--mode lexical" in data["hint"] and "collection 'default'" in data["hint"]
+    assert ollama.count("/api/chat") == 0
+    plain = run(runner, "ask", "How long should I boil an egg?")
+    assert "Nothing relevant" in plain.stdout and "--mode lexical" in plain.stderr
+    # and an answerable question still reaches the model
+    answered = json.loads(run(runner, "ask", "Do capybaras live near rivers?", "--json").stdout)
+    assert answered["answered"] is True and ollama.count("/api/chat") == 1
+
+
+def test_calibration_is_kept_and_redone_when_the_collection_grows(
+    ollama: OllamaStandIn, docs: Path, tmp_path: Path
+) -> None:
+    settings = load_settings()
+    llm, index = connect(settings), open_index(settings, create=True)
+    assert ingest([docs], index, llm).ok
+    retrieve("Do capybaras live near rivers?", index, llm)
+    first = json.loads(index.catalog.meta(META_KEY) or "{}")
+    assert first["model"] == "nomic-embed-text" and first["chunks"] == index.catalog.chunk_count()
+    probes = ollama.embedded_inputs
+    retrieve("Which port does the Foxtrot daemon listen on?", index, llm)
+    assert ollama.embedded_inputs == probes + 1  # only the question: the calibration was kept
+    more = tmp_path / "more"
+    more.mkdir()
+    for i in range(6):
+        (more / f"note{i}.md").write_text(f"# Note {i}\n\nOtters hold hands while sleeping {i}.")
+    assert ingest([more], index, llm).ok
+    retrieve("Do otters hold hands?", index, llm)
+    second = json.loads(index.catalog.meta(META_KEY) or "{}")
+    assert second["chunks"] == index.catalog.chunk_count() > first["chunks"]
+    index.close()
+
+
+def test_lexical_mode_decides_on_keywords(ollama: OllamaStandIn, docs: Path) -> None:
+    settings = load_settings()
+    llm, index = connect(settings), open_index(settings, create=True)
+    assert ingest([docs], index, llm).ok
+    off = retrieve("xylophone quantum zeppelin capybara", index, llm, mode="lexical")
+    assert off.hits and not off.relevant and off.relevance and off.relevance.basis == "keywords"
+    on = retrieve("capybaras rivers lakes", index, llm, mode="lexical")
+    assert on.relevant
+    index.close()
