@@ -900,6 +900,9 @@ ROUTES: dict[tuple[str, str], tuple[Callable[[OllamaStandIn, dict[str, Any]], _R
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # a stream stuck on a slow client must not hang stop()
+    # socketserver's default backlog is 5: a client opening dozens of connections at once
+    # (LlamaIndex's use_async sends every batch together) would see resets Ollama never gives.
+    request_queue_size = 1024
     standin: OllamaStandIn
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
