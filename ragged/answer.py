@@ -146,8 +146,13 @@ def answer(
     settings: Settings,
     *,
     on_token: Callable[[str], None] | None = None,
+    num_ctx: int | None = None,
 ) -> Answer:
-    """Ask the model to answer from the retrieved passages only, streaming as it writes."""
+    """Ask the model to answer from the retrieved passages only, streaming as it writes.
+
+    `num_ctx` is `context_size(...)` when the caller fetched it already (ask does, while
+    retrieving); else it is asked of Ollama here.
+    """
     from ragged.llm import ChatStats
     from ragged.tokens import count_tokens
 
@@ -163,7 +168,8 @@ def answer(
             False,
         )
     started = time.perf_counter()
-    num_ctx = context_size(llm, model, settings.context_window)
+    if num_ctx is None:
+        num_ctx = context_size(llm, model, settings.context_window)
     budget = num_ctx - min(settings.answer_tokens, num_ctx // 4)
     messages, given = build_messages(question, retrieval.hits, budget, count_tokens)
     stats = ChatStats()
@@ -225,15 +231,19 @@ def ask(
     on_token: Callable[[str], None] | None = None,
 ) -> Asked:
     """Retrieve passages for a question and have the chat model answer from them."""
+    from ragged.later import Later
     from ragged.models import resolve_chat_model
     from ragged.retrieve import retrieve
 
     warm_up()
     settings = index.settings
     chat_model = model or resolve_chat_model(settings)[0]
+    # The model's context length (an /api/show round trip) is fetched while retrieving.
+    num_ctx = Later(context_size, llm, chat_model, settings.context_window, name="show")
     retrieval = retrieve(question, index, llm, k=k, mode=mode, path_glob=path_glob)
     if retrieval.ollama_down:
         return Asked(retrieval, None, chat_model)
-    return Asked(
-        retrieval, answer(retrieval, llm, chat_model, settings, on_token=on_token), chat_model
+    reply = answer(
+        retrieval, llm, chat_model, settings, on_token=on_token, num_ctx=num_ctx.result()
     )
+    return Asked(retrieval, reply, chat_model)
