@@ -227,11 +227,15 @@ def _run_in_terminal(argv: list[str], env: dict[str, str], answer: str | None = 
     proc = subprocess.Popen(argv, env=env, stdin=child, stdout=child, stderr=child)
     os.close(child)
     out = b""
+    # poll, not select: a long test run holds over 1,024 descriptors (embedded Chroma keeps
+    # every store it opened open for the life of the process), and select() refuses those.
+    waiter = select.poll()
+    waiter.register(main, select.POLLIN)
     while True:
         if answer is not None and b"?" in out:
             os.write(main, answer.encode())
             answer = None
-        ready, _, _ = select.select([main], [], [], 60)
+        ready = waiter.poll(60_000)
         if not ready:
             break
         try:
