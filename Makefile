@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NO_COLOR ?=
 
-.PHONY: install browser test test-live lint fix typecheck docs bench bench-retrieval bench-serve clean
+.PHONY: install browser test test-live lint fix typecheck docs bench bench-peers bench-retrieval bench-serve clean
 
 install: $(BIN)/ragged browser
 
@@ -41,6 +41,17 @@ docs: install
 bench: install
 	$(BIN)/python bench/run.py
 
+# LlamaIndex and LangChain, for `make bench` to ingest beside ragged: a venv of their own,
+# never ragged's, so nothing of theirs can leak into ragged's install or its timings.
+PEERS_VENV := .venv-peers
+bench-peers: $(PEERS_VENV)/bin/python
+
+$(PEERS_VENV)/bin/python: bench/peers-requirements.txt
+	$(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet -r bench/peers-requirements.txt
+	@touch $@
+
 bench-retrieval: install
 	$(BIN)/python bench/retrieval.py
 
@@ -48,4 +59,4 @@ bench-serve: install
 	$(BIN)/python bench/serve.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

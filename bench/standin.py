@@ -97,6 +97,7 @@ def _make_server(config: dict[str, Any]) -> Any:
 
     return TimedStandIn(
         embed_delay=config["embed_delay"],
+        embed_request_delay=config.get("embed_request_delay", 0.0),
         token_delay=config["token_delay"],
         first_token_delay=config["first_token_delay"],
         num_parallel=config["num_parallel"],
@@ -146,12 +147,14 @@ class StandInProcess:
         self,
         *,
         embed_delay: float = 0.0,
+        embed_request_delay: float = 0.0,
         token_delay: float = 0.0,
         first_token_delay: float = 0.0,
         num_parallel: int = 1,
     ) -> None:
         config = {
             "embed_delay": embed_delay,
+            "embed_request_delay": embed_request_delay,
             "token_delay": token_delay,
             "first_token_delay": first_token_delay,
             "num_parallel": num_parallel,
@@ -183,7 +186,7 @@ class StandInProcess:
         self._call("reset")
 
     def set(self, **attrs: Any) -> None:
-        """Change a live knob (embed_delay, token_delay, first_token_delay)."""
+        """Change a live knob (embed_delay, embed_request_delay, token_delay, first_token_delay)."""
         self._call("set", **attrs)
         self.config.update(attrs)
 

@@ -214,6 +214,7 @@ def answer(
     history: Sequence[dict[str, str]] = (),
     on_thinking: Callable[[str], None] | None = None,
     show_thinking: bool = False,
+    model_setup: tuple[int, bool | str | None] | None = None,
 ) -> Answer:
     """Ask the model to answer from the retrieved passages only, streaming as it writes.
 
@@ -222,7 +223,8 @@ def answer(
     when retrieval found nothing relevant. A thinking model is told not to think where it can
     be (`think: false`); what it thinks anyway goes to `on_thinking` and `Answer.thinking`,
     never into the answer text or its citations. `show_thinking` lets it think, for a user
-    who wants to see that.
+    who wants to see that. `model_setup` is `model_setup(...)` (num_ctx, think) when the
+    caller fetched it already (ask does, while retrieving); else it is asked of Ollama here.
     """
     from ragged.llm import ChatStats
 
@@ -232,7 +234,9 @@ def answer(
     from ragged.tokens import count_tokens
 
     started = time.perf_counter()
-    num_ctx, think = _context_and_think(llm, model, settings.context_window, show_thinking)
+    if model_setup is None:
+        model_setup = _context_and_think(llm, model, settings.context_window, show_thinking)
+    num_ctx, think = model_setup
     budget = num_ctx - min(settings.answer_tokens, num_ctx // 4)
     spent = sum(count_tokens(m["content"]) for m in history)
     messages, given = build_messages(question, retrieval.hits, budget - spent, count_tokens)
@@ -325,6 +329,7 @@ def ask(
     `on_stage` hears 'searching', then 'thinking' while the model reads the passages, so a
     terminal can say what the wait before the first token is for.
     """
+    from ragged.later import Later
     from ragged.models import resolve_chat_model
     from ragged.retrieve import retrieve
 
@@ -333,6 +338,11 @@ def ask(
     settings = index.settings
     chat_model = model or resolve_chat_model(settings)[0]
     stage("searching")
+    # The model's context length and thinking capability (an /api/show round trip) are
+    # fetched while retrieving.
+    setup = Later(
+        _context_and_think, llm, chat_model, settings.context_window, show_thinking, name="show"
+    )
     retrieval = retrieve(question, index, llm, k=k, mode=mode, path_glob=path_glob)
     if retrieval.ollama_down:
         return Asked(retrieval, None, chat_model)
@@ -348,6 +358,7 @@ def ask(
             on_token=on_token,
             on_thinking=on_thinking,
             show_thinking=show_thinking,
+            model_setup=setup.result() if retrieval.relevant else None,
         ),
         chat_model,
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ragged.errors import ModelMissing, OllamaUnavailable, StoreError
+from ragged.later import Later
 
 if TYPE_CHECKING:
     from ragged.index import Hit, Index
@@ -139,6 +140,10 @@ def diversify(hits: Sequence[Hit], k: int, max_per_source: int) -> list[Hit]:
     return kept
 
 
+def _embed_query(llm: LLM, question: str, model: str) -> list[float]:
+    return llm.embed([question], model, kind="query")[0]
+
+
 def retrieve(
     question: str,
     index: Index,
@@ -173,10 +178,12 @@ def retrieve(
             notice = "no Ollama connection: showing lexical (keyword) results only"
             ollama_down = True
         else:
+            # The question is embedded on a thread while the store opens: in a fresh process
+            # both are slow (an Ollama round trip; importing chromadb), and neither needs the other.
+            embedding = Later(_embed_query, llm, question, settings.embed_model, name="embed")
             try:
                 index.store.check_model(settings.embed_model)
-                vector = llm.embed([question], settings.embed_model, kind="query")[0]
-                dense = index.dense(vector, pool, paths)
+                dense = index.dense(embedding.result(), pool, paths)
             except (OllamaUnavailable, ModelMissing) as exc:
                 notice = f"{exc.message}: showing lexical (keyword) results only"
                 ollama_down = True

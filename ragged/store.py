@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,8 @@ class Store:
         self.name = name
         self.where = where  # a path or URL, for messages
         self._collection: Any = None
+        self._opening = threading.Lock()
+        self._prefetch: threading.Thread | None = None
 
     @property
     def _client(self) -> Any:
@@ -63,7 +66,9 @@ class Store:
         if self._generation != _generation and self._factory is not None:
             self._made, self._collection, self._generation = None, None, _generation
         if self._made is None and self._factory is not None:
-            self._made = self._factory()
+            with self._opening:  # a prefetch may be making it right now: one client, not two
+                if self._made is None:
+                    self._made = self._factory()
         return self._made
 
     def _catch_up(self) -> None:
@@ -88,14 +93,58 @@ class Store:
         if not self.shared and self._factory is not None:
             self._seen = self.fingerprint()
 
+    def prefetch(self) -> None:
+        """Import chromadb and open the client on a thread, while the caller does other work.
+
+        The import is ~0.5-1 s of a fresh process; an ingest starts it when the first file
+        needs parsing, so it overlaps with parsing and the first embedding requests. A failure
+        is left for the first real use, which tries again and raises it with its usual message.
+        """
+        if self._made is not None or self._factory is None or self._prefetch is not None:
+            return
+
+        def run() -> None:
+            try:
+                _ = self._client
+            except BaseException:  # the first real use tries again and raises it
+                pass
+
+        self._prefetch = threading.Thread(target=run, name="chroma-open", daemon=True)
+        self._prefetch.start()
+
+    def _absent(self) -> bool:
+        """The embedded store certainly has no such collection, told without importing chromadb.
+
+        Read from Chroma's own SQLite (as `vector_files` does), so a new collection's first
+        ingest does not pay the import before its first file is parsed. False when unsure.
+        """
+        if self.shared or self._made is not None:
+            return False
+        db_path = Path(self.where) / "chroma.sqlite3"
+        if not db_path.exists():
+            return True
+        try:
+            db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+            try:
+                row = db.execute("SELECT 1 FROM collections WHERE name = ?", (self.name,))
+                return row.fetchone() is None
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return False
+
     def _get(self) -> Any | None:
         if self._generation != _generation:
             self._collection = None  # reopened: the old handle belongs to a stopped system
         if self._collection is None:
+            if self._absent():
+                return None
+            # The client first: a prefetch may be importing chromadb on its thread right now.
+            client = self._client
             from chromadb.errors import NotFoundError
 
             try:
-                self._collection = self._client.get_collection(self.name, embedding_function=None)
+                self._collection = client.get_collection(self.name, embedding_function=None)
             except NotFoundError:
                 return None
             except Exception as exc:
@@ -349,10 +398,11 @@ class Store:
         return 0 if col is None else int(self._guard(col.count))
 
     def drop(self) -> None:
+        client = self._client
         from chromadb.errors import NotFoundError
 
         try:
-            self._client.delete_collection(self.name)
+            client.delete_collection(self.name)
         except NotFoundError:
             pass
         except Exception as exc:

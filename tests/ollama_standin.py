@@ -7,7 +7,7 @@ the team's reference/ollama-api.md, so the official `ollama` client talks to it 
         client = ollama.Client(host=server.url)
 
 Constructor: `OllamaStandIn(models=("nomic-embed-text:latest", "llama3.2:3b"), *, embed_dim=768,
-embed_delay=0.0, token_delay=0.0, first_token_delay=0.0, num_parallel=1, size_vram_fraction=1.0,
+embed_delay=0.0, embed_request_delay=0.0, token_delay=0.0, first_token_delay=0.0, num_parallel=1, size_vram_fraction=1.0,
 pullable=None, version="0.12.6", default_num_ctx=4096)`. `embed_dim` is the vector length of
 nomic-embed-text and of models outside CATALOGUE; all-minilm (384) and mxbai-embed-large (1024) keep
 their real sizes so tests can provoke a dimension mismatch.
@@ -18,7 +18,9 @@ State and knobs (all thread-safe; the plain attributes may be changed while runn
 `embedded_inputs`, `busy_seconds` (time spent in simulated work), `peak_parallel` (most requests
 working at once), `prompt_truncations` (prompts cut to fit num_ctx), `reset()` (clears the log and
 counters), `fail_next(path, status=500, error=None, times=1)`, `fail_mid_stream(path, error=...)`,
-`answer_override`, `size_vram_fraction`, `embed_delay`, `token_delay`, `first_token_delay`.
+`answer_override`, `size_vram_fraction`, `embed_delay` (per input), `embed_request_delay` (per
+/api/embed request, whatever its size: a GPU's fixed cost per batch), `token_delay`,
+`first_token_delay`.
 
 Embeddings are hashed word vectors (`embed_text`). Chat and generate answer from numbered sources
 in the prompt (`compose_answer`, whose docstring gives the prompt format: ragged's fenced
@@ -481,6 +483,7 @@ class OllamaStandIn:
         *,
         embed_dim: int = 768,
         embed_delay: float = 0.0,
+        embed_request_delay: float = 0.0,
         token_delay: float = 0.0,
         first_token_delay: float = 0.0,
         num_parallel: int = 1,
@@ -491,6 +494,7 @@ class OllamaStandIn:
     ) -> None:
         self.embed_dim = embed_dim
         self.embed_delay = embed_delay
+        self.embed_request_delay = embed_request_delay
         self.token_delay = token_delay
         self.first_token_delay = first_token_delay
         self.num_parallel = num_parallel
@@ -859,7 +863,7 @@ class OllamaStandIn:
         self._mark_loaded(key, keep_alive, context)
         with self._slot(key):
             ready = time.perf_counter_ns()
-            self._work(self.embed_delay * len(texts))
+            self._work(self.embed_request_delay + self.embed_delay * len(texts))
         dim = facts.embedding_length
         dimensions = body.get("dimensions")
         vectors = [_word_counts(text, dim) for text in texts]
@@ -1065,6 +1069,9 @@ ROUTES: dict[tuple[str, str], tuple[Callable[[OllamaStandIn, dict[str, Any]], _R
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # a stream stuck on a slow client must not hang stop()
+    # socketserver's default backlog is 5: a client opening dozens of connections at once
+    # (LlamaIndex's use_async sends every batch together) would see resets Ollama never gives.
+    request_queue_size = 1024
     standin: OllamaStandIn
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -83,8 +83,12 @@ def run_in_terminal(
     os.close(child)
     out = b""
     deadline = time.monotonic() + timeout
+    # poll, not select: a long test run holds over 1,024 descriptors (embedded Chroma keeps
+    # every store it opened open for the life of the process), and select() refuses those.
+    waiter = select.poll()
+    waiter.register(main, select.POLLIN)
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([main], [], [], 1)
+        ready = waiter.poll(1000)
         if not ready:
             if proc.poll() is not None:
                 break

@@ -76,7 +76,7 @@ def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
 def test_heavy_libraries_are_imported_only_when_used() -> None:
     code = (
         "import sys, ragged.ingest.loaders, ragged.ingest.chunking; "
-        "print(sorted({'pypdf', 'tiktoken', 'charset_normalizer'} & set(sys.modules)))"
+        "print(sorted({'pypdf', 'pypdfium2', 'tiktoken', 'charset_normalizer'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -378,7 +378,27 @@ def test_pdf_encrypted_with_empty_user_password_opens(tmp_path: Path) -> None:
     assert doc.pages == 2 and "lighthouse keeper salary" in doc.sections[1].text
 
 
-def test_pdf_logger_is_quietened() -> None:
+@pytest.fixture
+def pypdf_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if pdfium refused every file: the pypdf fallback does all the work."""
+    from ragged.ingest import loaders
+
+    def refuse(path: Path, data: bytes) -> None:
+        raise loaders._PdfiumRefused
+
+    monkeypatch.setattr(loaders, "_load_pdf_pdfium", refuse)
+
+
+@pytest.mark.parametrize("engine", ["pdfium", "pypdf"])
+def test_pdf_both_engines_read_the_fixture(engine: str, request: pytest.FixtureRequest) -> None:
+    if engine == "pypdf":
+        request.getfixturevalue("pypdf_only")
+    doc = load(REPORT_PDF)
+    assert doc.pages == 2 and [s.page for s in doc.sections] == [1, 2]
+    assert "lighthouse keeper salary" in doc.sections[1].text
+
+
+def test_pdf_logger_is_quietened(pypdf_only: None) -> None:
     logging.getLogger("pypdf").setLevel(logging.NOTSET)
     load(REPORT_PDF)
     assert logging.getLogger("pypdf").level == logging.ERROR
@@ -386,16 +406,40 @@ def test_pdf_logger_is_quietened() -> None:
 
 def test_pdf_ctrl_c_is_never_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
     import pypdf
+    import pypdfium2
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(pypdfium2, "PdfDocument", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load(REPORT_PDF)
+    monkeypatch.undo()
     monkeypatch.setattr(pypdf, "PdfReader", interrupted)
+    from ragged.ingest import loaders
+
+    monkeypatch.setattr(loaders, "_load_pdf_pdfium", lambda path, data: None)
     with pytest.raises(KeyboardInterrupt):
         load(REPORT_PDF)
 
 
 def test_pdf_one_broken_page_does_not_lose_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypdfium2 import PdfiumError, PdfTextPage
+
+    real = PdfTextPage.get_text_bounded
+
+    def flaky(self: PdfTextPage, *args: object, **kwargs: object) -> str:
+        text = real(self)
+        if "Historical notes" in text:
+            raise PdfiumError("bad font")
+        return text
+
+    monkeypatch.setattr(PdfTextPage, "get_text_bounded", flaky)
+    doc = load(REPORT_PDF)
+    assert doc.pages == 2 and [s.page for s in doc.sections] == [1]
+
+
+def test_pdf_one_broken_page_with_pypdf(pypdf_only: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from pypdf import PageObject
 
     real = PageObject.extract_text
@@ -409,6 +453,13 @@ def test_pdf_one_broken_page_does_not_lose_the_others(monkeypatch: pytest.Monkey
     monkeypatch.setattr(PageObject, "extract_text", flaky)
     doc = load(REPORT_PDF)
     assert doc.pages == 2 and [s.page for s in doc.sections] == [1]
+
+
+def test_pdfium_hyphenation_marks_become_hyphens() -> None:
+    from ragged.ingest.loaders import _PDFIUM_TEXT
+
+    raw = "Übungsauf\x02gaben and cross\x02origin\x0cnext\x03"
+    assert raw.translate(_PDFIUM_TEXT) == "Übungsauf-gaben and cross-origin\nnext"
 
 
 # --- the shared benchmark corpus -----------------------------------------------------------

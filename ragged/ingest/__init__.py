@@ -20,7 +20,13 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,11 +35,13 @@ from typing import TYPE_CHECKING, TypeAlias
 from ragged.catalog import ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, UnreadableDocument
 from ragged.index import embed_text, embed_title, make_row
+from ragged.ingest.writer import BATCHES_PER_WRITE, VectorWriter
 
 if TYPE_CHECKING:
     from ragged.config import Settings
     from ragged.index import Index
     from ragged.ingest.chunking import Chunk
+    from ragged.ingest.loaders import Document
     from ragged.ingest.walk import Candidate, Walk
     from ragged.llm import LLM
 
@@ -126,30 +134,36 @@ def signature(cand: Candidate) -> str:
     return f"{cand.size}:{cand.mtime_ns}:{cand.ctime_ns}"
 
 
-class Embedder:
-    """Batches pending chunks and keeps a few embedding requests in flight while files are parsed.
+# Embedding requests in flight per Ollama slot (embed_concurrency), and batches parsing may
+# run ahead of Ollama. Ollama's own queue must cover the moments when a store write holds
+# the GIL (a 512-row upsert: a few hundred ms) so that its slots never run dry.
+REQUESTS_PER_SLOT = 4
+AHEAD_PER_SLOT = 8
 
-    Workers only make the HTTP call; every write (Chroma, catalog) happens on the calling
-    thread when it collects results, so the stores see one writer.
+
+class Embedder:
+    """Batches pending chunks and keeps embedding requests in flight while files are parsed.
+
+    Workers only make the HTTP call; results go to `sink` (a VectorWriter) on the calling
+    thread when it collects them, so the stores see one writer.
     """
 
     def __init__(
         self,
         llm: LLM,
-        index: Index,
         model: str,
         batch: int,
         concurrency: int,
-        on_embedded: Callable[[int], None],
+        sink: Callable[[list[ChunkRow], list[list[float]]], None],
     ) -> None:
-        self.llm, self.index, self.model = llm, index, model
+        self.llm, self.model = llm, model
         self.batch, self.concurrency = batch, concurrency
-        self.on_embedded = on_embedded
+        self.sink = sink
         self.buffer: list[ChunkRow] = []
         self.in_flight: deque[tuple[list[ChunkRow], Future[list[list[float]]]]] = deque()
-        # Twice as many requests as Ollama has slots: its own queue then covers the moments
-        # when a Chroma write holds the GIL (busy ratio 1.21 -> 1.17, docs/benchmarks.md).
-        self.pool = ThreadPoolExecutor(max_workers=concurrency * 2, thread_name_prefix="embed")
+        self.pool = ThreadPoolExecutor(
+            max_workers=concurrency * REQUESTS_PER_SLOT, thread_name_prefix="embed"
+        )
         self.error: RaggedError | None = None
         self.embedded = 0
 
@@ -163,7 +177,7 @@ class Embedder:
 
     def _submit(self, rows: list[ChunkRow]) -> None:
         # Back-pressure: parsing may run ahead of Ollama by a bounded number of batches.
-        while len(self.in_flight) >= self.concurrency * 4:
+        while len(self.in_flight) >= self.concurrency * AHEAD_PER_SLOT:
             self._collect(block=True)
         if self.error is None:
             self.in_flight.append(
@@ -213,9 +227,8 @@ class Embedder:
             except RaggedError as exc:  # Ollama gone, model missing, retries exhausted
                 self._stop(exc)
                 return
-            self.index.write_vectors(rows, vectors, self.model)
             self.embedded += len(rows)
-            self.on_embedded(len(rows))
+            self.sink(rows, vectors)
 
     def _stop(self, exc: RaggedError) -> None:
         """Ollama is gone: keep the text (already in the catalog as pending) and stop asking."""
@@ -226,7 +239,16 @@ class Embedder:
         self.buffer.clear()
 
     def poll(self) -> None:
+        """Collect what came back; send a short batch rather than leave Ollama's queue short.
+
+        At the start of a run, and while the main thread waits for a PDF, fewer chunks than a
+        batch may be waiting while Ollama has nothing to do: a partial batch costs one
+        request's overhead (~20 ms on a GPU), an idle Ollama costs the whole wait.
+        """
         self._collect(block=False)
+        if self.buffer and self.error is None and len(self.in_flight) < self.concurrency:
+            self._submit(self.buffer)
+            self.buffer = []
 
     def finish(self) -> None:
         if self.buffer and self.error is None:
@@ -301,13 +323,15 @@ def ingest(
     for s in found.skipped:
         record(FileOutcome(s.path, "failed" if s.failed else "skipped", reason=s.reason))
 
+    writer = VectorWriter(
+        index, settings.embed_model, embedded, settings.embed_batch * BATCHES_PER_WRITE
+    )
     embedder = Embedder(
         llm,
-        index,
         settings.embed_model,
         settings.embed_batch,
         settings.embed_concurrency,
-        embedded,
+        writer.add,
     )
     parsers = Parsers(settings)
 
@@ -332,26 +356,72 @@ def ingest(
         state.files += 1
         progress()
 
+    def warm_up() -> None:
+        """Work is coming: load the tokenizer and the Ollama client on threads while files are
+        read and the first PDFs parsed. Not before: an unchanged re-ingest needs neither."""
+        from ragged.ingest.chunking import warm_up as warm_chunking
+
+        warm_chunking()
+        llm.warm_up()
+
+    def open_store() -> None:
+        """Requests are out: open the store (import chromadb, ~0.5-1 s) on a thread while
+        Ollama embeds. It is first needed at the first write, a few hundred chunks later."""
+        if embedder.in_flight:
+            index.store.prefetch()
+
+    def handle(cand: Candidate) -> None:
+        state.current = cand.rel_path
+        progress()
+        prepared = _prepare(cand, index, report)
+        if isinstance(prepared, FileOutcome):
+            if prepared.status == "failed" and not prepared.known:
+                index.catalog.record_failure(prepared.path, signature(cand), prepared.reason)
+            state.bytes_total -= cand.size  # settled without parsing: no work after all
+            record_outcome(prepared)
+        else:
+            warm_up()
+            parsers.submit(*prepared)
+        for done in parsers.ready():
+            finish(*done)
+        embedder.poll()
+        open_store()
+
+    # PDFs go to the worker processes first, largest first, and the pool is kept full while
+    # text files are parsed here: the longest parse starts at once instead of last.
+    pdfs = deque(sorted((c for c in found.candidates if Parsers.pooled(c.path)), key=_larger))
+    texts = [c for c in found.candidates if not Parsers.pooled(c.path)]
     try:
         # Chunks left pending by an earlier run (Ollama was down, or the run was killed) go first.
-        embedder.add(index.catalog.pending())
-        for cand in found.candidates:
-            state.current = cand.rel_path
-            progress()
-            prepared = _prepare(cand, index, report)
-            if isinstance(prepared, FileOutcome):
-                if prepared.status == "failed" and not prepared.known:
-                    index.catalog.record_failure(prepared.path, signature(cand), prepared.reason)
-                state.bytes_total -= cand.size  # settled without parsing: no work after all
-                record_outcome(prepared)
-            else:
-                parsers.submit(*prepared)
+        pending = index.catalog.pending()
+        if pending:
+            warm_up()
+            embedder.add(pending)
+            open_store()
+        for cand in texts:
+            while pdfs and parsers.has_room():
+                handle(pdfs.popleft())
+            handle(cand)
+        while pdfs:
+            while not parsers.has_room():
+                embedder.poll()
+                open_store()
+                parsers.wait()
+                for done in parsers.ready():
+                    finish(*done)
+            handle(pdfs.popleft())
+        while parsers.busy:
+            embedder.poll()
+            open_store()
+            parsers.wait()
             for done in parsers.ready():
                 finish(*done)
-            embedder.poll()
-        for done in parsers.drain():
-            finish(*done)
+        parsers.close(wait=False)
+        # From here every flush overlaps with requests still queued at Ollama, except the
+        # last: smaller writes keep that one short.
+        writer.rows_per_write = min(writer.rows_per_write, settings.embed_batch * 4)
         embedder.finish()
+        writer.flush()
         progress()
         if prune:
             for outcome in _prune(found, index, report, confirm_prune):
@@ -361,7 +431,7 @@ def ingest(
         embedder.pool.shutdown(wait=False, cancel_futures=True)
         parsers.close()
 
-    report.embedded = embedder.embedded
+    report.embedded = writer.written
     report.pending = index.catalog.pending_count()
     if embedder.error is not None:
         report.embed_error = embedder.error.message
@@ -416,69 +486,117 @@ class Job:
 
 
 def parse_file(path: str, data: bytes, max_tokens: int, overlap: int) -> Parsed:
-    """Load and chunk one file. Runs in a worker process for PDFs, so it returns, never raises."""
-    from ragged.ingest.chunking import chunk
+    """Load and chunk one file."""
+    loaded = load_file(path, data)
+    return loaded if isinstance(loaded, str) else chunk_document(loaded, max_tokens, overlap)
+
+
+def load_file(path: str, data: bytes) -> Document | str:
+    """One file's text, or why it cannot be read. Runs in a worker process for PDFs, so it
+    returns, never raises, and leaves chunking (and loading the tokenizer) to the caller."""
     from ragged.ingest.loaders import load
 
     try:
-        document = load(Path(path), data)
-        pieces = chunk(document, max_tokens, overlap)
+        return load(Path(path), data)
     except UnreadableDocument as exc:
         return exc.reason
+
+
+def chunk_document(document: Document, max_tokens: int, overlap: int) -> Parsed:
+    from ragged.ingest.chunking import chunk
+
+    pieces = chunk(document, max_tokens, overlap)
     if not pieces:
         return "no extractable text"
     return document.pages, pieces
 
 
 class Parsers:
-    """Parses files: text formats inline, PDFs in a pool of processes while the run goes on.
+    """Parses files: text formats inline, PDFs' text in a pool of processes meanwhile.
 
-    pypdf is pure Python and CPU-bound, so threads would not help; the pool is started only
-    when the first PDF needs parsing, since spawning workers costs a few hundred ms.
+    Extracting a PDF's text is CPU-bound (pdfium, or pure-Python pypdf), so threads would not
+    help; a crash in pdfium's C++ then costs one file, not the run. Workers only extract: the
+    tokenizer stays loaded once, here, and chunking is quick. The pool is started when the
+    first PDF needs parsing, since spawning workers costs a few hundred ms.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.workers = max(1, min(4, os.cpu_count() or 1))
         self.pool: ProcessPoolExecutor | None = None
-        self.queue: deque[tuple[Job, Future[Parsed]]] = deque()
+        self.queue: list[tuple[Job, Future[Document | str]]] = []
         self.done: list[tuple[Job, Parsed]] = []
 
+    @staticmethod
+    def pooled(path: str | Path) -> bool:
+        """Extracted in a worker process: PDFs."""
+        return str(path).lower().endswith(".pdf")
+
+    def has_room(self) -> bool:
+        """The pool can take another file without waiting (bounded look-ahead)."""
+        return len(self.queue) < 2 * self.workers
+
     def submit(self, job: Job, data: bytes) -> None:
-        args = (job.record.path, data, self.settings.chunk_tokens, self.settings.chunk_overlap)
-        if not job.record.path.lower().endswith(".pdf"):
-            self.done.append((job, parse_file(*args)))
+        path = job.record.path
+        if not self.pooled(path):
+            self.done.append(
+                (
+                    job,
+                    parse_file(path, data, self.settings.chunk_tokens, self.settings.chunk_overlap),
+                )
+            )
             return
         if self.pool is None:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
         # Bounded look-ahead keeps memory flat on folders of large PDFs.
-        while len(self.queue) >= 2 * self.workers:
+        while not self.has_room():
             self._take(block=True)
-        self.queue.append((job, self.pool.submit(parse_file, *args)))
+        self.queue.append((job, self.pool.submit(load_file, path, data)))
 
     def _take(self, block: bool) -> None:
-        while self.queue and (block or self.queue[0][1].done()):
-            job, future = self.queue.popleft()
-            block = False
+        """Collect the files whose text is ready, in whatever order they finished."""
+        if not self.queue:
+            return
+        if block:
+            wait([f for _, f in self.queue], return_when=FIRST_COMPLETED)
+        waiting = []
+        for job, future in self.queue:
+            if not future.done():
+                waiting.append((job, future))
+                continue
             try:
-                parsed = future.result()
-            except Exception as exc:  # a worker that died (out of memory, a crash in pypdf)
-                parsed = f"parser crashed: {exc.__class__.__name__}: {exc}"
+                loaded = future.result()
+            except Exception as exc:  # a worker that died (out of memory, a crash in pdfium)
+                loaded = f"parser crashed: {exc.__class__.__name__}: {exc}"
+            parsed = (
+                loaded
+                if isinstance(loaded, str)
+                else chunk_document(loaded, self.settings.chunk_tokens, self.settings.chunk_overlap)
+            )
             self.done.append((job, parsed))
+        self.queue = waiting
 
     def ready(self) -> list[tuple[Job, Parsed]]:
         self._take(block=False)
         out, self.done = self.done, []
         return out
 
-    def drain(self) -> list[tuple[Job, Parsed]]:
-        while self.queue:
-            self._take(block=True)
-        return self.ready()
+    @property
+    def busy(self) -> bool:
+        """Files are still being parsed in the pool."""
+        return bool(self.queue)
 
-    def close(self) -> None:
+    def wait(self) -> None:
+        """Block until the pool has finished at least one file."""
+        self._take(block=True)
+
+    def close(self, wait: bool = True) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def _larger(cand: Candidate) -> int:
+    return -cand.size
 
 
 def _prepare(
