@@ -423,7 +423,9 @@ class Parsers:
 
     def submit(self, job: Job, data: bytes) -> None:
         args = (job.record.path, data, self.settings.chunk_tokens, self.settings.chunk_overlap)
-        if not job.record.path.lower().endswith(".pdf"):
+        from ragged.ingest.loaders import HEAVY_SUFFIXES
+
+        if not job.record.path.lower().endswith(HEAVY_SUFFIXES):
             self.done.append((job, parse_file(*args)))
             return
         if self.pool is None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from ragged.ingest.loaders import Document, Section
+from ragged.ingest.tables import ROW, SEPARATOR
 from ragged.tokens import count_tokens, encoding
 
 DEFAULT_MAX_TOKENS = 512
@@ -93,6 +94,10 @@ def split_text(text: str, max_tokens: int, overlap: int) -> list[tuple[str, int]
     - chunk 3 starts near 930 - 64 = 866 and takes the remaining 334 tokens.
     Each step advances about max_tokens - overlap = 448 tokens, so T tokens give about
     ceil((T - overlap) / (max_tokens - overlap)) chunks: (1200 - 64) / 448 = 2.5, so 3.
+
+    Markdown tables are cut between rows only (unless one row alone outgrows the window),
+    and a piece that starts inside a table begins with the table's header and separator
+    lines again, so every piece of a table says what its columns are.
     """
     tokens = _encode(text)
     n = len(tokens)
@@ -104,20 +109,27 @@ def split_text(text: str, max_tokens: int, overlap: int) -> list[tuple[str, int]
         if count <= max_tokens:
             return [(stripped, count)] if stripped else []
     starts = _token_starts(tokens)
+    tables = _Tables(text)
     pieces: list[tuple[str, int]] = []
     a = 0  # character offset where the current piece starts
     while a < len(text):
         ta = bisect_right(starts, a) - 1  # the token that contains offset a
         # The nearest offset after a where a token starts: the shortest piece possible.
         shortest = starts[bisect_right(starts, a)]
-        budget = max_tokens
+        header = tables.header_for(a)
+        header_tokens = count_tokens(header) + 1 if header else 0
+        if header_tokens > max_tokens // 2:
+            header, header_tokens = "", 0  # a header that big would crowd out the rows
+        budget = max_tokens - header_tokens
         while True:
             tb = ta + budget
             if tb >= n:
                 b = len(text)
             else:
-                b = _break_before(text, a, max(starts[tb], shortest))
+                b = tables.row_end(a, _break_before(text, a, max(starts[tb], shortest)))
             piece = text[a:b].strip()
+            if header:
+                piece = f"{header}\n{piece}"
             count = count_tokens(piece)
             if count <= max_tokens or b <= shortest:
                 # (b <= shortest: one character worth more tokens than max_tokens, only
@@ -128,8 +140,79 @@ def split_text(text: str, max_tokens: int, overlap: int) -> list[tuple[str, int]
             pieces.append((piece, count))
         if b >= len(text):
             break
-        a = _overlap_start(text, starts, ta, a, b, overlap)
+        a = tables.row_start(_overlap_start(text, starts, ta, a, b, overlap), a, b)
     return pieces
+
+
+class _Tables:
+    """Where the Markdown tables of a text are, so cuts can keep to row boundaries."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        # (start, end of the header + separator lines or start, end) of each table
+        self.spans: list[tuple[int, int, int]] = []
+        if "|" not in text:
+            return
+        offset = 0
+        run: list[tuple[int, int]] = []  # (start, end) of consecutive row lines
+        for line in text.split("\n"):
+            end = offset + len(line)
+            if ROW.match(line):
+                run.append((offset, end))
+            else:
+                self._close(run)
+                run = []
+            offset = end + 1
+        self._close(run)
+        self.starts = [start for start, _, _ in self.spans]
+
+    def _close(self, run: list[tuple[int, int]]) -> None:
+        if len(run) < 2:
+            return
+        has_header = bool(SEPARATOR.match(self.text[run[1][0] : run[1][1]]))
+        self.spans.append((run[0][0], run[1][1] if has_header else run[0][0], run[-1][1]))
+
+    def _table_at(self, pos: int) -> tuple[int, int, int] | None:
+        if not self.spans:
+            return None
+        i = bisect_right(self.starts, pos) - 1
+        if i >= 0 and pos <= self.spans[i][2]:
+            return self.spans[i]
+        return None
+
+    def _row_bounds(self, pos: int) -> tuple[int, int] | None:
+        """The row line that `pos` lies strictly inside, if any."""
+        if self._table_at(pos) is None:
+            return None
+        start = self.text.rfind("\n", 0, pos) + 1
+        end = self.text.find("\n", pos)
+        end = len(self.text) if end == -1 else end
+        return (start, end) if start < pos < end else None
+
+    def row_end(self, a: int, b: int) -> int:
+        """A cut at b, moved back to the start of the row it would split (if that is after a)."""
+        row = self._row_bounds(b)
+        if row is None or row[0] <= a:
+            return b  # not in a row, or one row longer than the whole window: cut it
+        return row[0]
+
+    def row_start(self, c: int, a: int, b: int) -> int:
+        """Where a piece starting near c starts so that it opens with a whole row."""
+        row = self._row_bounds(c)
+        if row is None:
+            return c
+        if row[1] + 1 < b:
+            return row[1] + 1  # the next row: a little less overlap
+        if row[0] > a:
+            return row[0]  # this row whole: a little more overlap
+        return b
+
+    def header_for(self, a: int) -> str:
+        """The header and separator lines to repeat for a piece starting at a, if inside a table body."""
+        table = self._table_at(a)
+        if table is None or table[1] == table[0] or a <= table[1]:
+            return ""
+        return self.text[table[0] : table[1]]
 
 
 def _encode(text: str) -> list[int]:
