@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ragged import __version__
-from ragged.cli import ask, doctor, ingest, manage
+from ragged.cli import ask, doctor, ingest, manage, watch
 from ragged.cli._common import State
 
 app = typer.Typer(
@@ -64,6 +64,7 @@ def main(
 
 
 app.command()(ingest.ingest)
+app.command()(watch.watch)
 app.command()(ask.search)
 app.command()(ask.ask)
 app.command("list")(manage.list_sources)

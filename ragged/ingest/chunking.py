@@ -126,7 +126,8 @@ def split_text(text: str, max_tokens: int, overlap: int) -> list[tuple[str, int]
             if tb >= n:
                 b = len(text)
             else:
-                b = tables.row_end(a, _break_before(text, a, max(starts[tb], shortest)))
+                limit = max(starts[tb], shortest)
+                b = tables.cut(a, _break_before(text, a, limit), limit)
             piece = text[a:b].strip()
             if header:
                 piece = f"{header}\n{piece}"
@@ -189,12 +190,24 @@ class _Tables:
         end = len(self.text) if end == -1 else end
         return (start, end) if start < pos < end else None
 
-    def row_end(self, a: int, b: int) -> int:
-        """A cut at b, moved back to the start of the row it would split (if that is after a)."""
+    def cut(self, a: int, b: int, limit: int) -> int:
+        """A cut at b (of a piece from a that may reach `limit`) moved off a row's inside.
+
+        To the end of that row if it fits, else back to its start; a table's header and
+        separator are never parted from its first row. One row longer than the whole
+        window is cut where it must be.
+        """
+        table = self._table_at(b)
+        if table is not None and table[0] < b <= table[1] + 1 and table[0] > a:
+            return table[0]  # inside the header lines, or right after them: before the table
         row = self._row_bounds(b)
-        if row is None or row[0] <= a:
-            return b  # not in a row, or one row longer than the whole window: cut it
-        return row[0]
+        if row is None:
+            return b
+        if row[1] <= limit:
+            return row[1]
+        if row[0] > a:
+            return row[0]
+        return b
 
     def row_start(self, c: int, a: int, b: int) -> int:
         """Where a piece starting near c starts so that it opens with a whole row."""
