@@ -120,3 +120,21 @@ def test_pages_with_a_text_layer_are_never_rendered(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(ocr, "pdf_page_texts", refuse)
     monkeypatch.setattr(ocr, "available", lambda: True)
     assert [s.page for s in load(REPORT_PDF).sections] == [1, 2]
+
+
+def test_layout_reads_columns_one_after_the_other() -> None:
+    from ragged.ingest.ocr import Box, layout
+
+    boxes = [
+        Box(0, 0, 400, 20, "Title across both columns"),
+        Box(0, 40, 180, 55, "left one"),
+        Box(220, 42, 400, 57, "right one"),
+        Box(0, 60, 180, 75, "left two"),
+        Box(220, 62, 400, 77, "right two"),
+        Box(0, 100, 80, 115, "a new"),
+        Box(90, 101, 180, 116, "paragraph"),
+    ]
+    assert layout(boxes) == (
+        "Title across both columns\n\nleft one\nleft two\n\na new paragraph\n\nright one\nright two"
+    )
+    assert layout([]) == ""

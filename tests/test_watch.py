@@ -325,3 +325,14 @@ def test_watch_needs_existing_folders(
     result = runner.invoke(app, ["watch", str(tmp_path / target)])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_watch_help_stays_light() -> None:
+    code = (
+        "import sys; from typer.testing import CliRunner; from ragged.cli import app; "
+        "r = CliRunner().invoke(app, ['watch', '--help']); assert '--debounce' in r.output; "
+        "print(sorted(m for m in ('watchfiles', 'chromadb', 'ollama', 'docx', 'pptx', "
+        "'rapidocr') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -129,7 +129,9 @@ def ingest(
             render.ingest_summary(report)
         seen = report.added + report.updated + report.unchanged + report.failed
         if paths and seen == 0 and report.removed == 0 and not report.held_back:
-            render.notice("no supported documents found (.md .markdown .txt .rst .pdf .html .htm)")
+            from ragged.ingest.loaders import describe_suffixes
+
+            render.notice(f"no supported documents found ({describe_suffixes()})")
         if report.known_failures:
             render.notice(
                 f"{report.known_failures} files failed before and have not changed since; "
