@@ -336,3 +336,49 @@ def test_watch_help_stays_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_terminal_gets_a_live_status(ollama: OllamaStandIn, tmp_path: Path, env: Path) -> None:
+    import pty
+    import select
+
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [*RAGGED, "watch", str(notes)],
+        env={
+            **os.environ,
+            "RAGGED_HOME": str(env),
+            "OLLAMA_HOST": ollama.host,
+            "TERM": "xterm-256color",
+            "COLUMNS": "120",
+        },
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    seen = b""
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while "watching · synced".encode() not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 1)
+            if ready:
+                seen += os.read(main, 65536)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        while select.select([main], [], [], 0.5)[0]:
+            try:
+                data = os.read(main, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            seen += data
+        os.close(main)
+    text = seen.decode(errors="replace")
+    assert "watching" in text and "synced 3 files, 3 added" in text
+    assert "watching · synced" in text  # the status line under the batch lines
+    assert proc.returncode == 130
