@@ -359,23 +359,27 @@ def test_a_terminal_gets_a_live_status(ollama: OllamaStandIn, tmp_path: Path, en
         stderr=child,
     )
     os.close(child)
+    # poll, not select: the suite may already hold more than 1,024 descriptors.
+    poller = select.poll()
+    poller.register(main, select.POLLIN)
+
+    def read(wait: float) -> bytes:
+        if not poller.poll(wait * 1000):
+            return b""
+        try:
+            return os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            return b""
+
     seen = b""
     deadline = time.monotonic() + TIMEOUT
     try:
         while "watching · synced".encode() not in seen and time.monotonic() < deadline:
-            ready, _, _ = select.select([main], [], [], 1)
-            if ready:
-                seen += os.read(main, 65536)
+            seen += read(1)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-        while select.select([main], [], [], 0.5)[0]:
-            try:
-                data = os.read(main, 65536)
-            except OSError:
-                break
-            if not data:
-                break
+        while data := read(0.5):
             seen += data
         os.close(main)
     text = seen.decode(errors="replace")
