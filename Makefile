@@ -12,10 +12,11 @@ install: $(BIN)/ragged browser
 browser:
 	@sh scripts/ensure_chromium.sh
 
+# With the OCR extra (about 95 MB to download), so its tests run here and in CI too.
 $(BIN)/ragged: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,ocr]'
 	@touch $@
 
 # The README's test command, and so CI's: the linters the team agreed on, then the suite.

@@ -517,9 +517,9 @@ class OllamaStandIn:
 
     # lifecycle
 
-    def start(self) -> OllamaStandIn:
-        """Listen on a free port and serve in a background thread."""
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+    def start(self, port: int = 0) -> OllamaStandIn:
+        """Listen on a free port (or `port`, to come back where it was) in a background thread."""
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.standin = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

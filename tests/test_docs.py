@@ -37,3 +37,11 @@ def test_readme_lists_every_command() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
         assert f"`ragged {name}" in readme, name
+
+
+def test_readme_lists_every_supported_suffix() -> None:
+    from ragged.ingest.loaders import SUPPORTED_SUFFIXES
+
+    formats = (ROOT / "README.md").read_text().split("## Formats", 1)[1].split("\n## ", 1)[0]
+    for suffix in SUPPORTED_SUFFIXES:
+        assert f"`{suffix}" in formats or f" {suffix}" in formats, suffix

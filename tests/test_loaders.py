@@ -46,7 +46,10 @@ def reason(path: Path, data: bytes | None = None) -> str:
 
 
 def test_supported_suffixes() -> None:
-    assert {".md", ".markdown", ".txt", ".rst", ".pdf", ".html", ".htm"} == SUPPORTED_SUFFIXES
+    assert {
+        *(".md", ".markdown", ".txt", ".rst", ".pdf", ".html", ".htm"),
+        *(".docx", ".pptx", ".ipynb", ".png", ".jpg", ".jpeg"),
+    } == SUPPORTED_SUFFIXES
     assert set(LOADERS) == SUPPORTED_SUFFIXES
 
 
@@ -62,7 +65,7 @@ def test_given_bytes_are_used_instead_of_reading(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("missing.md", "file not found"), ("image.png", "unsupported file type '.png'")],
+    [("missing.md", "file not found"), ("image.gif", "unsupported file type '.gif'")],
 )
 def test_unreadable_paths(tmp_path: Path, name: str, expected: str) -> None:
     assert reason(tmp_path / name) == expected
@@ -76,7 +79,8 @@ def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
 def test_heavy_libraries_are_imported_only_when_used() -> None:
     code = (
         "import sys, ragged.ingest.loaders, ragged.ingest.chunking; "
-        "print(sorted({'pypdf', 'pypdfium2', 'tiktoken', 'charset_normalizer'} & set(sys.modules)))"
+        "print(sorted({'pypdf', 'tiktoken', 'charset_normalizer', 'docx', 'pptx', 'rapidocr', "
+        "'pypdfium2', 'PIL'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -277,7 +281,7 @@ def test_html_drops_chrome_and_keeps_structure(tmp_path: Path) -> None:
     first = doc.sections[0].text
     assert first.startswith("First paragraph with bold and a link.\n\none\ntwo")
     assert "  indented\n    code" in first
-    assert "Name | Age\nAda | 36" in first
+    assert "| Name | Age |\n| --- | --- |\n| Ada | 36 |" in first
     assert doc.sections[2].text == "Back up.\nNew line."
     for chrome in ("Site header", "Skip links", "Related", "Search", "Go", "Template", "Enable"):
         assert chrome not in text_of(doc)
@@ -341,9 +345,14 @@ def test_pdf_empty_pages_are_skipped_but_counted(tmp_path: Path) -> None:
     assert [(s.page, s.text) for s in doc.sections] == [(1, "Page one."), (3, "Page three (last).")]
 
 
-def test_pdf_without_text_layer(tmp_path: Path) -> None:
+def test_pdf_without_text_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As without the ragged[ocr] extra (tests/test_ocr.py covers both installs end to end).
+    monkeypatch.setattr("ragged.ingest.ocr.available", lambda: False)
     path = write_pdf(tmp_path / "scan.pdf", [[], []])
-    assert reason(path) == "no extractable text (scanned PDF without a text layer?)"
+    assert reason(path) == (
+        "no extractable text (scanned PDF without a text layer? "
+        "`pip install 'ragged[ocr]'` adds OCR)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ def test_supported_files_only_and_hidden_skipped(tmp_path: Path) -> None:
         {
             "a.md": "x",
             "b.txt": "x",
-            "c.png": "x",
+            "c.gif": "x",
             ".hidden.md": "x",
             ".git/config.md": "x",
             "sub/d.html": "x",
@@ -47,6 +47,17 @@ def test_supported_files_only_and_hidden_skipped(tmp_path: Path) -> None:
         "sub/e.PDF",
         "sub/f.rst",
     ]
+
+
+@pytest.mark.parametrize("ocr", [True, False])
+def test_images_are_walked_only_with_ocr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ocr: bool
+) -> None:
+    monkeypatch.setattr("ragged.ingest.ocr.available", lambda: ocr)
+    root = tree(tmp_path / "d", {"scan.png": "x", "photo.JPG": "x", "notes.md": "x"})
+    assert names(root) == (["notes.md", "photo.JPG", "scan.png"] if ocr else ["notes.md"])
+    # Named on the command line, an image is always tried, so the loader can say what it needs.
+    assert [c.path.name for c in walk([root / "scan.png"]).candidates] == ["scan.png"]
 
 
 def test_gitignore_and_raggedignore(tmp_path: Path) -> None:
@@ -83,11 +94,11 @@ def test_size_limit_is_reported(tmp_path: Path) -> None:
 
 
 def test_missing_root_and_unsupported_file_argument(tmp_path: Path) -> None:
-    (tmp_path / "pic.png").write_bytes(b"x")
-    found = walk([tmp_path / "missing", tmp_path / "pic.png"])
+    (tmp_path / "pic.gif").write_bytes(b"x")
+    found = walk([tmp_path / "missing", tmp_path / "pic.gif"])
     reasons = {Path(s.path).name: (s.reason, s.failed) for s in found.skipped}
     assert reasons["missing"] == ("no such file or directory", True)
-    assert reasons["pic.png"][0].startswith("unsupported file type")
+    assert reasons["pic.gif"][0].startswith("unsupported file type")
 
 
 @pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")

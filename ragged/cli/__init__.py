@@ -16,7 +16,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 
 from ragged import __version__  # noqa: E402
-from ragged.cli import ask, chat, doctor, ingest, manage, serve  # noqa: E402
+from ragged.cli import ask, chat, doctor, ingest, manage, serve, watch  # noqa: E402
 from ragged.cli._common import Command, IngestCommand, State  # noqa: E402
 
 app = typer.Typer(
@@ -75,6 +75,7 @@ def main(
 
 
 app.command(cls=IngestCommand)(ingest.ingest)
+app.command(cls=Command)(watch.watch)
 app.command(cls=Command)(ask.search)
 app.command(cls=Command)(ask.ask)
 app.command(cls=Command)(chat.chat)

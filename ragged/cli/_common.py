@@ -108,10 +108,10 @@ class IngestCommand(Command):
 
 
 def supported_types() -> str:
-    """'.htm .html .md …': what ingest reads, in a stable order."""
-    from ragged.ingest.loaders import SUPPORTED_SUFFIXES
+    """'.docx .htm .html .md …': what ingest reads, in a stable order (images with OCR)."""
+    from ragged.ingest.loaders import describe_suffixes
 
-    return " ".join(sorted(SUPPORTED_SUFFIXES))
+    return describe_suffixes()
 
 
 # -- completion: what the shell offers after an option (collection names, --mode values) ----

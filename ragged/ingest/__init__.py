@@ -529,8 +529,10 @@ class Parsers:
 
     @staticmethod
     def pooled(path: str | Path) -> bool:
-        """Extracted in a worker process: PDFs."""
-        return str(path).lower().endswith(".pdf")
+        """Extracted in a worker process: PDFs and images (CPU-bound; OCR takes seconds)."""
+        from ragged.ingest.loaders import HEAVY_SUFFIXES
+
+        return str(path).lower().endswith(HEAVY_SUFFIXES)
 
     def has_room(self) -> bool:
         """The pool can take another file without waiting (bounded look-ahead)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from ragged.ingest.loaders import Document, Section
+from ragged.ingest.tables import ROW, SEPARATOR
 from ragged.tokens import count_tokens, encoding
 
 DEFAULT_MAX_TOKENS = 512
@@ -107,6 +108,9 @@ def split_text(
     Each step advances about max_tokens - overlap = 448 tokens, so T tokens give about
     ceil((T - overlap) / (max_tokens - overlap)) chunks: (1200 - 64) / 448 = 2.5, so 3.
 
+    Markdown tables are cut between rows only (unless one row alone outgrows the window),
+    and a piece that starts inside a table begins with the table's header and separator
+    lines again, so every piece of a table says what its columns are.
     `encoded` is `_encode(text)` when the caller has it already.
     """
     tokens = _encode(text) if encoded is None else encoded
@@ -119,20 +123,28 @@ def split_text(
         if count <= max_tokens:
             return [(stripped, count)] if stripped else []
     starts = _token_starts(tokens)
+    tables = _Tables(text)
     pieces: list[tuple[str, int]] = []
     a = 0  # character offset where the current piece starts
     while a < len(text):
         ta = bisect_right(starts, a) - 1  # the token that contains offset a
         # The nearest offset after a where a token starts: the shortest piece possible.
         shortest = starts[bisect_right(starts, a)]
-        budget = max_tokens
+        header = tables.header_for(a)
+        header_tokens = count_tokens(header) + 1 if header else 0
+        if header_tokens > max_tokens // 2:
+            header, header_tokens = "", 0  # a header that big would crowd out the rows
+        budget = max_tokens - header_tokens
         while True:
             tb = ta + budget
             if tb >= n:
                 b = len(text)
             else:
-                b = _break_before(text, a, max(starts[tb], shortest))
+                limit = max(starts[tb], shortest)
+                b = tables.cut(a, _break_before(text, a, limit), limit)
             piece = text[a:b].strip()
+            if header:
+                piece = f"{header}\n{piece}"
             count = count_tokens(piece)
             if count <= max_tokens or b <= shortest:
                 # (b <= shortest: one character worth more tokens than max_tokens, only
@@ -143,8 +155,91 @@ def split_text(
             pieces.append((piece, count))
         if b >= len(text):
             break
-        a = _overlap_start(text, starts, ta, a, b, overlap)
+        a = tables.row_start(_overlap_start(text, starts, ta, a, b, overlap), a, b)
     return pieces
+
+
+class _Tables:
+    """Where the Markdown tables of a text are, so cuts can keep to row boundaries."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        # (start, end of the header + separator lines or start, end) of each table
+        self.spans: list[tuple[int, int, int]] = []
+        if "|" not in text:
+            return
+        offset = 0
+        run: list[tuple[int, int]] = []  # (start, end) of consecutive row lines
+        for line in text.split("\n"):
+            end = offset + len(line)
+            if ROW.match(line):
+                run.append((offset, end))
+            else:
+                self._close(run)
+                run = []
+            offset = end + 1
+        self._close(run)
+        self.starts = [start for start, _, _ in self.spans]
+
+    def _close(self, run: list[tuple[int, int]]) -> None:
+        if len(run) < 2:
+            return
+        has_header = bool(SEPARATOR.match(self.text[run[1][0] : run[1][1]]))
+        self.spans.append((run[0][0], run[1][1] if has_header else run[0][0], run[-1][1]))
+
+    def _table_at(self, pos: int) -> tuple[int, int, int] | None:
+        if not self.spans:
+            return None
+        i = bisect_right(self.starts, pos) - 1
+        if i >= 0 and pos <= self.spans[i][2]:
+            return self.spans[i]
+        return None
+
+    def _row_bounds(self, pos: int) -> tuple[int, int] | None:
+        """The row line that `pos` lies strictly inside, if any."""
+        if self._table_at(pos) is None:
+            return None
+        start = self.text.rfind("\n", 0, pos) + 1
+        end = self.text.find("\n", pos)
+        end = len(self.text) if end == -1 else end
+        return (start, end) if start < pos < end else None
+
+    def cut(self, a: int, b: int, limit: int) -> int:
+        """A cut at b (of a piece from a that may reach `limit`) moved off a row's inside.
+
+        To the end of that row if it fits, else back to its start; a table's header and
+        separator are never parted from its first row. One row longer than the whole
+        window is cut where it must be.
+        """
+        table = self._table_at(b)
+        if table is not None and table[0] < b <= table[1] + 1 and table[0] > a:
+            return table[0]  # inside the header lines, or right after them: before the table
+        row = self._row_bounds(b)
+        if row is None:
+            return b
+        if row[1] <= limit:
+            return row[1]
+        if row[0] > a:
+            return row[0]
+        return b
+
+    def row_start(self, c: int, a: int, b: int) -> int:
+        """Where a piece starting near c starts so that it opens with a whole row."""
+        row = self._row_bounds(c)
+        if row is None:
+            return c
+        if row[1] + 1 < b:
+            return row[1] + 1  # the next row: a little less overlap
+        if row[0] > a:
+            return row[0]  # this row whole: a little more overlap
+        return b
+
+    def header_for(self, a: int) -> str:
+        """The header and separator lines to repeat for a piece starting at a, if inside a table body."""
+        table = self._table_at(a)
+        if table is None or table[1] == table[0] or a <= table[1]:
+            return ""
+        return self.text[table[0] : table[1]]
 
 
 def _encode(text: str) -> list[int]:

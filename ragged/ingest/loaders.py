@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ragged.errors import UnreadableDocument
+from ragged.ingest.tables import TableBuilder
 
 # More than this share of control bytes (not tab, newline, CR, FF, VT or ESC) means binary.
 # Random bytes have about 10%; text with a stray NUL, like a bad copy-paste, has well under 5%.
@@ -206,7 +207,11 @@ def _clean_md_heading(raw: str) -> str:
 
 def _load_markdown(path: Path, data: bytes) -> Document:
     """Markdown: one section per heading (ATX and setext), code fences kept as text."""
-    text = normalise(decode_text(path, data))
+    return markdown_document(path, normalise(decode_text(path, data)))
+
+
+def markdown_document(path: Path, text: str) -> Document:
+    """Markdown text (already decoded and normalised) split along its headings."""
     if (front := _FRONT_MATTER.match(text)) and _META_KEY.search(front.group("meta")):
         text = text[front.end() :]
     parts: list[tuple[str, str]] = []
@@ -348,11 +353,23 @@ class _HTMLText(HTMLParser):
         self.title: list[str] | None = None
         self.title_text = ""
         self.saw_h1 = False
+        # One entry per open <table>: the builder of a data table, None for a layout table
+        # (its cells flow as text), and whether a <caption> is open in it.
+        self.tables: list[TableBuilder | None] = []
+        self.in_caption = False
+
+    @property
+    def table(self) -> TableBuilder | None:
+        """The data table being collected, if the innermost open table is one."""
+        return self.tables[-1] if self.tables else None
 
     # Text -----------------------------------------------------------------------------------
     def _emit(self, text: str) -> None:
         if self.heading is not None:
             self.heading.append(text)
+            return
+        if (table := self.table) is not None:
+            (table.caption.append if self.in_caption else table.text)(text)
             return
         if not self.pre:
             text = _WHITESPACE.sub(" ", text)
@@ -365,6 +382,10 @@ class _HTMLText(HTMLParser):
 
     def _newline(self, count: int) -> None:
         """End the line (1) or the paragraph (2), unless the text already ends so."""
+        if (table := self.table) is not None:
+            if table.in_cell:
+                table.text(" ")  # a <br> or <p> inside a cell: the cell stays one line
+            return
         if self.heading is None and self.body and self.newlines < count:
             self.body.append("\n" * (count - self.newlines))
             self.newlines = count
@@ -388,6 +409,19 @@ class _HTMLText(HTMLParser):
         if self.heading is not None and (tag in _HEADINGS or tag in _PARAGRAPH or tag in _LINE):
             # An unclosed heading ("<h1>Title<p>text"): the block ends it, as a browser shows.
             self._close_heading()
+        if tag == "table" and not self.skipping and not (tag in _SKIP or _hidden(attrs)):
+            if self.table is not None:
+                self._to_flow()  # a table inside a table: the outer one is layout
+            self._newline(2)
+            layout = ("role", "presentation") in attrs or ("role", "none") in attrs
+            self.tables.append(None if layout else TableBuilder())
+        elif self.table is not None and not self.skipping:
+            if tag in _HEADINGS:
+                self._to_flow()  # headings inside: the table lays out a page, it holds no data
+            elif tag in ("td", "th", "tr", "caption"):
+                self._table_tag(tag, dict(attrs))
+                self.stack.append((tag, False))
+                return
         skip = tag in _SKIP or _hidden(attrs)
         self.stack.append((tag, skip))
         if skip:
@@ -429,6 +463,19 @@ class _HTMLText(HTMLParser):
     def _ended(self, tag: str) -> None:
         if self.skipping:
             return
+        if tag == "table" and self.tables:
+            self._end_table()
+            return
+        if (table := self.table) is not None:
+            if tag in ("td", "th"):
+                table.end_cell()
+                return
+            if tag == "tr":
+                table.end_row()
+                return
+            if tag == "caption":
+                self.in_caption = False
+                return
         if tag == "title" and self.heading is self.title:
             self._close_heading()
         elif tag in _HEADINGS and self.heading is not None:
@@ -439,6 +486,46 @@ class _HTMLText(HTMLParser):
         elif tag in _PARAGRAPH:
             self._newline(2)
         elif tag in _LINE:
+            self._newline(1)
+
+    def _table_tag(self, tag: str, attrs: dict[str, str | None]) -> None:
+        table = self.table
+        assert table is not None
+        if tag == "tr":
+            table.start_row()
+        elif tag == "caption":
+            self.in_caption = True
+        else:
+            table.start_cell(_span(attrs.get("colspan")), _span(attrs.get("rowspan")))
+
+    def _end_table(self) -> None:
+        table = self.tables.pop()
+        self.in_caption = False
+        if table is not None:
+            text = table.finish()
+            self._newline(2)
+            if text:
+                self._emit_block(text)
+        self._newline(2)
+
+    def _emit_block(self, text: str) -> None:
+        """Text that goes into the body as it is: whitespace and line breaks kept."""
+        self.body.append(text)
+        self.newlines = 0
+
+    def _to_flow(self) -> None:
+        """The innermost table turns out to be layout: what it collected becomes lines of text."""
+        table = self.tables[-1]
+        if table is None:
+            return
+        self.tables[-1] = None
+        self.in_caption = False
+        table.end_row()
+        lines = [" ".join(table.caption)] + [c for row in table.rows for c in row]
+        text = "\n".join(line.strip() for line in lines if line.strip())
+        if text:
+            self._newline(2)
+            self._emit_block(text)
             self._newline(1)
 
     def _close_heading(self) -> None:
@@ -460,12 +547,20 @@ class _HTMLText(HTMLParser):
         self.close()
         if self.heading is not None:
             self._close_heading()
+        while self.tables:  # unclosed tables still hold their text
+            self._end_table()
         self._flush()
         top = [self.title_text] if self.title_text and not self.saw_h1 else []
         return [
             (HEADING_SEPARATOR.join(top + [title for _, title in levels]), text)
             for levels, text in self.parts
         ]
+
+
+def _span(value: str | None) -> int:
+    """A colspan/rowspan attribute as a number; browsers read "2abc" as 2 and junk as 1."""
+    match = re.match(r"\s*(\d+)", value or "")
+    return int(match.group(1)) if match else 1
 
 
 def _hidden(attrs: list[tuple[str, str | None]]) -> bool:
@@ -606,6 +701,7 @@ def _load_pdf_pypdf(path: Path, data: bytes) -> Document:
         raise UnreadableDocument(path, f"corrupt or truncated PDF: {_short(exc)}") from exc
 
     sections = []
+    textless: list[int] = []  # pages without a text layer: scans, for OCR when installed
     failure: Exception | None = None
     for number in range(1, count + 1):
         try:
@@ -618,12 +714,27 @@ def _load_pdf_pypdf(path: Path, data: bytes) -> Document:
         text = normalise(raw.translate(_LIGATURES))
         if text.strip():
             sections.append(Section(text, page=number))
+        else:
+            textless.append(number)
+    from ragged.ingest import ocr
+
+    ocr_ran = bool(textless) and ocr.available()
+    if ocr_ran:
+        # Only pages with no text at all: a page with a text layer is never rendered.
+        found = ocr.pdf_page_texts(data, textless)
+        sections += [Section(normalise(text), page=n) for n, text in found.items()]
+        sections.sort(key=lambda s: s.page or 0)
     if not sections:
         if failure is not None:
             raise UnreadableDocument(
                 path, f"corrupt or truncated PDF: {_short(failure)}"
             ) from failure
-        raise UnreadableDocument(path, "no extractable text (scanned PDF without a text layer?)")
+        if ocr_ran:
+            raise UnreadableDocument(path, f"{NO_TEXT} (no text layer, and OCR found no text)")
+        raise UnreadableDocument(
+            path,
+            f"{NO_TEXT} (scanned PDF without a text layer? `{ocr.INSTALL_HINT}` adds OCR)",
+        )
     return Document(path, tuple(sections), pages=count)
 
 
@@ -635,6 +746,40 @@ def _short(exc: BaseException) -> str:
     return message or type(exc).__name__
 
 
+# Formats in their own modules, imported on first use (python-docx/pptx cost ~0.2 s).
+
+
+def _load_docx(path: Path, data: bytes) -> Document:
+    from ragged.ingest.office import load_docx
+
+    return load_docx(path, data)
+
+
+def _load_pptx(path: Path, data: bytes) -> Document:
+    from ragged.ingest.office import load_pptx
+
+    return load_pptx(path, data)
+
+
+def _load_notebook(path: Path, data: bytes) -> Document:
+    """Jupyter notebook: its cells as Markdown, then split along the markdown headings."""
+    from ragged.ingest.notebook import notebook_markdown
+
+    return markdown_document(path, normalise(notebook_markdown(path, data)))
+
+
+def _load_image(path: Path, data: bytes) -> Document:
+    """A .png/.jpg: its text by OCR (the `ragged[ocr]` extra)."""
+    from ragged.ingest import ocr
+
+    if not ocr.available():
+        raise UnreadableDocument(path, f"reading text in images needs OCR: `{ocr.INSTALL_HINT}`")
+    text = normalise(ocr.load_image(path, data))
+    if not text.strip():
+        raise UnreadableDocument(path, f"{NO_TEXT} (OCR found no text in the image)")
+    return Document(path, (Section(text),))
+
+
 LOADERS: dict[str, Callable[[Path, bytes], Document]] = {
     ".md": _load_markdown,
     ".markdown": _load_markdown,
@@ -643,5 +788,29 @@ LOADERS: dict[str, Callable[[Path, bytes], Document]] = {
     ".html": _load_html,
     ".htm": _load_html,
     ".pdf": _load_pdf,
+    ".docx": _load_docx,
+    ".pptx": _load_pptx,
+    ".ipynb": _load_notebook,
 }
+# Read with the `ragged[ocr]` extra only; without it a folder's images are passed over
+# like any other file ragged cannot read.
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
+for _suffix in IMAGE_SUFFIXES:
+    LOADERS[_suffix] = _load_image
+# Every suffix ragged can read, the images included: `--help` and the README list these.
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(LOADERS)
+# CPU-bound formats, parsed in worker processes: pypdf is pure Python, OCR takes seconds.
+HEAVY_SUFFIXES: tuple[str, ...] = (".pdf", *sorted(IMAGE_SUFFIXES))
+
+
+def readable_suffixes() -> frozenset[str]:
+    """The suffixes this installation reads: images only when OCR is installed."""
+    from ragged.ingest import ocr
+
+    return SUPPORTED_SUFFIXES if ocr.available() else SUPPORTED_SUFFIXES - IMAGE_SUFFIXES
+
+
+def describe_suffixes() -> str:
+    """The supported suffixes for help texts, e.g. ".docx .htm … (.jpeg .jpg .png with OCR)"."""
+    plain = " ".join(sorted(SUPPORTED_SUFFIXES - IMAGE_SUFFIXES))
+    return f"{plain}; with ragged[ocr] also {' '.join(sorted(IMAGE_SUFFIXES))}"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragged.ingest.loaders import SUPPORTED_SUFFIXES
+from ragged.ingest.loaders import SUPPORTED_SUFFIXES, readable_suffixes
 
 IGNORE_FILES = (".gitignore", ".raggedignore")
 
@@ -69,10 +69,13 @@ def walk(
     include_spec = _spec(include) if include else None
     exclude_spec = _spec(exclude) if exclude else None
     seen: set[Path] = set()
+    # Images need the OCR extra: without it a folder's images are passed over, and an image
+    # named on the command line fails with the install hint (the loader gives it).
+    readable = readable_suffixes()
 
     def consider(path: Path, root: Path, st: os.stat_result, explicit: bool) -> None:
         rel = path.name if root == path else path.relative_to(root).as_posix()
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        if path.suffix.lower() not in (SUPPORTED_SUFFIXES if explicit else readable):
             if explicit:
                 out.skipped.append(
                     Skipped(str(path), f"unsupported file type '{path.suffix or path.name}'")

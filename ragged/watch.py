@@ -1,0 +1,209 @@
+"""watch(paths, settings, llm): keep a collection in step with folders while it runs.
+
+The only module importing watchfiles (Rust's `notify`: inotify, FSEvents, kqueue or
+ReadDirectoryChangesW, with a polling fallback for network and container mounts). It also
+debounces: a batch ends once the folders have been quiet for `quiet_ms`, or after
+`MAX_BATCH_MS` of continuous changes, so an editor's temp-file-and-rename save or a
+`git checkout` of 100 files is one update.
+
+Each batch is an ordinary incremental `ingest` of the watched folders, holding the write
+lock only while it runs, so `ragged ingest` or `ragged remove` from another shell get their
+turn between batches. Re-walking the folders rather than ingesting just the files named by
+the events is deliberate: a file named on its own bypasses .gitignore/.raggedignore and the
+hidden-file rule, and only a walk sees what a deleted or moved-in folder held. It costs a
+stat per unchanged file (about 0.05 s for 1,831 files, docs/benchmarks.md); nothing is
+parsed or embedded again, and a moved file takes its vectors along (ingest's reuse of
+identical content), its old path pruned in the same batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragged.errors import RaggedError
+
+if TYPE_CHECKING:
+    from ragged.config import Settings
+    from ragged.ingest import FileOutcome, IngestReport
+    from ragged.llm import LLM
+
+DEFAULT_QUIET_MS = 300  # editors finish a save (temp file, fsync, rename) well within this
+MAX_BATCH_MS = 5_000  # a change that never stops (a log being written) still lands this often
+TICK_MS = 500  # how often the loop wakes without changes, to retry pending embeddings
+RETRY_FIRST_S = 2.0  # Ollama gone: first retry after this, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 60.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One update of the collection: what set it off, and the ingest report."""
+
+    trigger: str  # "start" (the first sync), "changes" (file events), "retry" (a retry)
+    events: int  # file events in the batch
+    report: IngestReport
+    retry_in: float | None = None  # seconds until the next try (embeddings pending, or error)
+    error: RaggedError | None = None  # why the batch could not be applied (the store is down)
+
+    @property
+    def changed(self) -> bool:
+        r = self.report
+        return bool(r.added or r.updated or r.removed or r.embedded or r.new_failures)
+
+
+def watch(
+    paths: Sequence[Path],
+    settings: Settings,
+    llm: LLM,
+    *,
+    on_batch: Callable[[Batch], None],
+    on_file: Callable[[FileOutcome], None] | None = None,
+    on_busy: Callable[[int], None] | None = None,
+    on_ready: Callable[[list[Path]], None] | None = None,
+    quiet_ms: int = DEFAULT_QUIET_MS,
+    poll: bool = False,
+    stop: Any = None,
+) -> None:
+    """Sync the folders once, then apply every batch of changes until Ctrl-C (or `stop` is set).
+
+    `on_busy(events)` is called as a batch starts, `on_batch` when it has been applied;
+    `stop` is a threading.Event for callers that run this in a thread.
+    """
+    import watchfiles
+
+    roots = folders(paths)
+    relevant = _Relevance(roots)
+    changes = watchfiles.watch(
+        *roots,
+        watch_filter=relevant,
+        debounce=MAX_BATCH_MS,
+        step=max(1, quiet_ms),
+        stop_event=stop,
+        rust_timeout=TICK_MS,
+        yield_on_timeout=True,
+        force_polling=True if poll else None,
+    )
+    retry_at: float | None = None
+    retry_walk = False  # whether the retry must walk the folders again (a batch failed)
+    delay = RETRY_FIRST_S
+
+    def apply(trigger: str, events: set[tuple[Any, str]]) -> None:
+        nonlocal retry_at, retry_walk, delay
+        if on_busy:
+            on_busy(len(events))
+        deleted = {path for change, path in events if change == watchfiles.Change.deleted}
+        walk = trigger != "retry" or retry_walk
+        error: RaggedError | None = None
+        try:
+            report = _apply(roots if walk else [], settings, llm, on_file, deleted=deleted)
+        except RaggedError as exc:
+            if trigger == "start":
+                raise  # a wrong model or an unreachable store: say so at once and stop
+            # Later, the store may be restarting: keep the changes for the next try.
+            error, report = exc, _empty_report()
+        retry_walk = error is not None
+        if error is not None or (report.pending and report.embed_error):
+            retry_at = time.monotonic() + delay
+            retry_in: float | None = delay
+            delay = min(delay * 2, RETRY_MAX_S)
+        else:
+            retry_at, retry_in, delay = None, None, RETRY_FIRST_S
+        on_batch(Batch(trigger, len(events), report, retry_in, error))
+
+    with closing(changes):
+        # The first step starts the watcher and returns after one tick, so nothing that
+        # changes while the first sync runs is missed: it is the next batch.
+        next(changes, None)
+        if on_ready:
+            on_ready(roots)
+        apply("start", set())
+        for batch in changes:
+            if batch:
+                apply("changes", batch)
+            elif retry_at is not None and time.monotonic() >= retry_at:
+                apply("retry", set())
+
+
+def _empty_report() -> IngestReport:
+    from ragged.ingest import IngestReport
+
+    return IngestReport()
+
+
+def folders(paths: Sequence[Path]) -> list[Path]:
+    """The folders to watch, resolved; anything else is an error that says what to do."""
+    if not paths:
+        raise RaggedError("no folder to watch", hint="name one or more: `ragged watch ~/notes`")
+    roots: list[Path] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if not path.exists():
+            raise RaggedError(f"{path}: no such folder")
+        if not path.is_dir():
+            raise RaggedError(
+                f"{path}: not a folder; watch the folder that holds it",
+                hint=f"`ragged watch {path.parent}`, or `ragged ingest {path}` once",
+            )
+        roots.append(path.resolve())
+    return list(dict.fromkeys(roots))
+
+
+def _apply(
+    roots: Sequence[Path],
+    settings: Settings,
+    llm: LLM,
+    on_file: Callable[[FileOutcome], None] | None,
+    deleted: set[str],
+) -> IngestReport:
+    """One batch: an incremental ingest of the roots under the write lock, released after."""
+    from ragged.index import open_index
+    from ragged.ingest import HeldBack, ingest
+    from ragged.lock import write_lock
+
+    def confirm_prune(held: HeldBack) -> bool:
+        # A folder that yields no files keeps its stored files (an unmounted disk looks like
+        # that), unless this batch saw their deletion happen.
+        return any(p == held.folder or p.startswith(held.folder + os.sep) for p in deleted)
+
+    # Wait for another writer (an `ingest` in another shell) rather than give up: the
+    # changes are kept by the watcher meanwhile.
+    with write_lock(Path(settings.home), wait=True):
+        with open_index(settings, create=True) as index:
+            return ingest(list(roots), index, llm, confirm_prune=confirm_prune, on_file=on_file)
+
+
+class _Relevance:
+    """Which file events can change the collection; the rest (hidden files, temp files of
+    other programs, unsupported types) start no batch."""
+
+    def __init__(self, roots: Sequence[Path]) -> None:
+        from ragged.ingest.loaders import readable_suffixes
+        from ragged.ingest.walk import IGNORE_FILES
+
+        self.roots = [str(r) for r in roots]
+        self.suffixes = readable_suffixes()
+        self.ignore_files = set(IGNORE_FILES)
+
+    def __call__(self, change: Any, path: str) -> bool:
+        import watchfiles
+
+        root = next((r for r in self.roots if path.startswith(r + os.sep)), None)
+        if root is None:
+            return path in self.roots
+        parts = path[len(root) + 1 :].split(os.sep)
+        if any(p.startswith(".") for p in parts[:-1]):
+            return False  # inside a hidden folder (.git, .venv): the walk skips it
+        name = parts[-1]
+        if name in self.ignore_files:
+            return True  # the rules changed: files may be newly excluded or included
+        if name.startswith("."):
+            return False  # hidden files: editor swap files, .DS_Store
+        if os.path.splitext(name)[1].lower() in self.suffixes:
+            return True
+        # A folder created, moved in or deleted: only a walk knows what it holds or held.
+        return bool(change == watchfiles.Change.deleted or os.path.isdir(path))

@@ -1,0 +1,246 @@
+"""Word, PowerPoint and Jupyter files: loaded with their structure, cited through the CLI."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragged.cli import app
+from ragged.errors import UnreadableDocument
+from ragged.ingest.loaders import load
+from tests.officegen import (
+    DOCX_FEE_FACT,
+    PPTX_NOTES_FACT,
+    code_cell,
+    markdown_cell,
+    notebook,
+    write_docx,
+    write_notebook,
+    write_pptx,
+)
+from tests.ollama_standin import OllamaStandIn
+
+
+def reason(path: Path) -> str:
+    with pytest.raises(UnreadableDocument) as caught:
+        load(path)
+    return caught.value.reason
+
+
+# -- .docx ------------------------------------------------------------------------------------
+
+
+def test_docx_headings_become_the_heading_path(tmp_path: Path) -> None:
+    doc = load(write_docx(tmp_path / "manual.docx"))
+    assert [s.heading for s in doc.sections] == [
+        "Harbour Manual",
+        "Harbour Manual > Moorings",
+        "Harbour Manual > Moorings > Fees",
+        "Harbour Manual > Moorings > Electricity",  # a custom style based on Heading 2
+        "Harbour Manual > Safety",
+    ]
+    assert all(s.page is None for s in doc.sections)
+
+
+def test_docx_tables_lists_and_revisions(tmp_path: Path) -> None:
+    doc = load(write_docx(tmp_path / "manual.docx"))
+    text = {s.heading.rsplit(" > ", 1)[-1]: s.text for s in doc.sections}
+    assert text["Moorings"].endswith("- Check the lines twice\n- Report damage at once")
+    assert (
+        "| Berth | Length | Fee \\| EUR |\n"
+        "| --- | --- | --- |\n"
+        "| A1 | 10 m | 40 |\n"
+        "| B2 | 12 m | 55 |\n"
+        "| Winter rate |  | 30 |"  # merged across two columns: its text once
+    ) in text["Fees"]
+    assert text["Safety"] == "Wear a life vest at all times"  # insertion kept, deletion not
+    everything = "\n".join(s.text for s in doc.sections)
+    assert "........" not in everything  # the table of contents adds nothing
+
+
+def test_docx_content_controls_are_read(tmp_path: Path) -> None:
+    import docx
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    d = docx.Document()
+    d.add_heading("Cover", 1)
+    d.element.body.insert(
+        1,
+        parse_xml(
+            f"<w:sdt {nsdecls('w')}><w:sdtContent><w:p><w:r><w:t>Inside a content control"
+            "</w:t></w:r></w:p></w:sdtContent></w:sdt>"
+        ),
+    )
+    d.save(str(tmp_path / "cc.docx"))
+    assert "Inside a content control" in load(tmp_path / "cc.docx").sections[0].text
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        (
+            "old.docx",
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600,
+            "encrypted or old-format Word",
+        ),
+        ("junk.docx", b"PK\x03\x04 this is not really a zip", "not a Word file"),
+        (
+            "old.pptx",
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600,
+            "encrypted or old-format PowerPoint",
+        ),
+        ("junk.pptx", b"hello", "not a PowerPoint file"),
+    ],
+)
+def test_unreadable_office_files_say_why(
+    tmp_path: Path, name: str, data: bytes, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert expected in reason(path)
+
+
+def test_a_zip_that_is_not_a_document(tmp_path: Path) -> None:
+    path = tmp_path / "archive.docx"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("hello.txt", "hi")
+    assert reason(path).startswith("corrupt Word file")
+
+
+# -- .pptx ------------------------------------------------------------------------------------
+
+
+def test_pptx_slides_are_pages_with_their_titles_and_notes(tmp_path: Path) -> None:
+    doc = load(write_pptx(tmp_path / "deck.pptx"))
+    assert doc.pages == 4  # the blank fourth slide counts, but gives no section
+    assert [(s.page, s.heading) for s in doc.sections] == [
+        (1, "Quarterly review"),
+        (2, "Income"),
+        (3, "Fees table"),
+    ]
+    income = doc.sections[1].text
+    # Top to bottom: the banner drawn last sits above the body.
+    assert income.startswith("Draft figures\n\nMooring fees up 12%\n  Fuel sales flat")
+    assert income.endswith(f"Speaker notes:\n{PPTX_NOTES_FACT} before the questions.")
+    assert "Income" not in income  # the title is the heading, not repeated in the text
+    assert doc.sections[2].text == "| Berth | Fee |\n| --- | --- |\n| A1 | 40 |\n| B2 | 55 |"
+
+
+def test_pptx_without_any_text(tmp_path: Path) -> None:
+    import pptx
+
+    deck = pptx.Presentation()
+    deck.slides.add_slide(deck.slide_layouts[6])
+    deck.save(str(tmp_path / "empty.pptx"))
+    assert reason(tmp_path / "empty.pptx") == "no extractable text"
+
+
+# -- .ipynb -----------------------------------------------------------------------------------
+
+
+def test_notebook_cells_become_markdown_and_outputs_are_dropped(tmp_path: Path) -> None:
+    doc = load(write_notebook(tmp_path / "tides.ipynb"))
+    assert [s.heading for s in doc.sections] == ["Tide analysis", "Tide analysis > Fitting"]
+    first, second = (s.text for s in doc.sections)
+    assert first.startswith("We model the harbour tides. Readings are taken")
+    assert first.endswith("gauge.\n\n```python\nimport math\nprint('loaded')\n```")
+    assert "SECRET-OUTPUT-LINE" not in first + second  # outputs dropped
+    assert "RAW-CELL-TEXT" not in first + second  # only markdown and code cells
+    assert "base64" not in second and "![plot](data:…)" in second
+    # A fence inside the code cannot end the block early.
+    assert second.endswith(
+        "````python\ndef tidal_harmonic(t):\n    return math.sin(t)  # ``` inside code\n````"
+    )
+
+
+def test_notebook_format_3_and_headings_cells(tmp_path: Path) -> None:
+    old = {
+        "nbformat": 3,
+        "metadata": {},
+        "worksheets": [
+            {
+                "cells": [
+                    {"cell_type": "heading", "level": 2, "source": ["Old style"]},
+                    {
+                        "cell_type": "code",
+                        "language": "python",
+                        "input": ["x = 1\n"],
+                        "outputs": [],
+                    },
+                ]
+            }
+        ],
+    }
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps(old))
+    doc = load(path)
+    assert doc.sections[0].heading == "Old style"
+    assert doc.sections[0].text == "```python\nx = 1\n```"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'{"cells": [', "not a valid notebook: broken JSON (line 1)"),
+        (b"[1, 2]", "not a valid notebook: no cells"),
+        (notebook([code_cell("   "), markdown_cell("")]), "no extractable text"),
+    ],
+)
+def test_bad_notebooks_say_why(tmp_path: Path, data: bytes, expected: str) -> None:
+    path = tmp_path / "bad.ipynb"
+    path.write_bytes(data)
+    assert reason(path) == expected
+
+
+# -- through the CLI --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def office(tmp_path: Path) -> Path:
+    folder = tmp_path / "office"
+    folder.mkdir()
+    write_docx(folder / "manual.docx")
+    write_pptx(folder / "deck.pptx")
+    write_notebook(folder / "tides.ipynb")
+    return folder
+
+
+def cli_json(runner: CliRunner, *args: str) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.usefixtures("chroma_mode")
+def test_office_files_are_ingested_and_cited_by_slide_and_heading(
+    runner: CliRunner, ollama: OllamaStandIn, office: Path
+) -> None:
+    report = cli_json(runner, "ingest", str(office))
+    assert (report["added"], report["failed"], report["pending"]) == (3, 0, 0)
+    listing = {Path(s["path"]).name: s for s in cli_json(runner, "list")}
+    assert listing["deck.pptx"]["pages"] == 4
+
+    hits = cli_json(runner, "search", "floating pontoon questions", "-k", "1")["hits"]
+    assert (Path(hits[0]["path"]).name, hits[0]["page"], hits[0]["heading"]) == (
+        "deck.pptx",
+        2,
+        "Income",
+    )
+    hits = cli_json(runner, "search", "Berth B2 euros per night", "-k", "1")["hits"]
+    assert Path(hits[0]["path"]).name == "manual.docx"
+    assert hits[0]["heading"] == "Harbour Manual > Moorings > Fees" and hits[0]["page"] is None
+    assert DOCX_FEE_FACT in hits[0]["text"] and "| B2 | 12 m | 55 |" in hits[0]["text"]
+    hits = cli_json(runner, "search", "tidal_harmonic", "--mode", "lexical", "-k", "1")["hits"]
+    assert (Path(hits[0]["path"]).name, hits[0]["heading"]) == (
+        "tides.ipynb",
+        "Tide analysis > Fitting",
+    )
+
+    answer = cli_json(runner, "ask", "What should be mentioned before the questions?")
+    deck = [s for s in answer["sources"] if s["path"].endswith("deck.pptx")]
+    assert deck and deck[0]["page"] == 2 and deck[0]["heading"] == "Income"

@@ -1,0 +1,388 @@
+"""`ragged watch` against real file events: after every kind of change, the watched collection
+holds exactly what a fresh `ingest` of the same folder makes."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ragged.catalog import open_catalog
+from ragged.cli import app
+from ragged.config import load_settings
+from ragged.index import open_index
+from ragged.ingest import ingest
+from ragged.llm import connect
+from ragged.store import open_store
+from tests.ollama_standin import OllamaStandIn
+
+RAGGED = [sys.executable, "-m", "ragged"]
+TIMEOUT = 60.0  # generous: the machine is shared, and a batch waits for quiet first
+
+
+class Watcher:
+    """A `ragged watch --json` subprocess; its batches arrive on a queue as they are printed."""
+
+    def __init__(self, home: Path, host: str, *folders: Path, args: tuple[str, ...] = ()) -> None:
+        env = {**os.environ, "RAGGED_HOME": str(home), "OLLAMA_HOST": host}
+        self.proc = subprocess.Popen(
+            [*RAGGED, "watch", *map(str, folders), "--json", "--debounce", "150", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.batches: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read_out, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.batches.put(json.loads(line))
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def batch(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        try:
+            got = self.batches.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no batch within {timeout} s; stderr: {''.join(self.stderr)}")
+        self.seen.append(got)
+        return got
+
+    def wait_until(self, condition: Callable[[], bool], what: str) -> list[dict[str, Any]]:
+        """Batches applied until `condition` holds (checked after each one)."""
+        start = len(self.seen)
+        deadline = time.monotonic() + TIMEOUT
+        while not condition():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"{what}: not reached in {TIMEOUT} s; stderr: {''.join(self.stderr)}")
+            try:
+                self.seen.append(self.batches.get(timeout=min(left, 0.5)))
+            except queue.Empty:
+                continue
+        return self.seen[start:]
+
+    def interrupt(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+        time.sleep(0.1)  # let the reader threads take the last lines
+        return self.proc.returncode, "".join(self.stderr)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def watchers() -> Any:
+    started: list[Watcher] = []
+
+    def start(*args: Any, **kw: Any) -> Watcher:
+        started.append(Watcher(*args, **kw))
+        return started[-1]
+
+    yield start
+    for w in started:
+        w.kill()
+
+
+def snapshot(home: Path) -> tuple[set[tuple[str, str, int, str]], set[str], set[str], int]:
+    """(files with hash, chunks and status; catalog chunk ids; Chroma ids; chunks pending)."""
+    settings = load_settings({"home": home})
+    catalog = open_catalog(settings)
+    try:
+        files = {(f.path, f.content_hash, f.chunks, f.status) for f in catalog.files()}
+        ids = {c.id for f in catalog.files() for c in catalog.chunks_of(f.path)}
+        pending = catalog.pending_count()
+    finally:
+        catalog.close()
+    return files, ids, open_store(settings).ids(), pending
+
+
+class Fresh:
+    """What a fresh ingest of the folder makes, each time in a data dir of its own."""
+
+    def __init__(self, base: Path, host: str) -> None:
+        self.base, self.host, self.runs = base, host, 0
+
+    def __call__(self, folder: Path) -> tuple[Any, ...]:
+        self.runs += 1
+        home = self.base / f"fresh-{self.runs}"
+        settings = load_settings({"home": home, "ollama_host": self.host})
+        with open_index(settings, create=True) as index:
+            report = ingest([folder], index, connect(settings))
+        assert report.ok, report
+        return snapshot(home)
+
+
+def write_notes(folder: Path) -> None:
+    (folder / "sub").mkdir(parents=True)
+    (folder / "drafts").mkdir()
+    (folder / "a.md").write_text("# Alpha\n\nThe okapi lives in the Ituri forest.\n")
+    (folder / "notes.txt").write_text("Capybaras are the largest rodents.\n")
+    (folder / "sub" / "deep.md").write_text("# Deep\n\nAxolotls regrow their limbs.\n")
+    (folder / "drafts" / "secret.md").write_text("# Draft\n\nNot for the collection.\n")
+    (folder / ".gitignore").write_text("drafts/\n")
+
+
+def test_watch_converges_with_a_fresh_ingest_after_every_kind_of_change(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, watchers: Any
+) -> None:
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    fresh = Fresh(tmp_path, ollama.host)
+    watcher: Watcher = watchers(env, ollama.host, notes)
+
+    def converge(what: str) -> list[dict[str, Any]]:
+        expected = fresh(notes)
+        assert expected[3] == 0 and expected[1] == expected[2]
+        return watcher.wait_until(lambda: snapshot(env) == expected, what)
+
+    first = watcher.batch()
+    assert first["trigger"] == "start" and first["added"] == 3
+    converge("first sync")
+    assert not any("secret" in path for path, *_ in snapshot(env)[0])
+
+    (notes / "new.md").write_text("# New\n\nPangolins eat ants.\n")
+    converge("created file")
+
+    with (notes / "a.md").open("a") as f:
+        f.write("\nOkapis have striped legs.\n")
+    converge("modified file")
+
+    (notes / "new.md").rename(notes / "sub" / "renamed.md")
+    moved = converge("renamed file")
+    assert sum(b["moved"] for b in moved) == 1
+    assert sum(b["embedded"] for b in moved) == 0  # its vectors came along
+
+    (notes / "notes.txt").unlink()
+    converge("deleted file")
+
+    # An editor's save: a hidden swap file, a temp file written in full, then renamed over.
+    (notes / ".a.md.swp").write_bytes(b"\x00swap")
+    tmp = notes / "a.md.tmp-4913"
+    tmp.write_text("# Alpha\n\nOkapis are related to giraffes.\n")
+    os.replace(tmp, notes / "a.md")
+    (notes / ".a.md.swp").unlink()
+    converge("editor-style save")
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "one.md").write_text("# One\n\nNarwhals have one tusk.\n")
+    (outside / "two.md").write_text("# Two\n\nQuokkas live on Rottnest.\n")
+    outside.rename(notes / "moved-in")
+    converge("folder moved in")
+    (notes / "moved-in").rename(tmp_path / "moved-out")
+    converge("folder moved out")
+
+    (notes / ".gitignore").write_text("drafts/\nsub/\n")
+    converge("ignore rule added")
+
+    rc, stderr = watcher.interrupt()
+    assert rc == 130 and "interrupted" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_burst_of_100_files_is_a_few_batches_and_each_chunk_embedded_once(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, watchers: Any
+) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "seed.md").write_text("# Seed\n\nThe first file.\n")
+    watcher: Watcher = watchers(env, ollama.host, notes)
+    watcher.batch()
+    for i in range(100):
+        (notes / f"burst-{i:03}.md").write_text(f"# Note {i}\n\nBurst note number {i} of many.\n")
+    expected = Fresh(tmp_path, ollama.host)(notes)
+    batches = watcher.wait_until(lambda: snapshot(env) == expected, "burst")
+    assert len(batches) <= 5, [b["events"] for b in batches]
+    assert sum(b["added"] for b in batches) == 100
+    assert sum(b["embedded"] for b in batches) == sum(b["chunks"] for b in batches) == 100
+    assert watcher.interrupt()[0] == 130
+
+
+def test_the_write_lock_is_free_between_batches(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, watchers: Any
+) -> None:
+    notes, other = tmp_path / "notes", tmp_path / "other"
+    write_notes(notes)
+    other.mkdir()
+    (other / "elsewhere.md").write_text("# Elsewhere\n\nTapirs have short trunks.\n")
+    watcher: Watcher = watchers(env, ollama.host, notes)
+    watcher.batch()
+    run_env = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    done = subprocess.run(
+        [*RAGGED, "ingest", str(other), "--json"], env=run_env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["added"] == 1
+    done = subprocess.run(
+        [*RAGGED, "remove", str(other / "elsewhere.md"), "--yes"],
+        env=run_env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    # The watcher still applies what happens next.
+    (notes / "later.md").write_text("# Later\n\nSloths are slow.\n")
+    watcher.wait_until(
+        lambda: str(notes / "later.md") in {f[0] for f in snapshot(env)[0]}, "after other writers"
+    )
+
+
+def test_ollama_going_away_leaves_text_pending_then_embedded_when_it_returns(
+    tmp_path: Path, env: Path, watchers: Any
+) -> None:
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    ollama = OllamaStandIn().start()
+    try:
+        port = int(ollama.host.rsplit(":", 1)[1])
+        watcher: Watcher = watchers(env, ollama.host, notes)
+        assert watcher.batch()["pending"] == 0
+        ollama.stop()
+        (notes / "outage.md").write_text("# Outage\n\nWombats produce cube-shaped droppings.\n")
+        down = watcher.wait_until(lambda: snapshot(env)[3] > 0, "text stored as pending")
+        assert down[-1]["embed_error"] and down[-1]["retry_in"] > 0
+        # Searchable by keywords meanwhile.
+        found = subprocess.run(
+            [*RAGGED, "search", "wombats", "--mode", "lexical", "--json"],
+            env={**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": f"127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+        )
+        assert "outage.md" in found.stdout, found.stderr
+        ollama.start(port)
+        back = watcher.wait_until(lambda: snapshot(env)[3] == 0, "pending chunks embedded")
+        assert back[-1]["trigger"] == "retry" and back[-1]["embedded"] >= 1
+        assert snapshot(env) == Fresh(tmp_path, ollama.host)(notes)
+        assert watcher.interrupt()[0] == 130
+    finally:
+        ollama.stop()
+
+
+def test_one_line_per_applied_batch_without_json(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    proc = subprocess.Popen(
+        [*RAGGED, "watch", str(notes), "--debounce", "150"],
+        env={**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while snapshot(env)[3] != 0 or len(snapshot(env)[0]) != 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        (notes / "notes.txt").rename(notes / "renamed.txt")
+        while str(notes / "renamed.txt") not in {f[0] for f in snapshot(env)[0]}:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert out == ""  # the lines are status: stdout stays clean
+    lines = [line for line in err.splitlines() if line and not line.startswith(("watching", "-"))]
+    assert "synced 3 files, 3 added, 3 chunks embedded" in lines[0]
+    assert "1 moved (" in lines[1]
+    assert lines[2] == "interrupted" and "\x1b[" not in err
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("missing", "no such folder"), ("file.md", "not a folder; watch the folder that holds it")],
+)
+def test_watch_needs_existing_folders(
+    runner: CliRunner, tmp_path: Path, target: str, message: str
+) -> None:
+    (tmp_path / "file.md").write_text("# x\n")
+    result = runner.invoke(app, ["watch", str(tmp_path / target)])
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_watch_help_stays_light() -> None:
+    code = (
+        "import sys; from typer.testing import CliRunner; from ragged.cli import app; "
+        "r = CliRunner().invoke(app, ['watch', '--help']); assert '--debounce' in r.output; "
+        "print(sorted(m for m in ('watchfiles', 'chromadb', 'ollama', 'docx', 'pptx', "
+        "'rapidocr') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_terminal_gets_a_live_status(ollama: OllamaStandIn, tmp_path: Path, env: Path) -> None:
+    import pty
+    import select
+
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [*RAGGED, "watch", str(notes)],
+        env={
+            **os.environ,
+            "RAGGED_HOME": str(env),
+            "OLLAMA_HOST": ollama.host,
+            "TERM": "xterm-256color",
+            "COLUMNS": "120",
+        },
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    # poll, not select: the suite may already hold more than 1,024 descriptors.
+    poller = select.poll()
+    poller.register(main, select.POLLIN)
+
+    def read(wait: float) -> bytes:
+        if not poller.poll(wait * 1000):
+            return b""
+        try:
+            return os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            return b""
+
+    seen = b""
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while "watching · synced".encode() not in seen and time.monotonic() < deadline:
+            seen += read(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        while data := read(0.5):
+            seen += data
+        os.close(main)
+    text = seen.decode(errors="replace")
+    assert "watching" in text and "synced 3 files, 3 added" in text
+    assert "watching · synced" in text  # the status line under the batch lines
+    assert proc.returncode == 130
