@@ -721,7 +721,8 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
             refill,
             damaged=True,
         )
-    if sample and not _vectors_readable(store, sample):
+    behind = store.shared and revision != cached_revision  # the sample may be gone there
+    if sample and not behind and not _vectors_readable(store, sample):
         return found(
             "fail",
             "the vector store cannot read back its vectors (vector files deleted or damaged)",

@@ -54,7 +54,7 @@ def without_ocr(tmp_path: Path) -> dict[str, str]:
     site.mkdir()
     # A None entry in sys.modules makes find_spec say "not installed" and import fail.
     (site / "sitecustomize.py").write_text(
-        "import sys\nfor name in ('rapidocr', 'pypdfium2'):\n    sys.modules[name] = None\n"
+        "import sys\nfor name in ('rapidocr',):\n    sys.modules[name] = None\n"
     )
     return {"PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).parents[1])])}
 

@@ -241,6 +241,8 @@ def test_office_files_are_ingested_and_cited_by_slide_and_heading(
         "Tide analysis > Fitting",
     )
 
-    answer = cli_json(runner, "ask", "What should be mentioned before the questions?")
+    answer = cli_json(
+        runner, "ask", "What should be mentioned about the floating pontoon before the questions?"
+    )
     deck = [s for s in answer["sources"] if s["path"].endswith("deck.pptx")]
     assert deck and deck[0]["page"] == 2 and deck[0]["heading"] == "Income"

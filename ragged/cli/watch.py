@@ -19,16 +19,20 @@ if TYPE_CHECKING:
 
 def watch(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Folders to keep in sync.")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="FOLDER...", help="Folders to keep in sync.")
+    ],
     collection: CollectionOpt = None,
     embed_model: EmbedOpt = None,
     debounce: Annotated[
         int,
-        typer.Option(help="Apply changes once the folders have been quiet this many ms."),
+        typer.Option(
+            metavar="MS", min=0, help="Apply changes once the folders have been quiet this many ms."
+        ),
     ] = 300,
     poll: Annotated[
         bool,
-        typer.Option(help="Poll for changes (network drives, some container mounts)."),
+        typer.Option("--poll", help="Poll for changes (network drives, some container mounts)."),
     ] = False,
     quiet: QuietOpt = False,
     json_out: Annotated[
