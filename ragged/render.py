@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
     from ragged.retrieve import Retrieval
 
 _consoles: dict[bool, Console] = {}
+
+# What a terminal acts on instead of showing: C0 controls but tab and newline (ESC starts
+# "clear screen" or "set title"), DEL, C1 controls (U+009B is CSI on its own), and the
+# bidirectional overrides and isolates that make a name read backwards ("Trojan Source").
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# The same, minus what JSON already escapes (everything under U+0020).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def console(stderr: bool = False) -> Console:
@@ -59,7 +67,10 @@ def hit_data(hit: Hit) -> dict[str, Any]:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(to_data(data), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(to_data(data), indent=2, ensure_ascii=False)
+    # These can only occur inside JSON strings, where \uXXXX means the same character.
+    text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
@@ -74,10 +85,22 @@ def notice(message: str) -> None:
     console(stderr=True).print(f"[yellow]![/] {escape(message)}")
 
 
+def clean(text: str) -> str:
+    """Text from a file or a file name, safe on a terminal: each control character shown as
+    an escape instead of acted on, e.g. "a\x1b[2Jb" prints as a\\x1b[2Jb (screen not cleared)."""
+    return _CONTROL.sub(_visible, text)
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def escape(text: str) -> str:
+    """Text for rich: control characters neutralised (`clean`) and markup taken literally."""
     from rich.markup import escape as _escape
 
-    return _escape(text)
+    return _escape(clean(text))
 
 
 def shorten_path(path: str, width: int) -> str:
@@ -135,7 +158,10 @@ def ingest_progress(enabled: bool) -> Iterator[Any]:
 
         def update(p: Progress) -> None:
             progress.update(
-                files, completed=p.files_done, total=p.files_total, current=snippet(p.current, 40)
+                files,
+                completed=p.files_done,
+                total=p.files_total,
+                current=escape(snippet(p.current, 40)),
             )
             elapsed = progress.tasks[1].elapsed or 0.0
             rate = f"{p.chunks_done / elapsed:.0f}/s" if elapsed > 0.5 and p.chunks_done else ""

@@ -116,12 +116,15 @@ def ask(
             render.print_json(render.answer_data(asked.answer, result))
             return
         if not asked.answer.answered:
-            render.console().print(asked.answer.text)
+            render.console().print(render.escape(asked.answer.text))
             return
         sys.stdout.write("\n")
         render.answer_sources(asked.answer)
 
 
 def _stream_out(piece: str) -> None:
-    sys.stdout.write(piece)
+    from ragged import render
+
+    # The model may repeat escape sequences found in the documents.
+    sys.stdout.write(render.clean(piece))
     sys.stdout.flush()

@@ -104,7 +104,7 @@ def ingest(
             if not sys.stdin.isatty():
                 return False
             return typer.confirm(
-                f"{held.folder} has no files now, but the collection holds {held.files} from "
+                f"{render.clean(held.folder)} has no files now, but the collection holds {held.files} from "
                 "it (an unmounted disk looks like this). Remove them?",
                 err=True,
             )

@@ -470,8 +470,12 @@ def _prepare(
     failure = catalog.failure(path)
     if failure is not None and failure.signature == signature(cand):
         return FileOutcome(path, "failed", reason=failure.reason, known=True)
+    from ragged.ingest.loaders import read_regular
+
     try:
-        data = cand.path.read_bytes()
+        data = read_regular(cand.path)
+    except UnreadableDocument as exc:  # swapped for a FIFO or a device since the walk
+        return FileOutcome(path, "failed", reason=exc.reason)
     except FileNotFoundError:
         return FileOutcome(path, "failed", reason="vanished during the run")
     except PermissionError:
