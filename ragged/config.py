@@ -77,7 +77,9 @@ class Settings:
     embed_concurrency: int = _setting(
         2, "Embedding requests in flight (match OLLAMA_NUM_PARALLEL).", "RAGGED_EMBED_CONCURRENCY"
     )
-    timeout: float = _setting(300.0, "Seconds to wait for one Ollama response.", "RAGGED_TIMEOUT")
+    timeout: float = _setting(
+        300.0, "Longest wait for one Ollama request, retries included (seconds).", "RAGGED_TIMEOUT"
+    )
     max_file_mb: float = _setting(50.0, "Files larger than this are skipped.", "RAGGED_MAX_FILE_MB")
     chroma_url: str | None = _setting(
         None, "Chroma server URL; empty = embedded store under home.", "RAGGED_CHROMA_URL"
@@ -86,6 +88,9 @@ class Settings:
     chroma_tenant: str = _setting("default_tenant", "Chroma tenant.", "RAGGED_CHROMA_TENANT")
     chroma_database: str = _setting(
         "default_database", "Chroma database.", "RAGGED_CHROMA_DATABASE"
+    )
+    chroma_timeout: float = _setting(
+        120.0, "Seconds to wait for one Chroma server response.", "RAGGED_CHROMA_TIMEOUT"
     )
     # Where each value came from, for `ragged config`; not itself a setting.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ragged.errors import ModelMissing, OllamaUnavailable, StoreError
+from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable, StoreError
 
 if TYPE_CHECKING:
     from ragged.index import Hit, Index
@@ -163,7 +163,9 @@ def retrieve(
                 index.store.check_model(settings.embed_model)
                 vector = llm.embed([question], settings.embed_model, kind="query")[0]
                 dense = index.dense(vector, pool, paths)
-            except (OllamaUnavailable, ModelMissing) as exc:
+            except (OllamaUnavailable, ModelMissing, OllamaFailed) as exc:
+                # Down, missing the model, or up but failing (HTTP 500s, resets, a stall
+                # beyond the timeout): keyword search still answers, and says why.
                 notice = f"{exc.message}: showing lexical (keyword) results only"
                 ollama_down = True
             except StoreError as exc:

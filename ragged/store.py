@@ -23,9 +23,11 @@ EMBED_DIM_KEY = "ragged:embed_dim"
 WRITE_BATCH = 1000  # well under Chroma's max batch size, and bounded memory per request
 DEFAULT_SERVER_PORT = 8000  # `chroma run`'s port; the compose file maps it to 8001
 # chromadb's HTTP client waits forever by default (httpx timeout=None). A wrong host should
-# fail within seconds; a big upsert over a slow link may legitimately take a minute or two.
+# fail within seconds; a big upsert over a slow link may legitimately take a minute or two
+# (the `chroma_timeout` setting, REQUEST_TIMEOUT by default).
 CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
+HEARTBEAT_PATH = "/api/v2/heartbeat"
 SERVER_DOWN_HINT = (
     "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`) and "
     "run the command again, which finishes any interrupted work; or unset RAGGED_CHROMA_URL "
@@ -311,17 +313,19 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
                 hint="check the host and port in RAGGED_CHROMA_URL (`ragged config`); the "
                 "server's version should match the chromadb package (`pip show chromadb`)",
             )
+    request_timeout, connect_timeout = _timeouts(where)
     if isinstance(exc, httpx.ConnectTimeout):
         return StoreError(
             f"{prefix}cannot reach the Chroma server at {where} "
-            f"(no connection within {CONNECT_TIMEOUT:g} s)",
+            f"(no connection within {connect_timeout:g} s)",
             hint="check the host name and port in RAGGED_CHROMA_URL and that a firewall lets "
             "the port through; " + SERVER_DOWN_HINT,
         )
     if isinstance(exc, httpx.TimeoutException):
         return StoreError(
-            f"{prefix}the Chroma server at {where} did not answer within {REQUEST_TIMEOUT:g} s",
-            hint="check the server's load and log, then run the command again",
+            f"{prefix}the Chroma server at {where} did not answer within {request_timeout:g} s",
+            hint="check the server's load and log (a stopped or frozen process looks like "
+            "this), then run the command again; RAGGED_CHROMA_TIMEOUT sets the wait",
         )
     if isinstance(exc, httpx.ConnectError) or "Could not connect to a Chroma server" in text:
         return StoreError(f"{prefix}the Chroma server at {where} is not running", SERVER_DOWN_HINT)
@@ -354,6 +358,15 @@ def list_collections(settings: Settings) -> list[tuple[str, int, str | None]]:
     except Exception as exc:
         raise explain(exc, store_location(settings)) from exc
     return sorted(out)
+
+
+# Timeouts per server URL, as the settings gave them, for the messages `explain` writes.
+_TIMEOUTS: dict[str, tuple[float, float]] = {}
+
+
+def _timeouts(where: str) -> tuple[float, float]:
+    """(request, connect) timeouts in force for the server at `where`."""
+    return _TIMEOUTS.get(where, (REQUEST_TIMEOUT, CONNECT_TIMEOUT))
 
 
 # One HttpClient per server and database for the life of the process: chromadb keeps every
@@ -422,6 +435,12 @@ def _client(settings: Settings) -> Any:
     )
     if key in _HTTP_CLIENTS:
         return _HTTP_CLIENTS[key]
+    timeout = settings.chroma_timeout
+    _TIMEOUTS[settings.chroma_url] = (timeout, min(CONNECT_TIMEOUT, timeout))
+    # Creating a client already sends requests (tenant and database checks) on a session
+    # without any timeout, which a frozen server never answers: ask its heartbeat first,
+    # with ours.
+    _preflight(settings.chroma_url, options, timeout)
     try:
         client = chromadb.HttpClient(settings=chroma_settings, **options)
     except Exception as exc:
@@ -430,9 +449,27 @@ def _client(settings: Settings) -> Any:
             client = _create_database(settings, options, chroma_settings, exc)
         else:
             raise explain(exc, settings.chroma_url, "cannot open Chroma") from exc
-    _set_timeout(client)
+    _set_timeout(client, timeout)
     _HTTP_CLIENTS[key] = client
     return client
+
+
+def _preflight(url: str, options: dict[str, Any], timeout: float) -> None:
+    """The server's heartbeat within the timeouts; raises StoreError as any call would."""
+    import httpx
+
+    scheme = "https" if options["ssl"] else "http"
+    host = options["host"]
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    try:
+        with httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
+            headers=options["headers"] or {},
+        ) as probe:  # the environment counts as for chromadb's own session (SSL_CERT_FILE)
+            probe.get(f"{scheme}://{host}:{options['port']}{HEARTBEAT_PATH}")
+    except httpx.HTTPError as exc:
+        raise explain(exc, url) from exc
 
 
 def _create_database(
@@ -452,6 +489,7 @@ def _create_database(
                 anonymized_telemetry=False,
             )
         )
+        _set_timeout(admin, settings.chroma_timeout)
         admin.create_database(settings.chroma_database, tenant=settings.chroma_tenant)
         return chromadb.HttpClient(settings=chroma_settings, **options)
     except Exception as exc:
@@ -460,13 +498,13 @@ def _create_database(
         ) from exc
 
 
-def _set_timeout(client: Any) -> None:
+def _set_timeout(client: Any, timeout: float = REQUEST_TIMEOUT) -> None:
     """Bound every request; chromadb offers no setting for it, so set it on its httpx session."""
     import httpx
 
     session = getattr(getattr(client, "_server", None), "_session", None)
     if isinstance(session, httpx.Client):
-        session.timeout = httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT)
+        session.timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
 
 
 def store_location(settings: Settings) -> str:
