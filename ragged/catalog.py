@@ -163,6 +163,9 @@ class Catalog:
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable across a killed process (not a power cut) and much faster.
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # Deleted rows (a removed file, a replaced version) are overwritten with zeros
+            # rather than left readable in free pages.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -464,6 +467,15 @@ class Catalog:
             raise StoreError(f"{self.path}: lexical search failed: {exc}") from exc
         # FTS5's bm25() is negative, lower is better; flip it so all scores read the same way.
         return [(ChunkRow(*r[:8]), -float(r[8])) for r in rows]
+
+    def purge(self) -> None:
+        """Leave nothing of deleted chunks readable in the catalog's files.
+
+        secure_delete has zeroed their rows; the BM25 index still holds their words until its
+        segments are merged, and the WAL file old copies of the pages until a checkpoint.
+        """
+        self._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def rebuild_lexical(self) -> None:
         """Rebuild the BM25 index from the chunk table (after a damaged index or a schema change)."""

@@ -292,12 +292,24 @@ class Index:
             for rows in orphans:
                 self.catalog.replace_file(file_record(rows, model), rows, embedded=True)
 
-    def drop(self) -> None:
-        """Delete the collection: its vectors, its manifest and its keyword index."""
-        self.store.drop()
+    def drop(self) -> str | None:
+        """Delete the collection: its vectors, its manifest and its keyword index.
+
+        Returns why deleted text may remain in the store's files, if it may (see `purge`).
+        """
+        problem = self.store.drop()
         self.catalog.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.catalog.path}{suffix}").unlink(missing_ok=True)
+        return problem
+
+    def purge(self) -> str | None:
+        """After a removal: make the removed text unreadable in the catalog's and the store's files.
+
+        Returns why deleted text may remain in the store's files, if it may.
+        """
+        self.catalog.purge()
+        return self.store.purge()
 
     def rebuild_from_store(self) -> int:
         """Refill a lost or damaged catalog (manifest, chunk texts, BM25 index) from Chroma.

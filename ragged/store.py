@@ -28,6 +28,8 @@ DEFAULT_SERVER_PORT = 8000  # `chroma run`'s port; the compose file maps it to 8
 CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
 HEARTBEAT_PATH = "/api/v2/heartbeat"
+CHROMA_SQLITE = "chroma.sqlite3"  # the embedded store's SQLite file, in its folder
+LOG_DELETE = 3  # the `operation` code of a delete in Chroma's log (0 add, 1 update, 2 upsert)
 SERVER_DOWN_HINT = (
     "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`) and "
     "run the command again, which finishes any interrupted work; or unset RAGGED_CHROMA_URL "
@@ -255,9 +257,16 @@ class Store:
         col = self._get()
         return 0 if col is None else int(self._guard(col.count))
 
-    def drop(self) -> None:
+    def drop(self) -> str | None:
+        """Delete the collection; embedded, also what Chroma leaves of it on disk (`purge`).
+
+        Returns why the purge could not be completed, if it could not.
+        """
         from chromadb.errors import NotFoundError
 
+        col = None if self.shared else self._get()
+        # Read before the drop: Chroma forgets the segments but leaves their folders.
+        segments = self._segments(str(col.id)) if col is not None else []
         try:
             self._client.delete_collection(self.name)
         except NotFoundError:
@@ -265,6 +274,89 @@ class Store:
         except Exception as exc:
             raise explain(exc, self.where) from exc
         self._collection = None
+        return None if col is None else self.purge(dropped=str(col.id), segments=segments)
+
+    def _segments(self, collection_id: str) -> list[str]:
+        """Ids of an embedded collection's segments; the vector one names a folder of HNSW files."""
+        import sqlite3
+
+        try:
+            db = sqlite3.connect(f"file:{Path(self.where) / CHROMA_SQLITE}?mode=ro", uri=True)
+            try:
+                rows = db.execute(
+                    "SELECT id FROM segments WHERE collection = ?", (collection_id,)
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return []
+        return [str(r[0]) for r in rows]
+
+    def purge(self, dropped: str | None = None, segments: Sequence[str] = ()) -> str | None:
+        """Make text Chroma was told to delete unreadable in the embedded store's files.
+
+        Chroma deletes rows but its SQLite file keeps what it wrote: every upsert (text
+        included) in its write-ahead log (`embeddings_queue`) until the vector index has been
+        persisted past it, the words of deleted chunks in its full-text index until a merge,
+        and the deleted rows in free pages. So: the logged text of every chunk deleted since
+        is blanked (the log keeps its shape, so a replay still ends without the chunk), a
+        dropped collection's log entries and index folders go, then the full-text index is
+        merged and the file vacuumed, as `chroma vacuum` does. Nothing to do for a server,
+        whose disk is the server's (run `chroma vacuum` there). Returns a reason if the
+        files were not as expected (another Chroma version): deleted text may then remain.
+        """
+        if self.shared:
+            return None
+        import shutil
+        import sqlite3
+
+        root = Path(self.where)
+        path = root / CHROMA_SQLITE
+        if not path.exists():
+            return None
+        try:
+            db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            return f"cannot open {path}: {exc}"
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if dropped is not None:
+                    db.execute("DELETE FROM embeddings_queue WHERE topic LIKE ?", (f"%/{dropped}",))
+                # Upserts followed by a delete of the same id: the text is never needed again.
+                db.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS ragged_deleted(topic, id, seq, "
+                    "PRIMARY KEY (topic, id))"
+                )
+                db.execute("DELETE FROM ragged_deleted")
+                db.execute(
+                    "INSERT INTO ragged_deleted SELECT topic, id, max(seq_id) FROM embeddings_queue "
+                    f"WHERE operation = {LOG_DELETE} GROUP BY topic, id"
+                )
+                db.execute(
+                    "UPDATE embeddings_queue SET metadata = '{}' "
+                    f"WHERE operation != {LOG_DELETE} AND metadata != '{{}}' AND EXISTS ("
+                    "SELECT 1 FROM ragged_deleted d WHERE d.topic = embeddings_queue.topic "
+                    "AND d.id = embeddings_queue.id AND d.seq > embeddings_queue.seq_id)"
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            for segment in segments:
+                # Chroma leaves a dropped collection's HNSW folder (its vectors) behind.
+                folder = root / segment
+                if folder.is_dir() and folder.parent == root:
+                    shutil.rmtree(folder, ignore_errors=True)
+            db.execute(
+                "INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES('optimize')"
+            )
+            db.execute("VACUUM")
+        except sqlite3.Error as exc:
+            return f"could not purge deleted text from {path}: {exc}"
+        finally:
+            db.close()
+        return None
 
     def _require(self) -> Any:
         col = self._get()
