@@ -126,6 +126,41 @@ def platform_config_dir() -> Path:
     return Path(base) / "ragged"
 
 
+# The data dir holds the text of every ingested document: readable by its owner alone, so
+# that a 0600 document does not become readable to other local users through the index.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` and its missing parents, each readable by this user only (0700).
+
+    Folders that exist already keep their mode: `ragged doctor` warns about loose ones.
+    """
+    missing: list[Path] = []
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+        else:
+            os.chmod(folder, PRIVATE_DIR)  # mkdir's mode is masked by the umask
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` empty and 0600 if it does not exist, before a library creates it 0644."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    return path
+
+
 def config_dir(env: Mapping[str, str] | None = None) -> Path:
     """RAGGED_HOME keeps config beside the data, which is what keeps tests isolated."""
     env = os.environ if env is None else env

@@ -509,9 +509,20 @@ def _client(settings: Settings) -> Any:
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
     if not settings.chroma_url:
+        from ragged.config import private_dir, private_file
+
         path = Path(settings.home) / "chroma"
+        if path.is_dir() and not os.access(path, os.W_OK):
+            # Chroma writes to its SQLite file even to read (migrations, locks): no read-only mode.
+            raise StoreError(
+                f"cannot open the embedded Chroma store at {path}: the folder is read-only, "
+                "and Chroma opens its store for writing even to read it",
+                hint="keyword search (`--mode lexical`) works without it; to search by meaning, "
+                "copy the data dir somewhere writable and point RAGGED_HOME at the copy",
+            )
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            # Chroma would create its file as the umask says (0644): made private first.
+            private_file(private_dir(path) / CHROMA_SQLITE)
             return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         except Exception as exc:
             raise StoreError(

@@ -28,6 +28,7 @@ EVERY_CHECK = (
     "memory",
     "chroma",
     "disk",
+    "permissions",
     "tokenizer",
     "collections",
 )
