@@ -55,6 +55,13 @@ def ingest(
         bool,
         typer.Option(help="Fail (exit 1) on every failed file, not only on new failures."),
     ] = False,
+    rechunk: Annotated[
+        bool,
+        typer.Option(
+            help="Re-chunk every stored file with this run's chunk_tokens and chunk_overlap "
+            "(needed to change them on an existing collection)."
+        ),
+    ] = False,
     yes: YesOpt = False,
     wait: Annotated[
         bool, typer.Option(help="Wait for another running ingest instead of exiting.")
@@ -122,6 +129,7 @@ def ingest(
                         confirm_prune=confirm_prune,
                         on_progress=progress,
                         on_file=on_file,
+                        rechunk=rechunk,
                     )
         if json_out:
             render.print_json(report)

@@ -38,6 +38,13 @@ if TYPE_CHECKING:
     from ragged.llm import LLM
 
 SPLIT_DEPTH = 6  # an over-long input is halved at most this often (1/64 of it per request)
+CHUNKING_KEY = (
+    "chunking"  # catalog meta: "chunk_tokens/chunk_overlap" the stored chunks were cut with
+)
+
+
+class ChunkingChanged(RaggedError):
+    """chunk_tokens or chunk_overlap differ from what the collection's chunks were cut with."""
 
 
 @dataclass(frozen=True)
@@ -237,12 +244,16 @@ def ingest(
     confirm_prune: Callable[[HeldBack], bool] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    rechunk: bool = False,
 ) -> IngestReport:
     """Bring the collection up to date with the files under `paths`.
 
     With no paths, only what earlier runs left pending is embedded. `confirm_prune` is asked
     before the files of a folder that yielded nothing at all are removed (an unmounted disk
     looks exactly like that); without it they are kept and listed in `held_back`.
+
+    A collection's chunks are all cut with one chunk_tokens/chunk_overlap: other values are
+    refused (ChunkingChanged) unless `rechunk`, which re-chunks every stored file.
     """
     from ragged.ingest.walk import walk
 
@@ -250,6 +261,7 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport()
     index.check_model(settings.embed_model)
+    rechunk = check_chunking(index, rechunk)
     index.begin_run()
 
     found = walk(
@@ -258,6 +270,9 @@ def ingest(
         exclude=exclude,
         max_bytes=int(settings.max_file_mb * 1_000_000) if settings.max_file_mb > 0 else None,
     )
+    gone: list[FileOutcome] = []
+    if rechunk:
+        gone = _add_stored_files(found, index)
     files_total = len(found.candidates)
     state = _Tally(chunks_total=index.catalog.pending_count())
 
@@ -280,6 +295,8 @@ def ingest(
 
     for s in found.skipped:
         record(FileOutcome(s.path, "failed" if s.failed else "skipped", reason=s.reason))
+    for outcome in gone:
+        record(outcome)
 
     embedder = Embedder(
         llm,
@@ -316,7 +333,7 @@ def ingest(
         for cand in found.candidates:
             state.current = cand.rel_path
             progress()
-            prepared = _prepare(cand, index, report)
+            prepared = _prepare(cand, index, report, force=rechunk)
             if isinstance(prepared, FileOutcome):
                 if prepared.status == "failed" and not prepared.known:
                     index.catalog.record_failure(prepared.path, signature(cand), prepared.reason)
@@ -333,6 +350,8 @@ def ingest(
         if prune:
             for outcome in _prune(found, index, report, confirm_prune):
                 record(outcome)
+        # Every file was cut with these values now (those that could not be are reported).
+        index.catalog.set_meta(CHUNKING_KEY, _chunking(settings))
         index.end_run()
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
@@ -345,6 +364,72 @@ def ingest(
         report.embed_hint = embedder.error.hint
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _chunking(settings: Settings) -> str:
+    return f"{settings.chunk_tokens}/{settings.chunk_overlap}"
+
+
+def check_chunking(index: Index, rechunk: bool) -> bool:
+    """Whether every stored file must be re-chunked; refuses other chunk sizes without `rechunk`.
+
+    A collection whose chunks have different sizes ranks unevenly (a long chunk matches more
+    words) and cites unevenly, so a change applies to all files or to none. A collection
+    without a record (made before ragged recorded it) takes this run's values.
+    """
+    settings = index.settings
+    recorded = index.catalog.meta(CHUNKING_KEY)
+    current = _chunking(settings)
+    files = index.catalog.file_count()
+    if recorded is None or recorded == current or files == 0:
+        return False
+    if rechunk:
+        return True
+    tokens, overlap = recorded.split("/")
+    raise ChunkingChanged(
+        f"collection '{index.name}' was chunked with chunk_tokens {tokens} and chunk_overlap "
+        f"{overlap}; this run asks for {settings.chunk_tokens} and {settings.chunk_overlap}, "
+        "which would leave it with chunks of two sizes",
+        hint=f"run with --rechunk to re-chunk (and embed again) all {files} stored files, or "
+        f"set chunk_tokens = {tokens} and chunk_overlap = {overlap} back (`ragged config` "
+        "shows where the values come from)",
+    )
+
+
+def _add_stored_files(found: Walk, index: Index) -> list[FileOutcome]:
+    """Make every stored file a candidate, wherever it lies: a re-chunk leaves none behind.
+
+    Returns the stored files that cannot be read again (gone from disk): they keep their
+    old chunks until removed.
+    """
+    from ragged.ingest.walk import Candidate
+
+    have = {str(c.path) for c in found.candidates}
+    gone: list[FileOutcome] = []
+    for record in index.files():
+        if record.path in have:
+            continue
+        path = Path(record.path)
+        try:
+            st = path.stat()
+        except OSError:
+            if not os.path.lexists(record.path) and any(
+                path.is_relative_to(root) for root in found.complete_roots
+            ):
+                continue  # pruned below, as gone from a walked folder
+            gone.append(
+                FileOutcome(
+                    record.path,
+                    "failed",
+                    reason="cannot re-chunk: the file is gone from disk (its old chunks stay "
+                    "until `ragged remove`)",
+                )
+            )
+            continue
+        found.candidates.append(
+            Candidate(path, path, path.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        )
+    return gone
 
 
 def _prune(
@@ -459,13 +544,16 @@ class Parsers:
 
 
 def _prepare(
-    cand: Candidate, index: Index, report: IngestReport
+    cand: Candidate, index: Index, report: IngestReport, force: bool = False
 ) -> FileOutcome | tuple[Job, bytes]:
-    """Settle a file without parsing if possible; else return what parsing needs."""
+    """Settle a file without parsing if possible; else return what parsing needs.
+
+    `force` (a re-chunk) parses every file again, even unchanged ones, and copies no vectors.
+    """
     path = str(cand.path)
     catalog = index.catalog
     known = catalog.file(path)
-    if known and known.size == cand.size and known.mtime_ns == cand.mtime_ns:
+    if known and known.size == cand.size and known.mtime_ns == cand.mtime_ns and not force:
         return FileOutcome(path, "unchanged", known.chunks)
     failure = catalog.failure(path)
     if failure is not None and failure.signature == signature(cand):
@@ -483,7 +571,7 @@ def _prepare(
     except OSError as exc:
         return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}")
     digest = file_hash(data)
-    if known and known.content_hash == digest:
+    if known and known.content_hash == digest and not force:
         index.touch(path, cand.size, cand.mtime_ns)
         if failure is not None:
             catalog.clear_failures([path])
@@ -501,7 +589,7 @@ def _prepare(
         ingested_at=now(),
     )
     donors = {f.path for f in catalog.files_with_hash(digest)}
-    reused = index.reuse(record)
+    reused = None if force else index.reuse(record)
     if reused is not None:
         report.reused += reused
         report.chunks += reused
