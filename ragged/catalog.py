@@ -317,6 +317,24 @@ class Catalog:
             self._forget(db, record.path)
             self._insert(db, record, chunks, embedded)
 
+    def append_chunks(self, path: str, chunks: Sequence[ChunkRow]) -> None:
+        """More chunks of a file being stored in parts (a large file, streamed); not embedded."""
+        with self.transaction() as db:
+            self._insert_chunks(db, chunks, embedded=False)
+            db.execute(
+                "UPDATE files SET chunks = chunks + ?, status = 'pending' WHERE path = ?",
+                (len(chunks), path),
+            )
+
+    def complete_file(self, record: FileRecord) -> None:
+        """A file stored in parts is whole: its real stat and hash replace the placeholders."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, pages = ? "
+                "WHERE path = ?",
+                (record.size, record.mtime_ns, record.content_hash, record.pages, record.path),
+            )
+
     def _insert(
         self, db: sqlite3.Connection, record: FileRecord, chunks: Sequence[ChunkRow], embedded: bool
     ) -> None:
@@ -334,6 +352,12 @@ class Catalog:
                 record.ingested_at,
             ),
         )
+        self._insert_chunks(db, chunks, embedded)
+        db.execute("DELETE FROM failures WHERE path = ?", (record.path,))
+
+    def _insert_chunks(
+        self, db: sqlite3.Connection, chunks: Sequence[ChunkRow], embedded: bool
+    ) -> None:
         db.executemany(
             f"INSERT INTO chunks({CHUNK_COLUMNS}, embedded) VALUES (?,?,?,?,?,?,?,?,?)",
             [
@@ -344,7 +368,6 @@ class Catalog:
         )
         # An id may have been tombstoned by an earlier version of this file: it lives again.
         db.executemany("DELETE FROM tombstones WHERE id = ?", [(c.id,) for c in chunks])
-        db.execute("DELETE FROM failures WHERE path = ?", (record.path,))
 
     def remove_files(self, paths: Iterable[str]) -> int:
         """Forget files and tombstone their chunks; returns how many files were known."""

@@ -186,6 +186,18 @@ class Index:
         """Step 1: commit a file's chunks as text awaiting vectors."""
         self.catalog.replace_file(record, rows)
 
+    def stage_more(self, path: str, rows: Sequence[ChunkRow]) -> None:
+        """Step 1 again for a file staged in parts (a large file read in blocks).
+
+        The file was first staged with a placeholder stat and hash, which `complete` replaces
+        once the last part is in: a run killed half way leaves a file that the next run sees
+        as changed and reads again.
+        """
+        self.catalog.append_chunks(path, rows)
+
+    def complete(self, record: FileRecord) -> None:
+        self.catalog.complete_file(record)
+
     def write_vectors(
         self, rows: Sequence[ChunkRow], vectors: Sequence[Sequence[float]], model: str
     ) -> None:

@@ -322,6 +322,10 @@ def ingest(
         embedder.add(rows)
         record_outcome(FileOutcome(job.record.path, job.status, len(rows)))
 
+    def on_chunks(n: int) -> None:
+        state.chunks_total += n
+        progress()
+
     def record_outcome(outcome: FileOutcome) -> None:
         record(outcome)
         state.files += 1
@@ -338,8 +342,16 @@ def ingest(
                 if prepared.status == "failed" and not prepared.known:
                     index.catalog.record_failure(prepared.path, signature(cand), prepared.reason)
                 record_outcome(prepared)
+            elif prepared[1] is None:
+                job = prepared[0]
+                outcome = _stream_file(job, index, embedder, on_chunks)
+                if outcome.status == "failed":
+                    index.catalog.record_failure(job.record.path, job.signature, outcome.reason)
+                else:
+                    report.chunks += outcome.chunks
+                record_outcome(outcome)
             else:
-                parsers.submit(*prepared)
+                parsers.submit(prepared[0], prepared[1])
             for done in parsers.ready():
                 finish(*done)
             embedder.poll()
@@ -464,6 +476,49 @@ def _prune(
     return out
 
 
+def _stream_file(
+    job: Job, index: Index, embedder: Embedder, on_chunks: Callable[[int], None]
+) -> FileOutcome:
+    """Store a large text file a segment at a time: memory stays flat whatever its size.
+
+    The first segment's chunks replace the stored version under a placeholder stat and hash
+    (a run killed half way leaves a file the next run reads again); the rest are appended;
+    `complete` then records the real ones. Chunks are embedded as they come.
+    """
+    from ragged.ingest.stream import stream_chunks
+
+    record = job.record
+    settings = index.settings
+    placeholder = dataclasses.replace(
+        record, size=-1, mtime_ns=-1, content_hash=f"partial:{record.content_hash}"
+    )
+    count = 0
+    try:
+        for pieces in stream_chunks(
+            Path(record.path), settings.chunk_tokens, settings.chunk_overlap
+        ):
+            rows = [make_row(record, c.index, c.text, c.page, c.heading, c.tokens) for c in pieces]
+            if count == 0:
+                index.stage(placeholder, rows)
+            else:
+                index.stage_more(record.path, rows)
+            count += len(rows)
+            on_chunks(len(rows))
+            embedder.add(rows)
+            embedder.poll()
+    except UnreadableDocument as exc:
+        reason = exc.reason
+    except OSError as exc:  # read failed half way (a disk error, a file truncated meanwhile)
+        reason = f"cannot read: {exc.strerror or exc}"
+    else:
+        index.complete(record)
+        return FileOutcome(record.path, job.status, count)
+    if count:
+        # Half a file is worse than none: the part stored so far goes.
+        index.remove([record.path])
+    return FileOutcome(record.path, "failed", reason=reason)
+
+
 # What parsing a file gives: its page count and chunks, or why it could not be read.
 Parsed: TypeAlias = "tuple[int | None, list[Chunk]] | str"
 
@@ -545,8 +600,9 @@ class Parsers:
 
 def _prepare(
     cand: Candidate, index: Index, report: IngestReport, force: bool = False
-) -> FileOutcome | tuple[Job, bytes]:
-    """Settle a file without parsing if possible; else return what parsing needs.
+) -> FileOutcome | tuple[Job, bytes | None]:
+    """Settle a file without parsing if possible; else return what parsing needs: the job
+    and the file's bytes, or None for a large file that is read again by blocks.
 
     `force` (a re-chunk) parses every file again, even unchanged ones, and copies no vectors.
     """
@@ -559,9 +615,16 @@ def _prepare(
     if failure is not None and failure.signature == signature(cand):
         return FileOutcome(path, "failed", reason=failure.reason, known=True)
     from ragged.ingest.loaders import read_regular
+    from ragged.ingest.stream import file_digest, streamed
 
+    large = streamed(cand.path, cand.size)
+    data: bytes | None = None
     try:
-        data = read_regular(cand.path)
+        if large:
+            digest = file_digest(cand.path)  # the bytes are read again, by blocks, to parse
+        else:
+            data = read_regular(cand.path)
+            digest = file_hash(data)
     except UnreadableDocument as exc:  # swapped for a FIFO or a device since the walk
         return FileOutcome(path, "failed", reason=exc.reason)
     except FileNotFoundError:
@@ -570,7 +633,6 @@ def _prepare(
         return FileOutcome(path, "failed", reason="permission denied")
     except OSError as exc:
         return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}")
-    digest = file_hash(data)
     if known and known.content_hash == digest and not force:
         index.touch(path, cand.size, cand.mtime_ns)
         if failure is not None:
@@ -589,7 +651,8 @@ def _prepare(
         ingested_at=now(),
     )
     donors = {f.path for f in catalog.files_with_hash(digest)}
-    reused = None if force else index.reuse(record)
+    # A large file's vectors are not copied: that would hold all of them in memory at once.
+    reused = None if force or large else index.reuse(record)
     if reused is not None:
         report.reused += reused
         report.chunks += reused
