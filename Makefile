@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NO_COLOR ?=
 
-.PHONY: install test test-live lint fix typecheck docs bench bench-retrieval clean
+.PHONY: install test test-live lint fix typecheck docs bench bench-retrieval bench-memory clean
 
 install: $(BIN)/ragged
 
@@ -39,6 +39,9 @@ bench: install
 
 bench-retrieval: install
 	$(BIN)/python bench/retrieval.py
+
+bench-memory: install
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

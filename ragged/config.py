@@ -325,6 +325,8 @@ def _validate(s: Settings) -> None:
         origin = s.sources.get(name, "default")
         return ConfigError(f"{name} must be {rule}, not {value!r} (from {origin})")
 
+    if s.home.exists() and not s.home.is_dir():
+        raise fail("home", "a folder (the data dir)", str(s.home))
     if s.mode not in MODES:
         raise fail("mode", f"one of {', '.join(MODES)}", s.mode)
     if s.fusion not in FUSIONS:

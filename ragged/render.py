@@ -70,6 +70,8 @@ def print_json(data: Any) -> None:
     text = json.dumps(to_data(data), indent=2, ensure_ascii=False)
     # These can only occur inside JSON strings, where \uXXXX means the same character.
     text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    # A path typed with bytes that are not UTF-8 holds lone surrogates: as \udcXX escapes.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 

@@ -123,6 +123,7 @@ def test_ragged_table_in_config_file(env: Path) -> None:
         ("RAGGED_CHAT_MODEL", " ", None),  # blank: chosen from this machine's memory
         ("RAGGED_CHROMA_URL", "ftp://x", "chroma_url must be a URL such as http://host:8000"),
         ("RAGGED_CHROMA_URL", "http://x:70000", "chroma_url must be a URL such as"),
+        ("RAGGED_HOME", "/etc/hostname", "/etc/hostname/config.toml: cannot read config file"),
     ],
 )
 def test_every_setting_is_validated_with_one_line_naming_it_and_its_range(
@@ -143,5 +144,19 @@ def test_every_setting_is_validated_with_one_line_naming_it_and_its_range(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[0].startswith("Error: ") and expected in " ".join(result.stderr.split())
     assert "Traceback" not in result.output and "isn't running" not in result.output
+    if var == "RAGGED_HOME":
+        return
     if not var.startswith("OLLAMA") or "port" in expected:
         assert f"env {var}" in result.stderr or "not a valid" in result.stderr
+
+
+def test_a_data_dir_that_is_a_file_is_one_line(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ragged.cli import app
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = runner.invoke(app, ["--home", str(afile), "search", "x"])
+    assert result.exit_code == 1
+    assert f"home must be a folder (the data dir), not '{afile}' (from flag)" in " ".join(
+        result.stderr.split()
+    )
