@@ -210,9 +210,13 @@ class LLM:
                 if self._pause(attempt, deadline):
                     attempt += 1
                     continue
+                tries = (
+                    f"; {attempts} attempts in {_seconds(time.monotonic() - started)} s"
+                    if attempts > 1
+                    else ""
+                )
                 raise OllamaFailed(
-                    f"lost the connection to Ollama at {self.host} "
-                    f"({_short(exc)}; {attempts} attempts in {_seconds(time.monotonic() - started)} s)",
+                    f"lost the connection to Ollama at {self.host} ({_short(exc)}{tries})",
                     hint="see the Ollama server log (`ollama serve` output) for the cause",
                 ) from exc
             except httpx.HTTPError as exc:
