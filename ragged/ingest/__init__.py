@@ -38,9 +38,8 @@ if TYPE_CHECKING:
     from ragged.llm import LLM
 
 SPLIT_DEPTH = 6  # an over-long input is halved at most this often (1/64 of it per request)
-CHUNKING_KEY = (
-    "chunking"  # catalog meta: "chunk_tokens/chunk_overlap" the stored chunks were cut with
-)
+# Catalog meta: the "chunk_tokens/chunk_overlap" that the stored chunks were cut with.
+CHUNKING_KEY = "chunking"
 
 
 class ChunkingChanged(RaggedError):
