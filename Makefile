@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NO_COLOR ?=
 
-.PHONY: install browser test test-live lint fix typecheck docs bench bench-peers bench-retrieval bench-serve clean
+.PHONY: install browser test test-live lint fix typecheck docs bench bench-peers bench-retrieval bench-serve bench-memory clean
 
 install: $(BIN)/ragged browser
 
@@ -58,6 +58,9 @@ bench-retrieval: install
 
 bench-serve: install
 	$(BIN)/python bench/serve.py
+
+bench-memory: install
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -11,6 +11,7 @@ manifest. Only ragged/index.py writes through this class: it owns the catalog + 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from ragged.errors import StoreError
 
@@ -151,19 +153,35 @@ class Catalog:
     """One collection's SQLite catalog."""
 
     def __init__(self, path: Path) -> None:
+        from ragged.config import private_dir, private_file
+
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection used from one thread at a time; the ingest writer owns it.
-            self._db = sqlite3.connect(
-                path, timeout=30, check_same_thread=False, isolation_level=None
+        # A shared index mounted read-only still serves list, search and ask.
+        self.read_only = not _writable(path)
+        if self.read_only and not path.exists():
+            raise StoreError(
+                f"cannot create the catalog {path}: {_nearest(path.parent)} is not writable",
+                hint="point RAGGED_HOME at a writable folder",
             )
-        except sqlite3.Error as exc:
+        try:
+            if self.read_only:
+                self._db = _open_read_only(path)
+            else:
+                private_file(private_dir(path.parent) / path.name)
+                # One connection used from one thread at a time; the ingest writer owns it.
+                self._db = sqlite3.connect(
+                    path, timeout=30, check_same_thread=False, isolation_level=None
+                )
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{path}: cannot open the catalog: {exc}") from exc
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable across a killed process (not a power cut) and much faster.
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            if not self.read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable across a killed process (not a power cut) and much faster.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                # Deleted rows (a removed file, a replaced version) are overwritten with zeros
+                # rather than left readable in free pages.
+                self._db.execute("PRAGMA secure_delete=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -187,6 +205,12 @@ class Catalog:
                 f"(schema {version}, this one knows {SCHEMA_VERSION})",
                 hint="upgrade ragged",
             )
+        if version < SCHEMA_VERSION and self.read_only:
+            raise StoreError(
+                f"{self.path}: the catalog needs an upgrade (schema {version} to "
+                f"{SCHEMA_VERSION}) and its folder is read-only",
+                hint="run any ragged command once where the data dir is writable",
+            )
         for number in range(version + 1, SCHEMA_VERSION + 1):
             # executescript commits first, so the step and its version go in one script.
             self._db.executescript(
@@ -199,6 +223,11 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StoreError(
+                f"cannot change the catalog {self.path}: its folder is read-only",
+                hint="commands that change a collection need a writable data dir",
+            )
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -297,6 +326,24 @@ class Catalog:
             self._forget(db, record.path, tombstone)
             self._insert(db, record, chunks, embedded)
 
+    def append_chunks(self, path: str, chunks: Sequence[ChunkRow]) -> None:
+        """More chunks of a file being stored in parts (a large file, streamed); not embedded."""
+        with self.transaction() as db:
+            self._insert_chunks(db, chunks, embedded=False)
+            db.execute(
+                "UPDATE files SET chunks = chunks + ?, status = 'pending' WHERE path = ?",
+                (len(chunks), path),
+            )
+
+    def complete_file(self, record: FileRecord) -> None:
+        """A file stored in parts is whole: its real stat and hash replace the placeholders."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, content_hash = ?, pages = ? "
+                "WHERE path = ?",
+                (record.size, record.mtime_ns, record.content_hash, record.pages, record.path),
+            )
+
     def _insert(
         self, db: sqlite3.Connection, record: FileRecord, chunks: Sequence[ChunkRow], embedded: bool
     ) -> None:
@@ -314,6 +361,12 @@ class Catalog:
                 record.ingested_at,
             ),
         )
+        self._insert_chunks(db, chunks, embedded)
+        db.execute("DELETE FROM failures WHERE path = ?", (record.path,))
+
+    def _insert_chunks(
+        self, db: sqlite3.Connection, chunks: Sequence[ChunkRow], embedded: bool
+    ) -> None:
         db.executemany(
             f"INSERT INTO chunks({CHUNK_COLUMNS}, embedded) VALUES (?,?,?,?,?,?,?,?,?)",
             [
@@ -324,7 +377,6 @@ class Catalog:
         )
         # An id may have been tombstoned by an earlier version of this file: it lives again.
         db.executemany("DELETE FROM tombstones WHERE id = ?", [(c.id,) for c in chunks])
-        db.execute("DELETE FROM failures WHERE path = ?", (record.path,))
 
     def remove_files(self, paths: Iterable[str]) -> int:
         """Forget files and tombstone their chunks; returns how many files were known."""
@@ -557,6 +609,15 @@ class Catalog:
                 raise StoreError(f"{self.path}: keyword statistics failed: {exc}") from exc
         return frequency, matched
 
+    def purge(self) -> None:
+        """Leave nothing of deleted chunks readable in the catalog's files.
+
+        secure_delete has zeroed their rows; the BM25 index still holds their words until its
+        segments are merged, and the WAL file old copies of the pages until a checkpoint.
+        """
+        self._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def rebuild_lexical(self) -> None:
         """Rebuild the BM25 index from the chunk table (after a damaged index or a schema change)."""
         with self.transaction() as db:
@@ -574,6 +635,45 @@ class Catalog:
             db.execute("DELETE FROM meta WHERE key = 'run_in_progress'")
             for record, chunks in files:
                 self._insert(db, record, chunks, embedded=True)
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write here: the file (if any) and its folder, for the -wal and -shm.
+
+    os.access reports a read-only mount (EROFS) even to root, who ignores mode bits.
+    """
+    folder = _nearest(path.parent)
+    if not os.access(folder, os.W_OK):
+        return False
+    return not path.exists() or os.access(path, os.W_OK)
+
+
+def _nearest(path: Path) -> Path:
+    """`path`, or its nearest parent that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """The catalog opened for reading, with no file written beside it.
+
+    `mode=ro` still needs the WAL's -shm file, which a read-only folder lacks once the last
+    writer closed cleanly; then `immutable=1`, which reads the file as it is (a clean close
+    leaves no WAL behind, so nothing is missed).
+    """
+    target = quote(str(path))
+    db = sqlite3.connect(
+        f"file:{target}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+    )
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+    return sqlite3.connect(
+        f"file:{target}?immutable=1", uri=True, check_same_thread=False, isolation_level=None
+    )
 
 
 def catalog_path(settings: Settings, collection: str | None = None) -> Path:

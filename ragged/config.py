@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -77,7 +79,9 @@ class Settings:
     embed_concurrency: int = _setting(
         2, "Embedding requests in flight (match OLLAMA_NUM_PARALLEL).", "RAGGED_EMBED_CONCURRENCY"
     )
-    timeout: float = _setting(300.0, "Seconds to wait for one Ollama response.", "RAGGED_TIMEOUT")
+    timeout: float = _setting(
+        300.0, "Longest wait for one Ollama request, retries included (seconds).", "RAGGED_TIMEOUT"
+    )
     max_file_mb: float = _setting(50.0, "Files larger than this are skipped.", "RAGGED_MAX_FILE_MB")
     chroma_url: str | None = _setting(
         None, "Chroma server URL; empty = embedded store under home.", "RAGGED_CHROMA_URL"
@@ -86,6 +90,9 @@ class Settings:
     chroma_tenant: str = _setting("default_tenant", "Chroma tenant.", "RAGGED_CHROMA_TENANT")
     chroma_database: str = _setting(
         "default_database", "Chroma database.", "RAGGED_CHROMA_DATABASE"
+    )
+    chroma_timeout: float = _setting(
+        120.0, "Seconds to wait for one Chroma server response.", "RAGGED_CHROMA_TIMEOUT"
     )
     # Where each value came from, for `ragged config`; not itself a setting.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -119,6 +126,41 @@ def platform_config_dir() -> Path:
     return Path(base) / "ragged"
 
 
+# The data dir holds the text of every ingested document: readable by its owner alone, so
+# that a 0600 document does not become readable to other local users through the index.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` and its missing parents, each readable by this user only (0700).
+
+    Folders that exist already keep their mode: `ragged doctor` warns about loose ones.
+    """
+    missing: list[Path] = []
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+        else:
+            os.chmod(folder, PRIVATE_DIR)  # mkdir's mode is masked by the umask
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` empty and 0600 if it does not exist, before a library creates it 0644."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    return path
+
+
 def config_dir(env: Mapping[str, str] | None = None) -> Path:
     """RAGGED_HOME keeps config beside the data, which is what keeps tests isolated."""
     env = os.environ if env is None else env
@@ -147,11 +189,16 @@ def normalize_ollama_host(value: str | None) -> str:
             hint="use host, host:port or http(s)://host:port",
         )
     default_port = DEFAULT_OLLAMA_PORT if not sep else (443 if scheme == "https" else 80)
-    parts = urlsplit(f"{scheme}://{rest}")
     try:
+        parts = urlsplit(f"{scheme}://{rest}")
         port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"OLLAMA_HOST has a bad port: {value!r}") from exc
+    except ValueError as exc:  # "[::1" (an unclosed IPv6 bracket), port 99999, port "x"
+        raise ConfigError(
+            f"OLLAMA_HOST must be host, host:port or http(s)://host:port with a port from 1 "
+            f"to 65535, not {value!r}"
+        ) from exc
+    if port == 0:
+        raise ConfigError(f"OLLAMA_HOST has port 0, which nothing listens on: {value!r}")
     host = parts.hostname or "127.0.0.1"
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
@@ -166,7 +213,11 @@ def _coerce(name: str, kind: Any, raw: Any, origin: str) -> Any:
     if raw is None or (isinstance(raw, str) and raw.strip() == "" and "None" in text_kind):
         return None
     try:
+        if isinstance(raw, bool):
+            raise TypeError("a boolean is not a number")
         if text_kind.startswith("int"):
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError("not a whole number")
             return int(raw)
         if text_kind.startswith("float"):
             return float(raw)
@@ -236,26 +287,97 @@ def load_settings(
         values[name] = _coerce(name, known[name].type, raw, "flag")
         sources[name] = "flag"
 
-    values["ollama_host"] = normalize_ollama_host(values["ollama_host"])
+    try:
+        values["ollama_host"] = normalize_ollama_host(values["ollama_host"])
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message} (from {sources['ollama_host']})", exc.hint) from exc
     settings = Settings(**values, sources=sources)
     _validate(settings)
     return settings
 
 
+# The range of every numeric setting: (lowest, highest, unit). Bounds are what ragged can use,
+# not what is wise: e.g. 8192 tokens is the longest input common embedding models read.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "chunk_tokens": (32, 8192, "tokens"),
+    "top_k": (1, 200, "passages"),
+    "max_per_source": (1, 200, "passages"),
+    "dense_weight": (0, 100, ""),
+    "lexical_weight": (0, 100, ""),
+    "min_score": (-1, 1, "(a cosine similarity)"),
+    "context_window": (512, 1_048_576, "tokens"),
+    "answer_tokens": (16, 524_288, "tokens"),
+    "embed_batch": (1, 2048, "texts"),
+    "embed_concurrency": (1, 64, "requests"),
+    "timeout": (0.1, 86_400, "seconds"),
+    "chroma_timeout": (0.1, 86_400, "seconds"),
+    "max_file_mb": (0, 1_000_000, "MB (0: no limit)"),
+}
+# Chroma's rule for collection names, which also makes them safe as catalog file names:
+# 3-512 of [a-zA-Z0-9._-], starting and ending with a letter or digit, no "..".
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]")
+
+
 def _validate(s: Settings) -> None:
+    """Every setting within what ragged can use; one line naming it, its range and its origin."""
+
+    def fail(name: str, rule: str, value: Any) -> ConfigError:
+        origin = s.sources.get(name, "default")
+        return ConfigError(f"{name} must be {rule}, not {value!r} (from {origin})")
+
+    if s.home.exists() and not s.home.is_dir():
+        raise fail("home", "a folder (the data dir)", str(s.home))
     if s.mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {s.mode!r}")
+        raise fail("mode", f"one of {', '.join(MODES)}", s.mode)
     if s.fusion not in FUSIONS:
-        raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, not {s.fusion!r}")
-    if s.chunk_tokens < 32:
-        raise ConfigError(f"chunk_tokens must be at least 32, not {s.chunk_tokens}")
-    if not 0 <= s.chunk_overlap < s.chunk_tokens:
-        raise ConfigError(
-            f"chunk_overlap must be between 0 and chunk_tokens - 1, not {s.chunk_overlap}"
+        raise fail("fusion", f"one of {', '.join(FUSIONS)}", s.fusion)
+    for name, (low, high, unit) in RANGES.items():
+        value = getattr(s, name)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise fail(name, f"from {_num(low)} to {_num(high)}{' ' + unit if unit else ''}", value)
+    if not 0 <= s.chunk_overlap <= s.chunk_tokens // 2:
+        # More overlap than half a chunk would make most of every chunk a copy of the last.
+        raise fail(
+            "chunk_overlap",
+            f"from 0 to half of chunk_tokens ({s.chunk_tokens // 2})",
+            s.chunk_overlap,
         )
-    for name in ("top_k", "embed_batch", "embed_concurrency", "max_per_source"):
-        if getattr(s, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, not {getattr(s, name)}")
+    if s.answer_tokens > s.context_window // 2:
+        raise fail(
+            "answer_tokens",
+            f"at most half of context_window ({s.context_window // 2}), to leave room for the sources",
+            s.answer_tokens,
+        )
+    if s.dense_weight + s.lexical_weight <= 0:
+        raise fail("lexical_weight", "above 0 when dense_weight is 0", s.lexical_weight)
+    if not COLLECTION_NAME.fullmatch(s.collection) or ".." in s.collection:
+        raise fail(
+            "collection",
+            "3-512 letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
+            s.collection,
+        )
+    for name in ("embed_model", "chroma_tenant", "chroma_database"):
+        if not str(getattr(s, name)).strip():
+            raise fail(name, "a name", getattr(s, name))
+    if s.chroma_url:
+        _check_url("chroma_url", s.chroma_url, fail)
+
+
+def _num(value: float) -> str:
+    """1048576 -> '1048576' (not '1.04858e+06'), 0.1 -> '0.1'."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _check_url(name: str, url: str, fail: Any) -> None:
+    """http(s)://host[:port][/path] or host[:port], with a port from 1 to 65535."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    rule = "a URL such as http://host:8000 (http or https, a port from 1 to 65535)"
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise fail(name, rule, url) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise fail(name, rule, url)
 
 
 def describe(settings: Settings) -> list[tuple[str, Any, str, str]]:

@@ -794,6 +794,50 @@ def check_disk(settings: Settings) -> Check:
     return Check("disk", "ok", detail, None, data)
 
 
+def check_permissions(settings: Settings, fix: bool = False) -> Check:
+    """The data dir holds every ingested document's text: other local users must not read it.
+
+    `fix` takes group and other permissions off the data dir and everything in it.
+    """
+    import os
+    import stat
+
+    home = Path(settings.home).expanduser()
+    try:
+        mode = stat.S_IMODE(home.stat().st_mode)
+    except FileNotFoundError:
+        return Check("permissions", "ok", f"{home} will be created readable by you only (0700)")
+    except OSError as exc:
+        return Check("permissions", "warn", f"cannot read the mode of {home}: {exc.strerror}")
+    data = {"path": str(home), "mode": f"{mode:04o}"}
+    if not mode & 0o077:
+        return Check(
+            "permissions", "ok", f"{home} is readable by you only ({mode:04o})", None, data
+        )
+    if fix:
+        try:
+            for root, dirs, files in os.walk(home):
+                for name in [*dirs, *files]:
+                    entry = os.path.join(root, name)
+                    if not os.path.islink(entry):
+                        os.chmod(entry, stat.S_IMODE(os.lstat(entry).st_mode) & 0o700)
+            os.chmod(home, mode & 0o700)
+        except OSError as exc:
+            return Check("permissions", "fail", f"cannot change the mode of {home}: {exc}")
+        return Check(
+            "permissions", "ok", f"{home} made readable by you only (was {mode:04o})", None, data
+        )
+    who = "everyone" if mode & 0o007 else "your group"
+    return Check(
+        "permissions",
+        "warn",
+        f"{home} is open to {who} ({mode:04o}): other users can read your documents' text "
+        "in its index",
+        f"chmod -R go-rwx {home}  (or `ragged doctor --fix`)",
+        data,
+    )
+
+
 def check_tokenizer() -> Check:
     """tiktoken's cl100k encoding loads without a network."""
     try:
@@ -978,7 +1022,7 @@ def run_checks(
             checks.append(check_bench(work, chat_model, host, settings))
 
     store = check_store(settings)
-    checks += [store, check_disk(settings), check_tokenizer()]
+    checks += [store, check_disk(settings), check_permissions(settings, fix), check_tokenizer()]
     if store.status == "fail":
         checks.append(_skipped("collections", "the store did not open"))
         return checks

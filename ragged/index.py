@@ -204,6 +204,18 @@ class Index:
         """Step 1: commit a file's chunks as text awaiting vectors."""
         self.catalog.replace_file(record, rows)
 
+    def stage_more(self, path: str, rows: Sequence[ChunkRow]) -> None:
+        """Step 1 again for a file staged in parts (a large file read in blocks).
+
+        The file was first staged with a placeholder stat and hash, which `complete` replaces
+        once the last part is in: a run killed half way leaves a file that the next run sees
+        as changed and reads again.
+        """
+        self.catalog.append_chunks(path, rows)
+
+    def complete(self, record: FileRecord) -> None:
+        self.catalog.complete_file(record)
+
     def write_vectors(
         self, rows: Sequence[ChunkRow], vectors: Sequence[Sequence[float]], model: str
     ) -> None:
@@ -389,12 +401,24 @@ class Index:
                 self.catalog.replace_file(found.record, found.rows, embedded=True)
         self.store.delete(stale)
 
-    def drop(self) -> None:
-        """Delete the collection: its vectors, its manifest and its keyword index."""
-        self.store.drop()
+    def drop(self) -> str | None:
+        """Delete the collection: its vectors, its manifest and its keyword index.
+
+        Returns why deleted text may remain in the store's files, if it may (see `purge`).
+        """
+        problem = self.store.drop()
         self.catalog.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.catalog.path}{suffix}").unlink(missing_ok=True)
+        return problem
+
+    def purge(self) -> str | None:
+        """After a removal: make the removed text unreadable in the catalog's and the store's files.
+
+        Returns why deleted text may remain in the store's files, if it may.
+        """
+        self.catalog.purge()
+        return self.store.purge()
 
     def rebuild_from_store(self) -> int:
         """Refill a lost or damaged catalog (manifest, chunk texts, BM25 index) from Chroma.

@@ -20,7 +20,9 @@ T = TypeVar("T")
 # (settings.timeout, 300 s) stays long because a model loading over a network can be slow.
 CONNECT_TIMEOUT = 10.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
-RETRY_DELAYS = (0.5, 1.0, 2.0)  # bounded backoff: at most ~3.5 s of waiting per call
+# Bounded backoff, at most 7.5 s of pauses per call; and never past the call's deadline, the
+# configured timeout, which bounds the whole wait (attempts and pauses together).
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 TOO_LONG_MESSAGE = "input length exceeds the context length"
 NOT_RUNNING_HINT = (
     "start it with `ollama serve` (on a Mac run the native app: Ollama in Docker cannot use "
@@ -106,39 +108,71 @@ class LLM:
         self.timeout = timeout
         self.connect_timeout = min(CONNECT_TIMEOUT, timeout)
         self.retry_delays = tuple(retry_delays)
-        self._ollama: Any = None
-        self._making = threading.Lock()
+        # One client per thread (the embedder calls from a pool): each call then sets its own
+        # client's timeout to what is left of its deadline without racing another thread.
+        self._local = threading.local()
 
     @property
     def _client(self) -> Any:
-        """The ollama client, made on first use: a run that needs no model never imports it."""
-        if self._ollama is None:
-            with self._making:  # one client, whether warm_up's thread or a call makes it
-                if self._ollama is None:
-                    import httpx
-                    import ollama
+        """This thread's ollama client, made on first use: a run that needs no model never imports it."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            import httpx
+            import ollama
 
-                    # ollama.Client hands `timeout` to httpx.Client as is: httpx.Timeout works.
-                    self._ollama = ollama.Client(
-                        host=self.host,
-                        timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-                    )
-        return self._ollama
+            # ollama.Client hands `timeout` to httpx.Client as is, so an httpx.Timeout works.
+            client = ollama.Client(
+                host=self.host, timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout)
+            )
+            self._local.client = client
+        return client
+
+    def _limit(self, seconds: float) -> None:
+        """Let this thread's next request wait at most `seconds` (connect and each read)."""
+        import httpx
+
+        seconds = max(seconds, 0.001)
+        self._client._client.timeout = httpx.Timeout(
+            seconds, connect=min(self.connect_timeout, seconds)
+        )
+
+    def _pause(self, attempt: int, deadline: float) -> bool:
+        """Sleep before retry number `attempt` if one is left and time remains; else False."""
+        if attempt >= len(self.retry_delays):
+            return False
+        delay = self.retry_delays[attempt]
+        if time.monotonic() + delay >= deadline:
+            return False
+        time.sleep(delay)
+        return True
 
     def warm_up(self) -> None:
-        """Import the client on a thread (~70 ms, more on a busy machine) before its first use."""
-        if self._ollama is None:
-            threading.Thread(target=lambda: self._client, daemon=True, name="ollama").start()
+        """Import the client library on a thread (~70 ms, more on a busy machine) before its
+        first use; each thread then makes its own client cheaply."""
+        if getattr(self._local, "client", None) is None:
+            threading.Thread(target=_import_client, daemon=True, name="ollama").start()
 
     # -- error translation -------------------------------------------------------------
 
     def _call(self, fn: Callable[[], T], model: str | None = None, retry: bool = True) -> T:
-        """Run one request, retrying what a busy or briefly failing server may recover from."""
+        """Run one request, retrying what a busy, crashed or briefly unreachable server may
+        recover from; the whole wait, retries included, stays within the configured timeout.
+
+        `retry=False` reads on from a stream already started: it keeps the timeout the stream
+        was opened with, and nothing is retried (the answer would start over).
+        """
         import httpx
         import ollama
 
+        _ = self._client  # made (imports and all) before the clock starts: Ollama's time counts
+        started = time.monotonic()
+        deadline = started + self.timeout
         attempt = 0 if retry else len(self.retry_delays)
+        attempts = 0
         while True:
+            if retry:
+                self._limit(deadline - time.monotonic())
+            attempts += 1
             try:
                 return fn()
             except ConnectionError as exc:
@@ -150,8 +184,7 @@ class LLM:
                     raise ModelMissing(model, self.host) from exc
                 if exc.status_code == 400 and TOO_LONG_MESSAGE in str(exc.error):
                     raise InputTooLong(f"{model}: {exc.error}") from exc
-                if exc.status_code in RETRY_STATUSES and attempt < len(self.retry_delays):
-                    time.sleep(self.retry_delays[attempt])
+                if exc.status_code in RETRY_STATUSES and self._pause(attempt, deadline):
                     attempt += 1
                     continue
                 status = f" (HTTP {exc.status_code})" if exc.status_code > 0 else ""
@@ -167,16 +200,35 @@ class LLM:
                     hint=UNREACHABLE_HINT,
                 ) from exc
             except httpx.TimeoutException as exc:
-                if attempt < len(self.retry_delays):
-                    time.sleep(self.retry_delays[attempt])
+                if self._pause(attempt, deadline):
                     attempt += 1
                     continue
                 raise OllamaFailed(
-                    f"Ollama at {self.host} did not answer within {self.timeout:g} s",
-                    hint="raise RAGGED_TIMEOUT, or check that the machine is not swapping",
+                    f"Ollama at {self.host} did not answer within "
+                    f"{_seconds(time.monotonic() - started)} s"
+                    + (f" ({attempts} attempts)" if attempts > 1 else ""),
+                    hint="raise RAGGED_TIMEOUT (a large model's first load can take minutes), "
+                    "or check that the machine is not swapping",
+                ) from exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                # The connection was reset or closed mid-request: a crashed runner, a restart,
+                # an overloaded proxy. The request is safe to send again.
+                if self._pause(attempt, deadline):
+                    attempt += 1
+                    continue
+                tries = (
+                    f"; {attempts} attempts in {_seconds(time.monotonic() - started)} s"
+                    if attempts > 1
+                    else ""
+                )
+                raise OllamaFailed(
+                    f"lost the connection to Ollama at {self.host} ({_short(exc)}{tries})",
+                    hint="see the Ollama server log (`ollama serve` output) for the cause",
                 ) from exc
             except httpx.HTTPError as exc:
-                raise OllamaFailed(f"lost the connection to Ollama at {self.host}: {exc}") from exc
+                raise OllamaFailed(
+                    f"lost the connection to Ollama at {self.host}: {_short(exc)}"
+                ) from exc
 
     # -- models ------------------------------------------------------------------------
 
@@ -369,6 +421,20 @@ class LLM:
             if token in found and found[token] == float("-inf"):
                 found[token] = float(option.logprob)
         return found
+
+
+def _seconds(value: float) -> str:
+    """e.g. 0.53 -> '0.5', 12.4 -> '12', 300.2 -> '300'."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+
+
+def _import_client() -> None:
+    import httpx  # noqa: F401
+    import ollama  # noqa: F401
 
 
 def connect(settings: Settings) -> LLM:

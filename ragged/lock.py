@@ -19,9 +19,18 @@ class Busy(RaggedError):
 @contextmanager
 def write_lock(home: Path, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive OS lock on the data dir; the OS drops it if the process dies (kill -9)."""
-    home.mkdir(parents=True, exist_ok=True)
+    from ragged.config import PRIVATE_FILE, private_dir
+
     path = home / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        private_dir(home)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    except OSError as exc:
+        raise RaggedError(
+            f"cannot write to the data dir {home}: {exc.strerror or exc}",
+            hint="commands that change a collection need a writable data dir; list, search "
+            "and ask work on a read-only one",
+        ) from exc
     try:
         _lock(fd, path, wait)
         os.ftruncate(fd, 0)

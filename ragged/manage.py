@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -124,8 +124,14 @@ def _glob(pattern: str, stored: list[str], cwd: str | None = None) -> list[str]:
     ]
 
 
-def remove(index: Index, paths: Sequence[str]) -> list[str]:
-    """Forget stored files; returns those that were stored."""
+def remove(
+    index: Index, paths: Sequence[str], on_problem: Callable[[str], None] | None = None
+) -> list[str]:
+    """Forget stored files, and leave their text readable nowhere on disk; returns those that
+    were stored. `on_problem` hears why deleted text may remain in the store's files, if it may."""
     targets = sorted(set(paths))
     index.remove(targets)
+    problem = index.purge()
+    if problem and on_problem:
+        on_problem(problem)
     return targets

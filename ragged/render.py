@@ -27,6 +27,12 @@ _consoles: dict[bool, Console] = {}
 # Off a terminal nothing is wrapped or cut: a pipe, a file or a log gets whole lines however
 # long they are, and a table its natural width. (Rich would otherwise assume 80 columns.)
 UNBOUNDED = 1 << 15
+# What a terminal acts on instead of showing: C0 controls but tab and newline (ESC starts
+# "clear screen" or "set title"), DEL, C1 controls (U+009B is CSI on its own), and the
+# bidirectional overrides and isolates that make a name read backwards ("Trojan Source").
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# The same, minus what JSON already escapes (everything under U+0020).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def console(stderr: bool = False) -> Console:
@@ -66,7 +72,12 @@ def hit_data(hit: Hit) -> dict[str, Any]:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(to_data(data), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(to_data(data), indent=2, ensure_ascii=False)
+    # These can only occur inside JSON strings, where \uXXXX means the same character.
+    text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    # A path typed with bytes that are not UTF-8 holds lone surrogates: as \udcXX escapes.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
@@ -81,10 +92,22 @@ def notice(message: str) -> None:
     console(stderr=True).print(f"[yellow]![/] {escape(message)}")
 
 
+def clean(text: str) -> str:
+    """Text from a file or a file name, safe on a terminal: each control character shown as
+    an escape instead of acted on, e.g. "a\x1b[2Jb" prints as a\\x1b[2Jb (screen not cleared)."""
+    return _CONTROL.sub(_visible, text)
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def escape(text: str) -> str:
+    """Text for rich: control characters neutralised (`clean`) and markup taken literally."""
     from rich.markup import escape as _escape
 
-    return _escape(text)
+    return _escape(clean(text))
 
 
 def shorten_path(path: str, width: int) -> str:
@@ -126,7 +149,7 @@ class FittedPath:
     """A path that shortens itself to whatever width the layout gives it (rich protocol)."""
 
     def __init__(self, path: str, style: str = "") -> None:
-        self.path, self.style = path, style
+        self.path, self.style = clean(path), style  # a file name may carry escape sequences
 
     def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
         from rich.text import Text
@@ -466,7 +489,7 @@ class AnswerStream:
     def thinking(self, piece: str) -> None:
         """A thinking model's reasoning (`--show-thinking`): dimmed on stderr, never stdout."""
         self._stop_status()
-        self.err.print(piece, style="dim", end="", markup=False, highlight=False)
+        self.err.print(clean(piece), style="dim", end="", markup=False, highlight=False)
         self.thinking_open = True
 
     def stage(self, what: str) -> None:
@@ -480,6 +503,7 @@ class AnswerStream:
             self.status.update(text)
 
     def write(self, piece: str) -> None:
+        piece = clean(piece)  # the model may repeat escape sequences found in the documents
         if self.thinking_open:
             self.err.print()  # the reasoning ends its line before the answer starts
             self.thinking_open = False

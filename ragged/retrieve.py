@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ragged.errors import ModelMissing, OllamaUnavailable, StoreError
+from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable, StoreError
 from ragged.later import Later
 
 if TYPE_CHECKING:
@@ -184,7 +184,9 @@ def retrieve(
             try:
                 index.store.check_model(settings.embed_model)
                 dense = index.dense(embedding.result(), pool, paths)
-            except (OllamaUnavailable, ModelMissing) as exc:
+            except (OllamaUnavailable, ModelMissing, OllamaFailed) as exc:
+                # Down, missing the model, or up but failing (HTTP 500s, resets, a stall
+                # beyond the timeout): keyword search still answers, and says why.
                 notice = f"{exc.message}: showing lexical (keyword) results only"
                 ollama_down = True
             except StoreError as exc:

@@ -28,9 +28,13 @@ REVISION_KEY = "ragged:revision"
 WRITE_BATCH = 1000  # well under Chroma's max batch size, and bounded memory per request
 DEFAULT_SERVER_PORT = 8000  # `chroma run`'s port; the compose file maps it to 8001
 # chromadb's HTTP client waits forever by default (httpx timeout=None). A wrong host should
-# fail within seconds; a big upsert over a slow link may legitimately take a minute or two.
+# fail within seconds; a big upsert over a slow link may legitimately take a minute or two
+# (the `chroma_timeout` setting, REQUEST_TIMEOUT by default).
 CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
+HEARTBEAT_PATH = "/api/v2/heartbeat"
+CHROMA_SQLITE = "chroma.sqlite3"  # the embedded store's SQLite file, in its folder
+LOG_DELETE = 3  # the `operation` code of a delete in Chroma's log (0 add, 1 update, 2 upsert)
 SERVER_DOWN_HINT = (
     "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`) and "
     "run the command again, which finishes any interrupted work; or unset RAGGED_CHROMA_URL "
@@ -397,10 +401,17 @@ class Store:
         col = self._get()
         return 0 if col is None else int(self._guard(col.count))
 
-    def drop(self) -> None:
-        client = self._client
+    def drop(self) -> str | None:
+        """Delete the collection; embedded, also what Chroma leaves of it on disk (`purge`).
+
+        Returns why the purge could not be completed, if it could not.
+        """
         from chromadb.errors import NotFoundError
 
+        client = self._client
+        col = None if self.shared else self._get()
+        # Read before the drop: Chroma forgets the segments but leaves their folders.
+        segments = self._segments(str(col.id)) if col is not None else []
         try:
             client.delete_collection(self.name)
         except NotFoundError:
@@ -408,6 +419,89 @@ class Store:
         except Exception as exc:
             raise explain(exc, self.where) from exc
         self._collection = None
+        return None if col is None else self.purge(dropped=str(col.id), segments=segments)
+
+    def _segments(self, collection_id: str) -> list[str]:
+        """Ids of an embedded collection's segments; the vector one names a folder of HNSW files."""
+        import sqlite3
+
+        try:
+            db = sqlite3.connect(f"file:{Path(self.where) / CHROMA_SQLITE}?mode=ro", uri=True)
+            try:
+                rows = db.execute(
+                    "SELECT id FROM segments WHERE collection = ?", (collection_id,)
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return []
+        return [str(r[0]) for r in rows]
+
+    def purge(self, dropped: str | None = None, segments: Sequence[str] = ()) -> str | None:
+        """Make text Chroma was told to delete unreadable in the embedded store's files.
+
+        Chroma deletes rows but its SQLite file keeps what it wrote: every upsert (text
+        included) in its write-ahead log (`embeddings_queue`) until the vector index has been
+        persisted past it, the words of deleted chunks in its full-text index until a merge,
+        and the deleted rows in free pages. So: the logged text of every chunk deleted since
+        is blanked (the log keeps its shape, so a replay still ends without the chunk), a
+        dropped collection's log entries and index folders go, then the full-text index is
+        merged and the file vacuumed, as `chroma vacuum` does. Nothing to do for a server,
+        whose disk is the server's (run `chroma vacuum` there). Returns a reason if the
+        files were not as expected (another Chroma version): deleted text may then remain.
+        """
+        if self.shared:
+            return None
+        import shutil
+        import sqlite3
+
+        root = Path(self.where)
+        path = root / CHROMA_SQLITE
+        if not path.exists():
+            return None
+        try:
+            db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            return f"cannot open {path}: {exc}"
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if dropped is not None:
+                    db.execute("DELETE FROM embeddings_queue WHERE topic LIKE ?", (f"%/{dropped}",))
+                # Upserts followed by a delete of the same id: the text is never needed again.
+                db.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS ragged_deleted(topic, id, seq, "
+                    "PRIMARY KEY (topic, id))"
+                )
+                db.execute("DELETE FROM ragged_deleted")
+                db.execute(
+                    "INSERT INTO ragged_deleted SELECT topic, id, max(seq_id) FROM embeddings_queue "
+                    f"WHERE operation = {LOG_DELETE} GROUP BY topic, id"
+                )
+                db.execute(
+                    "UPDATE embeddings_queue SET metadata = '{}' "
+                    f"WHERE operation != {LOG_DELETE} AND metadata != '{{}}' AND EXISTS ("
+                    "SELECT 1 FROM ragged_deleted d WHERE d.topic = embeddings_queue.topic "
+                    "AND d.id = embeddings_queue.id AND d.seq > embeddings_queue.seq_id)"
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            for segment in segments:
+                # Chroma leaves a dropped collection's HNSW folder (its vectors) behind.
+                folder = root / segment
+                if folder.is_dir() and folder.parent == root:
+                    shutil.rmtree(folder, ignore_errors=True)
+            db.execute(
+                "INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES('optimize')"
+            )
+            db.execute("VACUUM")
+        except sqlite3.Error as exc:
+            return f"could not purge deleted text from {path}: {exc}"
+        finally:
+            db.close()
+        return None
 
     def _require(self) -> Any:
         col = self._get()
@@ -458,17 +552,19 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
                 hint="check the host and port in RAGGED_CHROMA_URL (`ragged config`); the "
                 "server's version should match the chromadb package (`pip show chromadb`)",
             )
+    request_timeout, connect_timeout = _timeouts(where)
     if isinstance(exc, httpx.ConnectTimeout):
         return StoreError(
             f"{prefix}cannot reach the Chroma server at {where} "
-            f"(no connection within {CONNECT_TIMEOUT:g} s)",
+            f"(no connection within {connect_timeout:g} s)",
             hint="check the host name and port in RAGGED_CHROMA_URL and that a firewall lets "
             "the port through; " + SERVER_DOWN_HINT,
         )
     if isinstance(exc, httpx.TimeoutException):
         return StoreError(
-            f"{prefix}the Chroma server at {where} did not answer within {REQUEST_TIMEOUT:g} s",
-            hint="check the server's load and log, then run the command again",
+            f"{prefix}the Chroma server at {where} did not answer within {request_timeout:g} s",
+            hint="check the server's load and log (a stopped or frozen process looks like "
+            "this), then run the command again; RAGGED_CHROMA_TIMEOUT sets the wait",
         )
     if isinstance(exc, httpx.ConnectError):
         return StoreError(f"{prefix}the Chroma server at {where} is not running", SERVER_DOWN_HINT)
@@ -500,6 +596,15 @@ def list_collections(settings: Settings) -> list[tuple[str, int, str | None]]:
     except Exception as exc:
         raise explain(exc, store_location(settings)) from exc
     return sorted(out)
+
+
+# Timeouts per server URL, as the settings gave them, for the messages `explain` writes.
+_TIMEOUTS: dict[str, tuple[float, float]] = {}
+
+
+def _timeouts(where: str) -> tuple[float, float]:
+    """(request, connect) timeouts in force for the server at `where`."""
+    return _TIMEOUTS.get(where, (REQUEST_TIMEOUT, CONNECT_TIMEOUT))
 
 
 # One HttpClient per server and database for the life of the process: chromadb keeps every
@@ -550,9 +655,20 @@ def _client(settings: Settings) -> Any:
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
     if not settings.chroma_url:
+        from ragged.config import private_dir, private_file
+
         path = Path(settings.home) / "chroma"
+        if path.is_dir() and not os.access(path, os.W_OK):
+            # Chroma writes to its SQLite file even to read (migrations, locks): no read-only mode.
+            raise StoreError(
+                f"cannot open the embedded Chroma store at {path}: the folder is read-only, "
+                "and Chroma opens its store for writing even to read it",
+                hint="keyword search (`--mode lexical`) works without it; to search by meaning, "
+                "copy the data dir somewhere writable and point RAGGED_HOME at the copy",
+            )
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            # Chroma would create its file as the umask says (0644): made private first.
+            private_file(private_dir(path) / CHROMA_SQLITE)
             return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         except Exception as exc:
             raise StoreError(
@@ -570,6 +686,12 @@ def _client(settings: Settings) -> Any:
         return _HTTP_CLIENTS[key]
     from chromadb.errors import NotFoundError
 
+    timeout = settings.chroma_timeout
+    _TIMEOUTS[settings.chroma_url] = (timeout, min(CONNECT_TIMEOUT, timeout))
+    # Creating a client already sends requests (tenant and database checks) on a session
+    # without any timeout, which a frozen server never answers: ask its heartbeat first,
+    # with ours.
+    _preflight(settings.chroma_url, options, timeout)
     try:
         client = chromadb.HttpClient(settings=chroma_settings, **options)
     except NotFoundError as exc:
@@ -578,9 +700,27 @@ def _client(settings: Settings) -> Any:
         client = _create_database(settings, options, chroma_settings, exc)
     except Exception as exc:
         raise explain(exc, settings.chroma_url, "cannot open Chroma") from exc
-    _set_timeout(client)
+    _set_timeout(client, timeout)
     _HTTP_CLIENTS[key] = client
     return client
+
+
+def _preflight(url: str, options: dict[str, Any], timeout: float) -> None:
+    """The server's heartbeat within the timeouts; raises StoreError as any call would."""
+    import httpx
+
+    scheme = "https" if options["ssl"] else "http"
+    host = options["host"]
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    try:
+        with httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
+            headers=options["headers"] or {},
+        ) as probe:  # the environment counts as for chromadb's own session (SSL_CERT_FILE)
+            probe.get(f"{scheme}://{host}:{options['port']}{HEARTBEAT_PATH}")
+    except httpx.HTTPError as exc:
+        raise explain(exc, url) from exc
 
 
 def _create_database(
@@ -600,6 +740,7 @@ def _create_database(
                 anonymized_telemetry=False,
             )
         )
+        _set_timeout(admin, settings.chroma_timeout)
         admin.create_database(settings.chroma_database, tenant=settings.chroma_tenant)
         return chromadb.HttpClient(settings=chroma_settings, **options)
     except Exception as exc:
@@ -608,13 +749,13 @@ def _create_database(
         ) from exc
 
 
-def _set_timeout(client: Any) -> None:
+def _set_timeout(client: Any, timeout: float = REQUEST_TIMEOUT) -> None:
     """Bound every request; chromadb offers no setting for it, so set it on its httpx session."""
     import httpx
 
     session = getattr(getattr(client, "_server", None), "_session", None)
     if isinstance(session, httpx.Client):
-        session.timeout = httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT)
+        session.timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
 
 
 def store_location(settings: Settings) -> str:

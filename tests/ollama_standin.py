@@ -22,6 +22,14 @@ counters), `fail_next(path, status=500, error=None, times=1)`, `fail_mid_stream(
 /api/embed request, whatever its size: a GPU's fixed cost per batch), `token_delay`,
 `first_token_delay`.
 
+Transport faults, for what no status code can show (a crashed or overloaded server, a flaky
+network): `drop_next(path, times=1, reset=True)` reads the request, then resets the connection
+(RST: the client sees "connection reset by peer") or, with `reset=False`, closes it without a
+reply ("server disconnected without sending a response"); `stall_next(path, times=1)` accepts
+the request and never answers (until `stop()`); `flaky(path, fraction, seed=0)` resets that
+fraction of the requests to `path`, chosen by a seeded random generator so runs repeat. Every
+faulted request is still logged in `requests`.
+
 Embeddings are hashed word vectors (`embed_text`). Chat and generate answer from numbered sources
 in the prompt (`compose_answer`, whose docstring gives the prompt format: ragged's fenced
 `<source id="n">` passages, or `[n]` lines), or rewrite a follow-up question as a standalone
@@ -37,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import re
 import socket
 import struct
@@ -183,6 +192,7 @@ class _Reply:
     body: dict[str, Any] | str | None = None  # a str is sent as text/plain
     stream: Iterator[dict[str, Any]] | None = None
     mid_stream_error: str | None = None
+    fault: str | None = None  # a transport fault instead of any reply: reset | close | stall
 
 
 @dataclass
@@ -509,6 +519,9 @@ class OllamaStandIn:
         self._slots: dict[str, threading.Semaphore] = {}
         self._failures: dict[str, list[tuple[int, str]]] = {}
         self._mid_stream: dict[str, list[str]] = {}
+        self._faults: dict[str, list[str]] = {}  # path -> queued "reset" | "close" | "stall"
+        self._flaky: dict[str, tuple[float, random.Random]] = {}
+        self._stopped = threading.Event()  # releases stalled requests
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.reset()
@@ -519,6 +532,7 @@ class OllamaStandIn:
 
     def start(self, port: int = 0) -> OllamaStandIn:
         """Listen on a free port (or `port`, to come back where it was) in a background thread."""
+        self._stopped.clear()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.standin = self
         self._thread = threading.Thread(
@@ -532,6 +546,7 @@ class OllamaStandIn:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopped.set()
         server.shutdown()
         server.server_close()
         server.drop_connections()
@@ -634,6 +649,8 @@ class OllamaStandIn:
             self._working = 0
             self._failures.clear()
             self._mid_stream.clear()
+            self._faults.clear()
+            self._flaky.clear()
 
     @property
     def requests(self) -> list[Request]:
@@ -660,6 +677,35 @@ class OllamaStandIn:
         """Make the next streamed response on `path` break off with an in-stream error line."""
         with self._lock:
             self._mid_stream.setdefault(path, []).append(error)
+
+    def drop_next(self, path: str, times: int = 1, *, reset: bool = True) -> None:
+        """Read the next `times` requests to `path`, then reset the connection (or just close it)."""
+        with self._lock:
+            self._faults.setdefault(path, []).extend(["reset" if reset else "close"] * times)
+
+    def stall_next(self, path: str, times: int = 1) -> None:
+        """Accept the next `times` requests to `path` and never answer them (until stop())."""
+        with self._lock:
+            self._faults.setdefault(path, []).extend(["stall"] * times)
+
+    def flaky(self, path: str, fraction: float, seed: int = 0) -> None:
+        """Reset `fraction` of the requests to `path` from now on (0 stops it); seeded, so repeatable."""
+        with self._lock:
+            if fraction <= 0:
+                self._flaky.pop(path, None)
+            else:
+                self._flaky[path] = (fraction, random.Random(seed))
+
+    def _fault(self, path: str) -> str | None:
+        """The transport fault to play on this request, if any (called with the lock held)."""
+        queued = self._faults.get(path)
+        if queued:
+            return queued.pop(0)
+        if path in self._flaky:
+            fraction, rng = self._flaky[path]
+            if rng.random() < fraction:
+                return "reset"
+        return None
 
     @contextmanager
     def _slot(self, key: str) -> Iterator[None]:
@@ -696,8 +742,11 @@ class OllamaStandIn:
                 pass
         with self._lock:
             self._requests.append(Request(method, path, body))
-            pending = self._failures.get(path)
+            fault = self._fault(path)
+            pending = self._failures.get(path) if fault is None else None
             failure = pending.pop(0) if pending else None
+        if fault is not None:
+            return _Reply(fault=fault)
         if failure is not None:
             return _Reply(failure[0], {"error": failure[1]})
         route = ROUTES.get((method, path))
@@ -1131,6 +1180,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.server.standin._handle(self.command, urlsplit(self.path).path, raw)
         except Exception as exc:  # a bug in the stand-in should read as a 500, not a hang
             reply = _Reply(500, {"error": f"stand-in bug: {exc!r}"})
+        if reply.fault is not None:
+            self._play(reply.fault)
+            return
         try:
             if reply.stream is not None:
                 self._send_stream(reply.stream, reply.mid_stream_error)
@@ -1142,6 +1194,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(reply.status, _go_json(reply.body), "application/json; charset=utf-8")
         except OSError:
             self.close_connection = True  # the client went away; Ollama calls this a 499
+
+    def _play(self, fault: str) -> None:
+        """A crashed, overloaded or unreachable server, as the client's socket sees it."""
+        self.close_connection = True
+        if fault == "stall":
+            # Accepted and read, never answered: the client waits for its read timeout.
+            self.server.standin._stopped.wait()
+        elif fault == "reset":
+            # SO_LINGER 0 makes close() send RST instead of FIN: "connection reset by peer".
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            self.connection.close()
+        except OSError:
+            pass
 
     def _send(self, status: int, data: bytes, content_type: str) -> None:
         self.send_response(status)

@@ -41,3 +41,24 @@ def test_bench_quick_runs_every_section(tmp_path: Path) -> None:
     assert statuses <= {"PASS", "MISS", "info"}
     (ragged,) = payload["data"]["ingest"]["corpus"]["ragged"]
     assert ragged["embedded"] == ragged["embedded_inputs"]
+
+
+def test_bench_memory_runs_both_sections(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "memory.py"),
+        "--huge-mb",
+        "0.2",
+        "--whole-mb",
+        "0.1",
+        "--collection-chunks",
+        "30",
+        "--corpus",
+        str(ROOT / "tests" / "data" / "docs"),
+        "--json",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout)["rows"]
+    assert [r["section"] for r in rows] == ["huge", "huge"] + ["collection"] * 6
+    assert all(r["peak_rss_mb"] > 0 for r in rows)

@@ -96,6 +96,7 @@ def test_everything_passes_on_a_linux_box_without_gpu(ollama: OllamaStandIn) -> 
         "memory",
         "chroma",
         "disk",
+        "permissions",
         "tokenizer",
         "collections",
     ]

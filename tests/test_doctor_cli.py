@@ -30,6 +30,7 @@ EVERY_CHECK = (
     "memory",
     "chroma",
     "disk",
+    "permissions",
     "tokenizer",
     "collections",
 )

@@ -309,3 +309,60 @@ def test_abandoned_stream_frees_its_slot() -> None:
         assert next(stream).message.content == "Grass"
         stream.close()  # the client hangs up mid-answer, as on Ctrl-C
         assert client.chat(model="llama3.2:3b", messages=ask("sky?")).done
+
+
+def test_transport_faults_look_like_a_crashed_or_stalled_server(server: OllamaStandIn) -> None:
+    client = ollama.Client(host=server.url, timeout=1.0)
+    server.drop_next("/api/embed")
+    with pytest.raises(httpx.ReadError, match="reset by peer"):
+        client.embed(model="nomic-embed-text", input=["x"])
+    server.drop_next("/api/embed", reset=False)
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        client.embed(model="nomic-embed-text", input=["x"])
+    server.stall_next("/api/embed")
+    began = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        client.embed(model="nomic-embed-text", input=["x"])
+    assert 0.9 < time.monotonic() - began < 5
+    assert len(client.embed(model="nomic-embed-text", input=["x"]).embeddings) == 1
+    assert server.count("/api/embed") == 4  # faulted requests are logged too
+
+
+def test_flaky_path_resets_a_seeded_fraction(server: OllamaStandIn) -> None:
+    def outcomes() -> list[bool]:
+        client = ollama.Client(host=server.url, timeout=5.0)
+        server.flaky("/api/embed", 0.3, seed=5)
+        seen = []
+        for _ in range(40):
+            try:
+                client.embed(model="nomic-embed-text", input=["x"])
+                seen.append(True)
+            except httpx.TransportError:
+                seen.append(False)
+        server.flaky("/api/embed", 0)
+        return seen
+
+    first = outcomes()
+    assert 5 <= first.count(False) <= 20
+    assert outcomes() == first  # the same seed, the same requests fail
+
+
+def test_stop_releases_a_stalled_request() -> None:
+    server = OllamaStandIn().start()
+    server.stall_next("/api/tags")
+    failures: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            ollama.Client(host=server.url, timeout=30).list()
+        except BaseException as exc:  # what the client saw is the point
+            failures.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.3)
+    began = time.monotonic()
+    server.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - began < 5
+    assert failures and not isinstance(failures[0], httpx.ReadTimeout)

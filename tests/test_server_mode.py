@@ -176,9 +176,17 @@ def test_url_sets_host_port_and_tls(url: str, host: str, port: int, tls: bool) -
     assert options["headers"] is None
 
 
-def test_bad_url_is_a_clear_error() -> None:
+def test_bad_url_is_a_clear_error(settings) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from ragged.errors import ConfigError
+
+    # The setting is refused when the settings are read; the store checks again for Python
+    # callers who build Settings themselves.
+    with pytest.raises(ConfigError, match="chroma_url must be a URL such as http://host:8000"):
+        load_settings({"chroma_url": "ftp://chroma"})
     with pytest.raises(StoreError, match="unsupported scheme"):
-        http_options(load_settings({"chroma_url": "ftp://chroma"}))
+        http_options(replace(settings, chroma_url="ftp://chroma"))
 
 
 @pytest.mark.server

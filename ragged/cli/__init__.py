@@ -66,8 +66,13 @@ def main(
     ] = False,
 ) -> None:
     """Ask questions of your own documents with local models (Ollama + Chroma)."""
+    import os
+
     from ragged import render
 
+    # Everything ragged writes (the catalog, Chroma's files and folders, the lock) holds or
+    # guards document text: readable by this user only, whatever the umask said.
+    os.umask(os.umask(0o077) | 0o077)
     render.reset_consoles()
     ctx.obj = State(
         {"home": home, "ollama_host": ollama_host, "chroma_url": chroma_url}, config, debug

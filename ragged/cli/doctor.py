@@ -21,7 +21,10 @@ MARKS = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
 def doctor(
     ctx: typer.Context,
     fix: Annotated[
-        bool, typer.Option("--fix", help="Pull the missing models, then check again.")
+        bool,
+        typer.Option(
+            "--fix", help="Pull the missing models and make the data dir private, then check again."
+        ),
     ] = False,
     bench: Annotated[
         bool, typer.Option("--bench", help="Also time a short generation (tokens/s).")
@@ -30,7 +33,9 @@ def doctor(
     embed_model: EmbedOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check Ollama, the models, GPU offload, memory, the store and the disk; say each fix.
+    """Check Ollama, the models, GPU offload, memory, the store, the disk and permissions.
+
+    Each problem comes with its fix.
 
     Exits 1 when any check fails (warnings don't). On a Mac it spots Ollama running in
     Docker, where it cannot use the Metal GPU.

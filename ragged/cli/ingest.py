@@ -67,6 +67,13 @@ def ingest(
         bool,
         typer.Option("--strict", help="Fail (exit 1) on every failed file, not only on new ones."),
     ] = False,
+    rechunk: Annotated[
+        bool,
+        typer.Option(
+            help="Re-chunk every stored file with this run's chunk_tokens and chunk_overlap "
+            "(needed to change them on an existing collection)."
+        ),
+    ] = False,
     yes: YesOpt = False,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for another running ingest instead of exiting.")
@@ -116,7 +123,7 @@ def ingest(
             if not sys.stdin.isatty():
                 return False
             return typer.confirm(
-                f"{held.folder} has no files now, but the collection holds {held.files} from "
+                f"{render.clean(held.folder)} has no files now, but the collection holds {held.files} from "
                 "it (an unmounted disk looks like this). Remove them?",
                 err=True,
             )
@@ -134,6 +141,7 @@ def ingest(
                         confirm_prune=confirm_prune,
                         on_progress=progress,
                         on_file=on_file,
+                        rechunk=rechunk,
                     )
         if json_out:
             render.print_json(report)

@@ -102,7 +102,7 @@ def remove(
                 render.notice(f"{raw}: not stored in collection '{index.name}'")
             if plan.paths and plan.wide and not yes:
                 _confirm(f"Remove {len(plan.paths)} files from collection '{index.name}'?")
-            removed = run_remove(index, plan.paths)
+            removed = run_remove(index, plan.paths, on_problem=_purge_notice)
         if json_out:
             render.print_json({"removed": removed, "unmatched": plan.unmatched})
         else:
@@ -111,6 +111,12 @@ def remove(
         if not removed:
             render.error("none of those paths is stored", "`ragged list` shows what is stored")
             raise typer.Exit(1)
+
+
+def _purge_notice(problem: str) -> None:
+    from ragged import render
+
+    render.notice(f"{problem}; deleted text may remain in the store's files until `chroma vacuum`")
 
 
 def _confirm(question: str) -> None:
@@ -166,7 +172,9 @@ def reset(
             ):
                 raise typer.Exit(1)
             files = index.catalog.file_count()
-            index.drop()
+            problem = index.drop()
+        if problem:
+            _purge_notice(problem)
         if json_out:
             render.print_json({"collection": index.name, "deleted": True, "files": files})
         else:

@@ -46,6 +46,12 @@ if TYPE_CHECKING:
     from ragged.llm import LLM
 
 SPLIT_DEPTH = 6  # an over-long input is halved at most this often (1/64 of it per request)
+# Catalog meta: the "chunk_tokens/chunk_overlap" that the stored chunks were cut with.
+CHUNKING_KEY = "chunking"
+
+
+class ChunkingChanged(RaggedError):
+    """chunk_tokens or chunk_overlap differ from what the collection's chunks were cut with."""
 
 
 @dataclass(frozen=True)
@@ -270,12 +276,16 @@ def ingest(
     confirm_prune: Callable[[HeldBack], bool] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    rechunk: bool = False,
 ) -> IngestReport:
     """Bring the collection up to date with the files under `paths`.
 
     With no paths, only what earlier runs left pending is embedded. `confirm_prune` is asked
     before the files of a folder that yielded nothing at all are removed (an unmounted disk
     looks exactly like that); without it they are kept and listed in `held_back`.
+
+    A collection's chunks are all cut with one chunk_tokens/chunk_overlap: other values are
+    refused (ChunkingChanged) unless `rechunk`, which re-chunks every stored file.
     """
     from ragged.ingest.walk import walk
 
@@ -283,6 +293,7 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport()
     index.check_model(settings.embed_model)
+    rechunk = check_chunking(index, rechunk)
     index.begin_run()
 
     found = walk(
@@ -291,6 +302,9 @@ def ingest(
         exclude=exclude,
         max_bytes=int(settings.max_file_mb * 1_000_000) if settings.max_file_mb > 0 else None,
     )
+    gone: list[FileOutcome] = []
+    if rechunk:
+        gone = _add_stored_files(found, index)
     files_total = len(found.candidates)
     state = _Tally(
         chunks_total=index.catalog.pending_count(),
@@ -322,6 +336,8 @@ def ingest(
 
     for s in found.skipped:
         record(FileOutcome(s.path, "failed" if s.failed else "skipped", reason=s.reason))
+    for outcome in gone:
+        record(outcome)
 
     writer = VectorWriter(
         index, settings.embed_model, embedded, settings.embed_batch * BATCHES_PER_WRITE
@@ -351,6 +367,10 @@ def ingest(
         state.bytes_done += job.record.size
         record_outcome(FileOutcome(job.record.path, job.status, len(rows)))
 
+    def on_chunks(n: int) -> None:
+        state.chunks_total += n
+        progress()
+
     def record_outcome(outcome: FileOutcome) -> None:
         record(outcome)
         state.files += 1
@@ -373,15 +393,26 @@ def ingest(
     def handle(cand: Candidate) -> None:
         state.current = cand.rel_path
         progress()
-        prepared = _prepare(cand, index, report)
+        prepared = _prepare(cand, index, report, force=rechunk)
         if isinstance(prepared, FileOutcome):
             if prepared.status == "failed" and not prepared.known:
                 index.catalog.record_failure(prepared.path, signature(cand), prepared.reason)
             state.bytes_total -= cand.size  # settled without parsing: no work after all
             record_outcome(prepared)
+        elif prepared[1] is None:
+            # A large text file, read and chunked by blocks here: memory stays flat.
+            warm_up()
+            job = prepared[0]
+            outcome = _stream_file(job, index, embedder, on_chunks)
+            if outcome.status == "failed":
+                index.catalog.record_failure(job.record.path, job.signature, outcome.reason)
+            else:
+                report.chunks += outcome.chunks
+            state.bytes_done += cand.size
+            record_outcome(outcome)
         else:
             warm_up()
-            parsers.submit(*prepared)
+            parsers.submit(prepared[0], prepared[1])
         for done in parsers.ready():
             finish(*done)
         embedder.poll()
@@ -426,6 +457,8 @@ def ingest(
         if prune:
             for outcome in _prune(found, index, report, confirm_prune):
                 record(outcome)
+        # Every file was cut with these values now (those that could not be are reported).
+        index.catalog.set_meta(CHUNKING_KEY, _chunking(settings))
         index.end_run()
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
@@ -438,6 +471,72 @@ def ingest(
         report.embed_hint = embedder.error.hint
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _chunking(settings: Settings) -> str:
+    return f"{settings.chunk_tokens}/{settings.chunk_overlap}"
+
+
+def check_chunking(index: Index, rechunk: bool) -> bool:
+    """Whether every stored file must be re-chunked; refuses other chunk sizes without `rechunk`.
+
+    A collection whose chunks have different sizes ranks unevenly (a long chunk matches more
+    words) and cites unevenly, so a change applies to all files or to none. A collection
+    without a record (made before ragged recorded it) takes this run's values.
+    """
+    settings = index.settings
+    recorded = index.catalog.meta(CHUNKING_KEY)
+    current = _chunking(settings)
+    files = index.catalog.file_count()
+    if recorded is None or recorded == current or files == 0:
+        return False
+    if rechunk:
+        return True
+    tokens, overlap = recorded.split("/")
+    raise ChunkingChanged(
+        f"collection '{index.name}' was chunked with chunk_tokens {tokens} and chunk_overlap "
+        f"{overlap}; this run asks for {settings.chunk_tokens} and {settings.chunk_overlap}, "
+        "which would leave it with chunks of two sizes",
+        hint=f"run with --rechunk to re-chunk (and embed again) all {files} stored files, or "
+        f"set chunk_tokens = {tokens} and chunk_overlap = {overlap} back (`ragged config` "
+        "shows where the values come from)",
+    )
+
+
+def _add_stored_files(found: Walk, index: Index) -> list[FileOutcome]:
+    """Make every stored file a candidate, wherever it lies: a re-chunk leaves none behind.
+
+    Returns the stored files that cannot be read again (gone from disk): they keep their
+    old chunks until removed.
+    """
+    from ragged.ingest.walk import Candidate
+
+    have = {str(c.path) for c in found.candidates}
+    gone: list[FileOutcome] = []
+    for record in index.files():
+        if record.path in have:
+            continue
+        path = Path(record.path)
+        try:
+            st = path.stat()
+        except OSError:
+            if not os.path.lexists(record.path) and any(
+                path.is_relative_to(root) for root in found.complete_roots
+            ):
+                continue  # pruned below, as gone from a walked folder
+            gone.append(
+                FileOutcome(
+                    record.path,
+                    "failed",
+                    reason="cannot re-chunk: the file is gone from disk (its old chunks stay "
+                    "until `ragged remove`)",
+                )
+            )
+            continue
+        found.candidates.append(
+            Candidate(path, path, path.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        )
+    return gone
 
 
 def _prune(
@@ -470,6 +569,49 @@ def _prune(
         index.remove([p for p, _ in gone if p in stored_paths])
         out += [FileOutcome(p, "removed", reason=why) for p, why in gone if p in stored_paths]
     return out
+
+
+def _stream_file(
+    job: Job, index: Index, embedder: Embedder, on_chunks: Callable[[int], None]
+) -> FileOutcome:
+    """Store a large text file a segment at a time: memory stays flat whatever its size.
+
+    The first segment's chunks replace the stored version under a placeholder stat and hash
+    (a run killed half way leaves a file the next run reads again); the rest are appended;
+    `complete` then records the real ones. Chunks are embedded as they come.
+    """
+    from ragged.ingest.stream import stream_chunks
+
+    record = job.record
+    settings = index.settings
+    placeholder = dataclasses.replace(
+        record, size=-1, mtime_ns=-1, content_hash=f"partial:{record.content_hash}"
+    )
+    count = 0
+    try:
+        for pieces in stream_chunks(
+            Path(record.path), settings.chunk_tokens, settings.chunk_overlap
+        ):
+            rows = [make_row(record, c.index, c.text, c.page, c.heading, c.tokens) for c in pieces]
+            if count == 0:
+                index.stage(placeholder, rows)
+            else:
+                index.stage_more(record.path, rows)
+            count += len(rows)
+            on_chunks(len(rows))
+            embedder.add(rows)
+            embedder.poll()
+    except UnreadableDocument as exc:
+        reason = exc.reason
+    except OSError as exc:  # read failed half way (a disk error, a file truncated meanwhile)
+        reason = f"cannot read: {exc.strerror or exc}"
+    else:
+        index.complete(record)
+        return FileOutcome(record.path, job.status, count)
+    if count:
+        # Half a file is worse than none: the part stored so far goes.
+        index.remove([record.path])
+    return FileOutcome(record.path, "failed", reason=reason)
 
 
 # What parsing a file gives: its page count and chunks, or why it could not be read.
@@ -602,36 +744,51 @@ def _larger(cand: Candidate) -> int:
 
 
 def _prepare(
-    cand: Candidate, index: Index, report: IngestReport
-) -> FileOutcome | tuple[Job, bytes]:
-    """Settle a file without parsing if possible; else return what parsing needs."""
+    cand: Candidate, index: Index, report: IngestReport, force: bool = False
+) -> FileOutcome | tuple[Job, bytes | None]:
+    """Settle a file without parsing if possible; else return what parsing needs: the job
+    and the file's bytes, or None for a large file that is read again by blocks.
+
+    `force` (a re-chunk) parses every file again, even unchanged ones, and copies no vectors.
+    """
     path = str(cand.path)
     catalog = index.catalog
     known = catalog.file(path)
-    if known and known.size == cand.size and known.mtime_ns == cand.mtime_ns:
+    if known and known.size == cand.size and known.mtime_ns == cand.mtime_ns and not force:
         return FileOutcome(path, "unchanged", known.chunks)
     failure = catalog.failure(path)
     if failure is not None and failure.signature == signature(cand):
         return FileOutcome(path, "failed", reason=failure.reason, known=True)
+    from ragged.ingest.loaders import read_regular
+    from ragged.ingest.stream import file_digest, streamed
+
+    large = streamed(cand.path, cand.size)
+    data: bytes | None = None
     try:
-        data = cand.path.read_bytes()
+        if large:
+            digest = file_digest(cand.path)  # the bytes are read again, by blocks, to parse
+        else:
+            data = read_regular(cand.path)
+            digest = file_hash(data)
+    except UnreadableDocument as exc:  # swapped for a FIFO or a device since the walk
+        return FileOutcome(path, "failed", reason=exc.reason)
     except FileNotFoundError:
         return FileOutcome(path, "failed", reason="vanished during the run")
     except PermissionError:
         return FileOutcome(path, "failed", reason="permission denied")
     except OSError as exc:
         return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}")
-    digest = file_hash(data)
     if (
         known
         and known.content_hash != digest
         and index.store.shared
         and known.mtime_ns > cand.mtime_ns
+        and not force
     ):
         # Another machine stored a newer copy of this path on the shared server: an older
         # one here must not overwrite it (and the two machines must not take turns).
         return FileOutcome(path, "skipped", reason="a newer version from another machine is stored")
-    if known and known.content_hash == digest:
+    if known and known.content_hash == digest and not force:
         index.touch(path, cand.size, cand.mtime_ns)
         if failure is not None:
             catalog.clear_failures([path])
@@ -649,7 +806,8 @@ def _prepare(
         ingested_at=now(),
     )
     donors = {f.path for f in catalog.files_with_hash(digest)}
-    reused = index.reuse(record)
+    # A large file's vectors are not copied: that would hold all of them in memory at once.
+    reused = None if force or large else index.reuse(record)
     if reused is not None:
         report.reused += reused
         report.chunks += reused

@@ -5,11 +5,14 @@ from __future__ import annotations
 import codecs
 import io
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import BinaryIO
 
 from ragged.errors import UnreadableDocument
 from ragged.ingest.tables import TableBuilder
@@ -21,6 +24,12 @@ HEADING_SEPARATOR = " > "
 MAX_HEADING_CHARS = 200  # an unclosed <h1> or a runaway setext title must not become the path
 
 NO_TEXT = "no extractable text"
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ def load(path: Path, data: bytes | None = None) -> Document:
 def _read(path: Path) -> bytes:
     """The file's bytes, with OS errors turned into reasons a user can act on."""
     try:
-        return path.read_bytes()
+        return read_regular(path)
     except FileNotFoundError as exc:
         raise UnreadableDocument(path, "file not found") from exc
     except PermissionError as exc:
@@ -66,6 +75,46 @@ def _read(path: Path) -> bytes:
         raise UnreadableDocument(path, "is a directory, not a file") from exc
     except OSError as exc:
         raise UnreadableDocument(path, f"cannot read: {exc.strerror or exc}") from exc
+
+
+def read_regular(path: Path) -> bytes:
+    """A regular file's bytes; anything else is refused before a read can block.
+
+    Raises OSError as read_bytes() would, and UnreadableDocument for a FIFO, socket or device.
+    """
+    with open_regular(path) as fh:
+        return fh.read()
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """A regular file opened for reading in binary; anything else is refused before it blocks.
+
+    open() of a FIFO waits for a writer forever, and a path checked by the walk may have been
+    swapped since: so open without blocking and look at what was opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        why = not_regular(os.fstat(fd).st_mode)
+        if why is not None:
+            raise UnreadableDocument(path, why)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this mode cannot be read as a document (a FIFO would block forever)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            return f"not a regular file ({kind})"
+    return "not a regular file"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,10 +145,14 @@ def decode_text(path: Path, data: bytes, declared: str | None = None) -> str:
                 text = data.decode(codec)
             except UnicodeDecodeError:
                 break  # a BOM-like start on binary data; let the checks below decide
+            if not text:
+                raise UnreadableDocument(path, "empty file")  # a byte-order mark and nothing else
             # Almost any even number of bytes "decodes" as UTF-16, so look at the result.
             if _control_ratio(text.encode("utf-8", errors="replace")) > BINARY_CONTROL_RATIO:
                 raise UnreadableDocument(path, "binary content, not text")
             return text
+    if (wide := _utf16_without_bom(data)) is not None:
+        return wide
     if _control_ratio(data) > BINARY_CONTROL_RATIO:
         raise UnreadableDocument(path, "binary content, not text")
     try:
@@ -140,7 +193,86 @@ def decode_text(path: Path, data: bytes, declared: str | None = None) -> str:
 
 def _control_ratio(data: bytes) -> float:
     """Share of bytes that are control characters no text file has many of."""
+    if not data:
+        return 0.0
     return (len(data) - len(data.translate(None, _CONTROL_BYTES))) / len(data)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 text saved without a byte-order mark (some Windows tools do), else None.
+
+    Binary data rarely has UTF-16's shape (see `_utf16_codec`), and the decoded text must
+    also pass the same control-character test as any other text.
+    """
+    codec = _utf16_codec(data) if len(data) % 2 == 0 else None
+    if codec is None:
+        return None
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError:
+        return None  # lone surrogates: not UTF-16 after all
+    if _control_ratio(text.encode("utf-8", errors="replace")) > BINARY_CONTROL_RATIO:
+        return None
+    return text
+
+
+def _utf16_codec(data: bytes) -> str | None:
+    """utf-16-le or utf-16-be if the bytes look like UTF-16 text, else None.
+
+    Text in a Latin, Greek or Cyrillic script has a zero high byte in most of its code units:
+    e.g. "Hi" is 48 00 69 00 in UTF-16 LE, so zeros fill the odd positions and almost none
+    are at the even ones.
+    """
+    sample = data[: 1 << 16]
+    if len(sample) < 4:
+        return None
+    half = len(sample) // 2
+    zeros_even = sample[0::2].count(0) / half
+    zeros_odd = sample[1::2].count(0) / half
+    if zeros_odd >= 0.3 and zeros_even <= 0.02:
+        return "utf-16-le"
+    if zeros_even >= 0.3 and zeros_odd <= 0.02:
+        return "utf-16-be"
+    return None
+
+
+def sniff_encoding(path: Path, sample: bytes) -> str:
+    """The codec to read a file with, judged from its first block, for files read in blocks.
+
+    The same order as `decode_text`: a BOM, UTF-16 without one, UTF-8 (also when a few bytes
+    are broken), else what charset_normalizer detects. Read with errors="replace": one bad
+    byte deep in a large file costs a U+FFFD, not the file.
+    """
+    for bom, codec in _BOMS:
+        if sample.startswith(bom):
+            return codec  # the incremental decoders of these drop the BOM themselves
+    even = sample[: len(sample) // 2 * 2]
+    if (codec16 := _utf16_codec(even)) is not None and _utf16_without_bom(even) is not None:
+        return codec16
+    if _control_ratio(sample) > BINARY_CONTROL_RATIO:
+        raise UnreadableDocument(path, "binary content, not text")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    replaced = sample.decode("utf-8", errors="replace")
+    bad = replaced.count("\ufffd")
+    non_ascii = len(replaced) - len(replaced.encode("ascii", errors="ignore"))
+    if non_ascii - bad > bad:
+        return "utf-8"
+    import charset_normalizer
+
+    results = charset_normalizer.from_bytes(sample)
+    best = results.best()
+    if best is None:
+        raise UnreadableDocument(path, "binary content, not text")
+    for match in results:  # the cp1252 tie rule of decode_text
+        if (match.chaos, match.coherence) == (best.chaos, best.coherence) and (
+            "cp1252" in match.could_be_from_charset
+        ):
+            return "cp1252"
+    return str(best.encoding)
 
 
 def normalise(text: str) -> str:

@@ -8,9 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragged.ingest.loaders import SUPPORTED_SUFFIXES, readable_suffixes
+from ragged.ingest.loaders import SUPPORTED_SUFFIXES, not_regular, readable_suffixes
 
 IGNORE_FILES = (".gitignore", ".raggedignore")
+# A path is stored as text (SQLite, Chroma metadata, JSON), which must be valid Unicode. A
+# name that is not valid UTF-8 decodes to lone surrogates that no store accepts, and no
+# escaping can be both reversible and leave every valid name as it is; so such a file is
+# reported (its bad bytes shown as \x escapes) and left for the user to rename.
+BAD_NAME = "{} name is not valid UTF-8; rename it to ingest it (e.g. `convmv -f latin1 -t utf-8`)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,20 @@ class Walk:
         return None
 
 
+def shown(path: str | Path) -> str:
+    """A path as valid Unicode: undecodable bytes as \\x escapes (e.g. r\\xe9sum\\xe9.md)."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def undecodable(path: str | Path) -> bool:
+    """Whether a path's name had bytes that are not UTF-8 (they decode to lone surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _spec(lines: Sequence[str]):  # type: ignore[no-untyped-def]
     import pathspec
 
@@ -78,8 +97,16 @@ def walk(
         if path.suffix.lower() not in (SUPPORTED_SUFFIXES if explicit else readable):
             if explicit:
                 out.skipped.append(
-                    Skipped(str(path), f"unsupported file type '{path.suffix or path.name}'")
+                    Skipped(
+                        shown(path), f"unsupported file type '{shown(path.suffix or path.name)}'"
+                    )
                 )
+            return
+        if undecodable(path):
+            out.skipped.append(Skipped(shown(path), BAD_NAME.format("file"), failed=True))
+            return
+        if (why := not_regular(st.st_mode)) is not None:
+            out.skipped.append(Skipped(str(path), why, failed=explicit))
             return
         out.present.add(str(path))
         if not explicit and include_spec is not None and not include_spec.match_file(rel):
@@ -107,16 +134,20 @@ def walk(
             root = given.resolve(strict=True)
             st = root.stat()
         except FileNotFoundError:
-            out.skipped.append(Skipped(str(given), "no such file or directory", failed=True))
+            out.skipped.append(Skipped(shown(given), "no such file or directory", failed=True))
             continue
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on old Pythons
             out.skipped.append(
                 Skipped(
-                    str(given), f"cannot open: {getattr(exc, 'strerror', None) or exc}", failed=True
+                    shown(given),
+                    f"cannot open: {getattr(exc, 'strerror', None) or exc}",
+                    failed=True,
                 )
             )
             continue
-        if stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode) and undecodable(root):
+            out.skipped.append(Skipped(shown(root), BAD_NAME.format("folder"), failed=True))
+        elif stat.S_ISDIR(st.st_mode):
             before = (len(out.present), len(out.ignored))
             if _walk_dir(root, out, consider):
                 out.complete_roots.append(root)
@@ -146,11 +177,11 @@ def _walk_dir(root: Path, out: Walk, consider) -> bool:  # type: ignore[no-untyp
                 target = link.resolve(strict=True)
                 st = target.stat()
             except (OSError, RuntimeError):  # removed or re-pointed while we walked
-                out.skipped.append(Skipped(str(link), "broken symlink or unreadable entry"))
+                out.skipped.append(Skipped(shown(link), "broken symlink or unreadable entry"))
                 continue
             if (st.st_dev, st.st_ino) in visited:
                 if target == link.parent or target in link.parents:
-                    out.skipped.append(Skipped(str(link), "symlink loop"))
+                    out.skipped.append(Skipped(shown(link), "symlink loop"))
                 continue
             stack.append((target, specs))
         folder, specs = stack.pop()
@@ -158,7 +189,7 @@ def _walk_dir(root: Path, out: Walk, consider) -> bool:  # type: ignore[no-untyp
             st = folder.stat()
         except OSError as exc:
             out.skipped.append(
-                Skipped(str(folder), f"cannot open folder: {exc.strerror}", failed=True)
+                Skipped(shown(folder), f"cannot open folder: {exc.strerror}", failed=True)
             )
             complete = False
             continue
@@ -171,7 +202,7 @@ def _walk_dir(root: Path, out: Walk, consider) -> bool:  # type: ignore[no-untyp
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             out.skipped.append(
-                Skipped(str(folder), f"cannot list folder: {exc.strerror}", failed=True)
+                Skipped(shown(folder), f"cannot list folder: {exc.strerror}", failed=True)
             )
             complete = False
             continue
@@ -186,22 +217,28 @@ def _walk_dir(root: Path, out: Walk, consider) -> bool:  # type: ignore[no-untyp
                 real = path.resolve(strict=True) if is_link else path
                 est = real.stat()
             except (OSError, RuntimeError):
-                out.skipped.append(Skipped(str(path), "broken symlink or unreadable entry"))
+                out.skipped.append(Skipped(shown(path), "broken symlink or unreadable entry"))
                 continue
             if is_link and real != root and root not in real.parents:
-                out.skipped.append(Skipped(str(path), "symlink points outside the ingest root"))
+                out.skipped.append(Skipped(shown(path), "symlink points outside the ingest root"))
                 continue
             rule = _ignored(path, is_dir, specs)
             if rule is not None:
                 out.ignored.append((str(real), is_dir, rule))
                 continue
-            if is_dir and is_link:
+            if is_dir and undecodable(path):
+                # Everything below it would be unnameable too: one line for the folder.
+                out.skipped.append(Skipped(shown(path), BAD_NAME.format("folder"), failed=True))
+            elif is_dir and is_link:
                 links.append((path, specs))
             elif is_dir:
                 subdirs.append(path)
             elif stat.S_ISREG(est.st_mode):
                 # A linked file is stored under its real path, so it is never stored twice.
                 consider(real, root, est, explicit=False)
+            elif path.suffix.lower() in SUPPORTED_SUFFIXES:
+                # A FIFO, socket or device named like a document: say why it is left out.
+                consider(path, root, est, explicit=False)
         stack.extend((d, specs) for d in reversed(subdirs))
     return complete
 

@@ -1,0 +1,212 @@
+"""The data dir as other users and other mounts see it: what deletion leaves on disk, who may
+read it, and a data dir mounted read-only (issue 11)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragged.cli import app
+from tests.ollama_standin import OllamaStandIn
+from tests.test_ingest_robust import environ, stored_ids
+
+RAGGED = [sys.executable, "-m", "ragged"]
+SECRET = "quetzalvault"  # a word no other file holds
+
+
+def run(runner: CliRunner, *args: str, ok: bool = True):  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, list(args), catch_exceptions=not ok)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def secret_docs(root: Path, n: int = 30) -> Path:
+    root.mkdir(parents=True)
+    for i in range(n):
+        words = " ".join(f"word{i}x{j} about river deltas and sediment" for j in range(60))
+        (root / f"doc{i:02}.md").write_text(f"# Doc {i}\n\n{words}\n")
+    (root / "secret.md").write_text(
+        f"# Payroll\n\nThe vault code is {SECRET}-{SECRET}. " + "Salaries and bonuses. " * 200
+    )
+    return root
+
+
+def files_holding(home: Path, needle: str) -> list[str]:
+    """Every file under the data dir whose bytes contain `needle` (text as stored: UTF-8)."""
+    found = []
+    for path in sorted(home.rglob("*")):
+        if path.is_file() and needle.encode() in path.read_bytes():
+            found.append(str(path.relative_to(home)))
+    return found
+
+
+# -- what "deleted" leaves on disk -------------------------------------------------------------
+
+
+def test_removed_text_is_gone_from_every_file_and_the_rest_still_works(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    docs = secret_docs(tmp_path / "docs")
+    run(runner, "ingest", str(docs), "--quiet")
+    assert files_holding(env, SECRET)  # the catalog and Chroma's SQLite file hold it
+
+    run(runner, "remove", str(docs / "secret.md"))
+    assert files_holding(env, SECRET) == []
+    assert files_holding(env, "Salaries and bonuses") == []
+    # The other files are intact, in the catalog and in Chroma, and a fresh process (which
+    # replays Chroma's log) agrees.
+    assert files_holding(env, "word3x7") == [
+        "catalog/embedded/default.sqlite",
+        "chroma/chroma.sqlite3",
+    ]
+    chroma, catalog, pending = stored_ids(env)
+    assert chroma == catalog and pending == 0 and len(chroma) >= 30
+    done = subprocess.run(
+        [*RAGGED, "search", " ".join(f"word5x{j}" for j in range(20)), "--mode", "dense", "--json"],
+        env=environ(env, ollama, RAGGED_MIN_SCORE="0"),  # hashed vectors: low cosines
+        capture_output=True,
+        text=True,
+    )
+    hits = json.loads(done.stdout)["hits"]
+    assert hits and hits[0]["path"].endswith("doc05.md")
+    assert SECRET not in done.stdout
+
+
+def test_reset_leaves_no_text_and_no_vector_files(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs = secret_docs(tmp_path / "docs", n=5)
+    run(runner, "ingest", str(docs), "--quiet")
+    chroma_dir = env / "chroma"
+    segments = {p.name for p in chroma_dir.iterdir() if p.is_dir()}
+    assert segments  # the HNSW folder of the collection
+
+    run(runner, "reset", "--yes")
+    assert files_holding(env, SECRET) == []
+    assert files_holding(env, "sediment") == []
+    assert not {p.name for p in chroma_dir.iterdir() if p.is_dir()} & segments
+    # The store is still a working store: a new collection goes in and is found.
+    monkeypatch.setenv("RAGGED_MIN_SCORE", "0")
+    run(runner, "ingest", str(docs / "doc01.md"), "--quiet")
+    query = " ".join(f"word1x{j}" for j in range(20))
+    found = json.loads(run(runner, "search", query, "--mode", "dense", "--json").stdout)
+    assert found["hits"][0]["path"].endswith("doc01.md")
+
+
+# -- permissions --------------------------------------------------------------------------------
+
+
+def test_the_data_dir_is_private_whatever_the_umask(
+    ollama: OllamaStandIn, tmp_path: Path, docs: Path
+) -> None:
+    home = tmp_path / "fresh" / "ragged-home"  # neither exists yet
+    done = subprocess.run(
+        [*RAGGED, "ingest", str(docs), "--quiet"],
+        env=environ(home, ollama),
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.umask(0o022),  # a usual default: files 644, folders 755
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    loose = [
+        f"{path.relative_to(home)} {stat.S_IMODE(path.lstat().st_mode):04o}"
+        for path in [home, *home.rglob("*")]
+        if stat.S_IMODE(path.lstat().st_mode) & 0o077
+    ]
+    assert loose == []
+    assert stat.S_IMODE((home / "chroma" / "chroma.sqlite3").stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "catalog" / "embedded" / "default.sqlite").stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "write.lock").stat().st_mode) == 0o600
+
+
+def test_doctor_warns_about_a_readable_data_dir_and_fix_closes_it(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, docs: Path
+) -> None:
+    run(runner, "ingest", str(docs), "--quiet")
+    os.chmod(env, 0o755)  # as ragged 0.1.0 made it
+    os.chmod(env / "catalog" / "embedded" / "default.sqlite", 0o644)
+    checks = {c["name"]: c for c in json.loads(run(runner, "doctor", "--json").stdout)["checks"]}
+    assert checks["permissions"]["status"] == "warn"
+    assert f"{env} is open to everyone (0755)" in checks["permissions"]["detail"]
+    assert f"chmod -R go-rwx {env}" in checks["permissions"]["fix"]
+    fixed = {
+        c["name"]: c for c in json.loads(run(runner, "doctor", "--fix", "--json").stdout)["checks"]
+    }
+    assert fixed["permissions"]["status"] == "ok"
+    assert stat.S_IMODE(env.stat().st_mode) == 0o700
+    assert stat.S_IMODE((env / "catalog" / "embedded" / "default.sqlite").stat().st_mode) == 0o600
+
+
+# -- a read-only data dir ----------------------------------------------------------------------
+
+
+def read_only(home: Path, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ragged with the data dir read-only: a read-only bind mount for root (whom mode
+    bits do not stop), the mode bits for anyone else."""
+    if os.geteuid() == 0:
+        if shutil.which("unshare") is None:
+            pytest.skip("root needs unshare(1) to mount the data dir read-only")
+        script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+        cmd = ["unshare", "-m", "sh", "-c", script, str(home), *argv]
+        probe = subprocess.run([*cmd[:5], str(home), "true"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip(f"cannot mount read-only here: {probe.stderr.strip()}")
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    paths = [home, *home.rglob("*")]
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in paths}
+    try:
+        for p in paths:
+            os.chmod(p, modes[p] & ~0o222)
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        for p in reversed(paths):
+            os.chmod(p, modes[p])
+
+
+def test_a_read_only_data_dir_serves_list_search_and_ask(
+    ollama: OllamaStandIn, env: Path, docs: Path
+) -> None:
+    environment = environ(env, ollama)
+    done = subprocess.run(
+        [*RAGGED, "ingest", str(docs), "--quiet"], env=environment, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+    listing = read_only(env, [*RAGGED, "list", "--json"], environment)
+    assert listing.returncode == 0, listing.stderr
+    assert len(json.loads(listing.stdout)) == 5
+
+    chroma = env / "chroma"
+    why = f"cannot open the embedded Chroma store at {chroma}: the folder is read-only"
+    search = read_only(env, [*RAGGED, "search", "capybara", "--json"], environment)
+    assert search.returncode == 0, search.stderr
+    found = json.loads(search.stdout)
+    assert found["mode"] == "lexical" and found["hits"][0]["path"].endswith("notes.txt")
+    assert why in found["notice"]
+    assert " ".join(search.stderr.split()).count(why) == 1  # one line
+
+    asked = read_only(env, [*RAGGED, "ask", "capybara rodent"], environment)
+    assert asked.returncode == 0, asked.stderr
+    assert "notes.txt" in asked.stdout and why in " ".join(asked.stderr.split())
+
+    collections = read_only(env, [*RAGGED, "collections"], environment)
+    assert collections.returncode == 1 and why in " ".join(collections.stderr.split())
+    assert "Traceback" not in collections.stderr
+
+    ingest = read_only(env, [*RAGGED, "ingest", str(docs)], environment)
+    assert ingest.returncode == 1 and "Traceback" not in ingest.stderr
+    assert f"cannot write to the data dir {env}" in " ".join(ingest.stderr.split())

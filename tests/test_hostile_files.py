@@ -1,0 +1,166 @@
+"""Odd files through a real `ragged ingest` process: odd names, odd bytes, files that are not files.
+
+Each test is a case of issue 11 that failed on 0.1.0 (a traceback, a hang, or text printed raw
+to the terminal); every bad input must get one line naming it and the run must go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.ollama_standin import OllamaStandIn
+from tests.test_ingest_robust import _run_in_terminal, environ, stored_ids
+
+RAGGED = [sys.executable, "-m", "ragged"]
+
+
+def ragged(
+    home: Path, ollama: OllamaStandIn, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RAGGED, *args],
+        env=environ(home, ollama),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def listed(home: Path, ollama: OllamaStandIn, status: str = "ok") -> list[str]:
+    """Names of the stored files (or of remembered failures, with status="failed")."""
+    done = ragged(home, ollama, "list", "--json", "--status", status)
+    assert done.returncode == 0, done.stderr
+    return sorted(Path(s["path"]).name for s in json.loads(done.stdout))
+
+
+def test_a_name_that_is_not_utf8_is_named_safely_and_the_run_goes_on(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(8):
+        (docs / f"doc{i}.md").write_text(f"# Doc {i}\n\nPlain text number {i} about pears.\n")
+    latin1 = os.fsencode(docs) + b"/r\xe9sum\xe9.md"
+    with open(latin1, "wb") as fh:
+        fh.write(b"# Resume\n\nA file whose name is latin-1.\n")
+    bad_dir = os.fsencode(docs) + b"/caf\xe9"
+    os.mkdir(bad_dir)
+    with open(bad_dir + b"/inside.md", "wb") as fh:
+        fh.write(b"# Inside\n\nUnder a folder whose name is latin-1.\n")
+
+    done = ragged(env, ollama, "ingest", str(docs))
+    assert "Traceback" not in done.stderr, done.stderr
+    # Named with the undecodable bytes shown as \x escapes, with the reason, each once.
+    assert "r\\xe9sum\\xe9.md: file name is not valid UTF-8" in done.stderr
+    assert "caf\\xe9: folder name is not valid UTF-8" in done.stderr
+    assert done.returncode == 1  # files the user asked for were not stored
+    assert listed(env, ollama) == [f"doc{i}.md" for i in range(8)]
+    chroma, catalog, pending = stored_ids(env)
+    assert chroma == catalog and pending == 0
+
+    again = ragged(env, ollama, "ingest", str(docs), "--json")
+    report = json.loads(again.stdout)
+    assert report["unchanged"] == 8 and report["failed"] == 2
+    assert sorted(Path(p["path"]).name for p in report["problems"]) == [
+        "caf\\xe9",
+        "r\\xe9sum\\xe9.md",
+    ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\xff\xfe\x00\x00"],
+    ids=["utf8-bom", "utf16le-bom", "utf16be-bom", "utf32le-bom"],
+)
+def test_a_file_holding_only_a_bom_is_empty(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path, content: bytes
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a_bom.txt").write_bytes(content)
+    (docs / "b_after.md").write_text("# After\n\nStored after the empty one.\n")
+    done = ragged(env, ollama, "ingest", str(docs))
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "a_bom.txt: empty file" in done.stderr
+    assert listed(env, ollama) == ["b_after.md"]
+    assert listed(env, ollama, "failed") == ["a_bom.txt"]
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_decoded(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path, codec: str
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = "Notes without a BOM.\n\nThe capybara is the largest living rodent; crème brûlée.\n"
+    (docs / "wide.txt").write_bytes(text.encode(codec))
+    done = ragged(env, ollama, "ingest", str(docs))
+    assert done.returncode == 0, done.stderr
+    found = ragged(env, ollama, "search", "capybara rodent", "--mode", "lexical", "--json")
+    hits = json.loads(found.stdout)["hits"]
+    assert hits and "largest living rodent; crème brûlée" in hits[0]["text"]
+
+
+def test_a_fifo_is_skipped_with_a_reason_not_read(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    os.mkfifo(docs / "pipe.md")
+    (docs / "real.md").write_text("# Real\n\nA real file.\n")
+    os.symlink("/dev/zero", docs / "zero.txt")
+    # Named on the command line, in a folder, and behind a symlink: none may block the run
+    # (a FIFO's open() waits for a writer forever, holding the write lock).
+    done = ragged(env, ollama, "ingest", str(docs / "pipe.md"), timeout=60)
+    assert "pipe.md: not a regular file (a FIFO)" in done.stderr, done.stderr
+    done = ragged(env, ollama, "ingest", str(docs), timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "pipe.md: skipped, not a regular file (a FIFO)" in done.stderr
+    assert "zero.txt: skipped, symlink points outside the ingest root" in done.stderr
+    assert listed(env, ollama) == ["real.md"]
+
+
+def test_a_file_turned_into_a_fifo_after_the_walk_is_not_read(tmp_path: Path) -> None:
+    """Reading opens without blocking and checks what it opened, so a swap cannot hang it."""
+    from ragged.errors import UnreadableDocument
+    from ragged.ingest.loaders import read_regular
+
+    os.mkfifo(tmp_path / "swapped.md")
+    with pytest.raises(UnreadableDocument, match=r"not a regular file \(a FIFO\)"):
+        read_regular(tmp_path / "swapped.md")
+
+
+ESCAPES = "\x1b[2J\x1b[31m"
+
+
+def test_escape_sequences_in_names_and_text_never_reach_the_terminal(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / f"evil{ESCAPES}name.md").write_text(
+        f"# Title{ESCAPES}\n\nThe wombat{ESCAPES} digs burrows.\x07\x9b2J\u202eexe.md\n"
+    )
+    ingest = ragged(env, ollama, "ingest", str(docs))
+    assert ingest.returncode == 0, ingest.stderr
+    base = environ(env, ollama, TERM="xterm-256color", COLUMNS="200")
+    for argv in (["list"], ["search", "wombat"], ["ask", "what digs burrows wombat"]):
+        shown = _run_in_terminal([*RAGGED, *argv], base)
+        assert "wombat" in shown or "evil" in shown, shown
+        for raw in ("\x1b[2J", "\x1b[31m", "\x07", "\x9b", "\u202e"):
+            assert raw not in shown, (argv, shown)
+        # Neutralised, not dropped: the reader can still see something was there.
+        assert "\\x1b[2J" in shown or "\\x1b" in shown, shown
+    # JSON keeps the exact text, with every control character escaped.
+    data = ragged(env, ollama, "search", "wombat", "--json").stdout
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in data
+    hit = json.loads(data)["hits"][0]
+    assert ESCAPES in hit["path"] and "\x9b2J\u202e" in hit["text"]
