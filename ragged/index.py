@@ -176,6 +176,7 @@ class Index:
         self.rebuilt: int | None = None
         self._wrote = False  # anything written to a shared store: other machines must look
         self.refreshed: Refresh | None = None  # what opening it took from a shared server
+        self.stale: str | None = None  # why the shared server could not be asked, if it could not
 
     def close(self) -> None:
         self.catalog.close()
@@ -609,7 +610,14 @@ def open_index(settings: Settings, collection: str | None = None, *, create: boo
     try:
         if store.shared:
             empty = index.catalog.chunk_count() == 0
-            index.refreshed = index.refresh(clean=create)
+            try:
+                index.refreshed = index.refresh(clean=create)
+            except StoreError as exc:
+                if create or empty:
+                    raise
+                # A reader with a cached copy still answers (by keywords, and says so) while
+                # the server does not: better than nothing when the network is down.
+                index.stale = exc.message
             if empty and index.catalog.chunk_count():
                 index.rebuilt = index.catalog.chunk_count()  # a first copy, not an update
         if index.catalog.file_count() == 0 and index.catalog.chunk_count() == 0:

@@ -65,6 +65,8 @@ def open_collection(settings: Settings, *, create: bool = False) -> Iterator[Ind
                 f"the catalog of collection '{index.name}' was missing or empty; rebuilt it "
                 f"from the vector store ({index.rebuilt} chunks, nothing embedded again)"
             )
+        if index.stale is not None:
+            render.notice(f"{index.stale}: using this machine's last copy of '{index.name}'")
         yield index
 
 

@@ -293,7 +293,11 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport()
     index.check_model(settings.embed_model)
-    rechunk = check_chunking(index, rechunk)
+    # Only files parsed now take this run's chunk sizes: with no path (embedding what is
+    # pending, as `doctor --fix` does), nothing is cut, so there is nothing to check or record.
+    chunks_now = bool(paths) or rechunk
+    if chunks_now:
+        rechunk = check_chunking(index, rechunk)
     index.begin_run()
 
     found = walk(
@@ -458,7 +462,8 @@ def ingest(
             for outcome in _prune(found, index, report, confirm_prune):
                 record(outcome)
         # Every file was cut with these values now (those that could not be are reported).
-        index.catalog.set_meta(CHUNKING_KEY, _chunking(settings))
+        if chunks_now:
+            index.catalog.set_meta(CHUNKING_KEY, _chunking(settings))
         index.end_run()
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
