@@ -11,7 +11,7 @@ when no page needs it.
    and speckled like a scan, saved as an image-only PDF, then read by the loader: word
    recall against the text layer, and seconds per page.
 3. overhead: PDFs that have a text layer, parsed and then ingested through the CLI with the
-   extra installed and with it hidden (a sitecustomize that makes rapidocr and pypdfium2
+   extra installed and with it hidden (a sitecustomize that makes rapidocr
    unimportable, in the parent and in the parse workers alike). Fresh processes, alternated.
 
 Needs the extra (`make install` has it) and ../shared/bench.
@@ -197,7 +197,7 @@ def overhead_part(repeats: int) -> dict[str, Any]:
         hide = Path(tmp) / "hide-ocr"
         hide.mkdir()
         (hide / "sitecustomize.py").write_text(
-            "import sys\nfor name in ('rapidocr', 'pypdfium2'):\n    sys.modules[name] = None\n"
+            "import sys\nfor name in ('rapidocr',):\n    sys.modules[name] = None\n"
         )
         variants = {
             "with extra": {"PYTHONPATH": str(ROOT)},

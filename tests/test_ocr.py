@@ -19,7 +19,7 @@ from tests.pdfgen import REPORT_PAGES, REPORT_PDF, write_pdf
 RAGGED = [sys.executable, "-m", "ragged"]
 needs_ocr = pytest.mark.skipif(
     not ocr.available(),
-    reason="the ragged[ocr] extra (rapidocr, pypdfium2) is not installed: pip install -e '.[ocr]'",
+    reason="the ragged[ocr] extra (rapidocr) is not installed: pip install -e '.[ocr]'",
 )
 HINT = "`pip install 'ragged[ocr]'`"
 
@@ -117,9 +117,27 @@ def test_pages_with_a_text_layer_are_never_rendered(monkeypatch: pytest.MonkeyPa
     def refuse(*args: object) -> None:
         raise AssertionError("OCR ran on a PDF whose pages all have text")
 
-    monkeypatch.setattr(ocr, "pdf_page_texts", refuse)
+    monkeypatch.setattr(ocr, "page_text", refuse)
     monkeypatch.setattr(ocr, "available", lambda: True)
     assert [s.page for s in load(REPORT_PDF).sections] == [1, 2]
+
+
+@needs_ocr
+def test_a_pdf_with_text_and_scanned_pages_keeps_both(tmp_path: Path) -> None:
+    """pdfium reads the text layer; the page without one is read by OCR, in page order."""
+    import io
+
+    import pypdf
+
+    writer = pypdf.PdfWriter()
+    writer.add_page(pypdf.PdfReader(REPORT_PDF).pages[0])
+    scan = scanned_pdf([["The lighthouse keeper salary in 1890 was 40 pounds."]])
+    writer.add_page(pypdf.PdfReader(io.BytesIO(scan)).pages[0])
+    mixed = tmp_path / "mixed.pdf"
+    with mixed.open("wb") as out:
+        writer.write(out)
+    pages = {s.page: s.text for s in load(mixed).sections}
+    assert sorted(pages) == [1, 2] and "40 pounds" in pages[2]
 
 
 def test_layout_reads_columns_one_after_the_other() -> None:

@@ -8,11 +8,11 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ragged.errors import UnreadableDocument
 from ragged.ingest.tables import TableBuilder
@@ -787,6 +787,7 @@ def _load_pdf_pdfium(path: Path, data: bytes) -> Document | None:
     try:
         count = len(pdf)
         sections = []
+        textless: list[int] = []  # pages without a text layer: scans, for OCR when installed
         for number in range(1, count + 1):
             try:
                 page = pdf[number - 1]
@@ -804,9 +805,52 @@ def _load_pdf_pdfium(path: Path, data: bytes) -> Document | None:
             text = normalise(raw.translate(_PDFIUM_TEXT).translate(_LIGATURES))
             if text.strip():
                 sections.append(Section(text, page=number))
+            else:
+                textless.append(number)
     finally:
         pdf.close()
-    return Document(path, tuple(sections), pages=count) if sections else None
+    if not sections:
+        return None  # pypdf may still read some; it also runs OCR on a fully scanned file
+    # A document with a text layer and some scanned pages: those pages by OCR too.
+    return Document(path, tuple(_with_ocr(sections, data, textless)), pages=count)
+
+
+def _with_ocr(sections: list[Section], data: bytes, textless: Sequence[int]) -> list[Section]:
+    """`sections` and, with the OCR extra, the text read from the pages that had none."""
+    from ragged.ingest import ocr
+
+    if not textless or not ocr.available():
+        return sections
+    found = {n: ocr.page_text(image) for n, image in _rendered_pages(data, textless)}
+    sections = sections + [Section(normalise(t), page=n) for n, t in found.items() if t]
+    return sorted(sections, key=lambda s: s.page or 0)
+
+
+def _rendered_pages(data: bytes, numbers: Sequence[int]) -> Iterator[tuple[int, Any]]:
+    """(page number, greyscale PIL image) of the given 1-based pages, as a viewer shows them
+    (strips, masks, rotation, JBIG2 scans); pages that cannot be rendered are left out."""
+    import pypdfium2 as pdfium
+
+    from ragged.ingest.ocr import DPI, MAX_SIDE_PX
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except Exception:  # read already by one engine; if pdfium cannot, there is nothing more
+        return
+    try:
+        for number in numbers:
+            if not 1 <= number <= len(pdf):
+                continue
+            try:
+                page = pdf[number - 1]
+                width, height = page.get_size()
+                scale = min(DPI / 72, MAX_SIDE_PX / max(width, height, 1))
+                image = page.render(scale=scale, grayscale=True).to_pil()
+            except Exception:  # one bad page must not cost the others
+                continue
+            yield number, image
+    finally:
+        pdf.close()
 
 
 def _load_pdf_pypdf(path: Path, data: bytes) -> Document:
@@ -850,12 +894,9 @@ def _load_pdf_pypdf(path: Path, data: bytes) -> Document:
             textless.append(number)
     from ragged.ingest import ocr
 
+    # Only pages with no text at all: a page with a text layer is never rendered.
     ocr_ran = bool(textless) and ocr.available()
-    if ocr_ran:
-        # Only pages with no text at all: a page with a text layer is never rendered.
-        found = ocr.pdf_page_texts(data, textless)
-        sections += [Section(normalise(text), page=n) for n, text in found.items()]
-        sections.sort(key=lambda s: s.page or 0)
+    sections = _with_ocr(sections, data, textless)
     if not sections:
         if failure is not None:
             raise UnreadableDocument(

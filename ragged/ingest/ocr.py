@@ -1,9 +1,9 @@
 """OCR for PDF pages without a text layer and for images: the optional `ragged[ocr]` extra.
 
-The only module importing rapidocr and pypdfium2. rapidocr's wheel carries its models
-(PP-OCRv6 small detection and recognition, Chinese + English/Latin script, Apache-2.0) and
-runs them with onnxruntime, so nothing is downloaded at run time. pypdfium2 renders a page
-the way a viewer shows it: strips, masks, rotation and JBIG2 scans included.
+The only module importing rapidocr (and PIL, for image files). rapidocr's wheel carries its
+models (PP-OCRv6 small detection and recognition, Chinese + English/Latin script,
+Apache-2.0) and runs them with onnxruntime, so nothing is downloaded at run time. PDF pages
+are rendered by loaders.py, which owns pypdfium2.
 
 Without the extra, nothing here is imported: `available()` only looks for the packages.
 """
@@ -14,7 +14,6 @@ import functools
 import importlib.util
 import io
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,7 @@ MIN_CONTRAST = 8  # a render whose grey levels span less than this is a blank pa
 @functools.cache
 def available() -> bool:
     """Whether the OCR extra is installed (looked up, not imported: that costs a second)."""
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in ("rapidocr", "pypdfium2", "onnxruntime")
-    )
+    return all(importlib.util.find_spec(name) is not None for name in ("rapidocr", "onnxruntime"))
 
 
 @functools.cache
@@ -145,35 +141,15 @@ def _gaps(boxes: list[Box], span: Any, least: float) -> list[tuple[float, float]
     return out
 
 
-def pdf_page_texts(data: bytes, numbers: Sequence[int]) -> dict[int, str]:
-    """OCR text of the given 1-based pages of a PDF; a page that fails or is blank is left out."""
-    import pypdfium2 as pdfium
-
-    out: dict[int, str] = {}
+def page_text(image: Any) -> str:
+    """The text of a rendered page (a PIL image); "" for a blank one, which is not read."""
     try:
-        pdf = pdfium.PdfDocument(data)
-    except Exception:  # pypdf read it; if pdfium cannot, there is nothing more to get
-        return out
-    try:
-        for number in numbers:
-            if not 1 <= number <= len(pdf):
-                continue
-            try:
-                page = pdf[number - 1]
-                width, height = page.get_size()
-                scale = min(DPI / 72, MAX_SIDE_PX / max(width, height, 1))
-                image = page.render(scale=scale, grayscale=True).to_pil()
-                low, high = image.getextrema()
-                if high - low < MIN_CONTRAST:
-                    continue
-                text = image_text(image)
-            except Exception:  # one bad page must not cost the others
-                continue
-            if text:
-                out[number] = text
-    finally:
-        pdf.close()
-    return out
+        low, high = image.getextrema()
+        if high - low < MIN_CONTRAST:
+            return ""
+        return image_text(image)
+    except Exception:  # one bad page must not cost the others
+        return ""
 
 
 def load_image(path: Path, data: bytes) -> str:
