@@ -1,3 +1,3 @@
 """ragged: ask questions of your own documents with local models."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
