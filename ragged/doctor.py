@@ -753,7 +753,7 @@ def check_store(settings: Settings) -> Check:
             "chroma",
             "ok",
             f"server at {info['location']}, Chroma {info['version']}, answered in "
-            f"{info['heartbeat_ms']:.0f} ms",
+            f"{info['heartbeat_ms']:.{1 if info['heartbeat_ms'] < 10 else 0}f} ms",
             None,
             info,
         )

@@ -293,9 +293,17 @@ class Index:
     # -- a shared server: the server is the truth, this catalog a cache ---------------------
 
     def announce(self) -> None:
-        """Tell other machines sharing the server that this collection changed."""
+        """Tell other machines sharing the server that this collection changed.
+
+        Then this catalog catches up with the server itself: the token it reads now is its
+        own, and any other writer's chunks landed before that writer replaced the token, so
+        an id comparison made after reading it sees them all; a writer who replaces the token
+        later moves it again. (Trusting its own token without comparing could miss a write
+        that landed between this machine's last look and its own write.)
+        """
         if self._wrote and self.store.shared:
             self.store.bump_revision()
+            self.refresh()
         self._wrote = False
 
     def refresh(self, clean: bool = False) -> Refresh:
