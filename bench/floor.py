@@ -29,8 +29,12 @@ def main(argv: list[str]) -> None:
     vector = client.embed(model=EMBED_MODEL, input=["search_query: " + question]).embeddings[0]
     store = chromadb.PersistentClient(path=chroma_dir).get_collection(collection)
     found = store.query(query_embeddings=[vector], n_results=TOP_K)
-    docs = (found["documents"] or [[]])[0]
     metas = (found["metadatas"] or [[]])[0]
+    # ragged keeps a chunk's text in its metadata (TEXT_KEY in ragged/store.py).
+    docs = [
+        m.get("ragged:text") or d
+        for m, d in zip(metas, (found["documents"] or [[]])[0], strict=True)
+    ]
     if command == "search":
         for doc, meta in zip(docs, metas, strict=True):
             print(f"{meta.get('path')}\n{(doc or '')[:200]}\n")

@@ -111,6 +111,7 @@ class LLM:
         # One client per thread (the embedder calls from a pool): each call then sets its own
         # client's timeout to what is left of its deadline without racing another thread.
         self._local = threading.local()
+        self._warmed = False  # the library import started on a thread (once)
 
     @property
     def _client(self) -> Any:
@@ -149,7 +150,8 @@ class LLM:
     def warm_up(self) -> None:
         """Import the client library on a thread (~70 ms, more on a busy machine) before its
         first use; each thread then makes its own client cheaply."""
-        if getattr(self._local, "client", None) is None:
+        if not self._warmed:
+            self._warmed = True
             threading.Thread(target=_import_client, daemon=True, name="ollama").start()
 
     # -- error translation -------------------------------------------------------------

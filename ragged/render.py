@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -456,7 +457,8 @@ class Spinner:
 @contextmanager
 def status(text: str) -> Iterator[None]:
     """A transient spinner on stderr while something slow happens; nothing off a terminal."""
-    if not console(stderr=True).is_terminal:
+    # isatty first: off a terminal, rich (~70 ms of imports) is not needed at all.
+    if not sys.stderr.isatty() or not console(stderr=True).is_terminal:
         yield
         return
     spinner = Spinner(text)
@@ -476,15 +478,26 @@ class AnswerStream:
     """
 
     def __init__(self) -> None:
-        self.out = console()
-        self.err = console(stderr=True)
-        self.markdown = self.out.is_terminal
         self.status: Spinner | None = None
         self.live: Any = None
         self.pending = ""  # Markdown mode: text of the blocks not yet printed for good
         self.started = False
         self.open_line = False  # raw mode: the last thing written did not end a line
         self.thinking_open = False  # a thinking model's reasoning is being shown on stderr
+
+    # The consoles are made when first needed: `ask --json` in a pipe needs neither, and
+    # importing rich is ~70 ms of a cold command.
+    @property
+    def out(self) -> Console:
+        return console()
+
+    @property
+    def err(self) -> Console:
+        return console(stderr=True)
+
+    @functools.cached_property
+    def markdown(self) -> bool:
+        return sys.stdout.isatty() and self.out.is_terminal
 
     def thinking(self, piece: str) -> None:
         """A thinking model's reasoning (`--show-thinking`): dimmed on stderr, never stdout."""
@@ -494,7 +507,7 @@ class AnswerStream:
 
     def stage(self, what: str) -> None:
         """'searching' or 'thinking': what is happening until the first token."""
-        if self.started or not self.err.is_terminal:
+        if self.started or not sys.stderr.isatty() or not self.err.is_terminal:
             return
         text = f"[dim]{escape(what)}…[/]"
         if self.status is None:

@@ -279,10 +279,15 @@ _tables: tuple[list[int], list[int]] | None = None
 _building = threading.Lock()
 
 
+_warming = False
+
+
 def warm_up() -> None:
     """Load the tokenizer and build the offset tables on a thread, while the caller waits on
     something else (an ingest: the first PDF's text, the first walk of a big folder)."""
-    if _tables is None:
+    global _warming
+    if _tables is None and not _warming:
+        _warming = True  # once: a run calls this for every file it parses
         threading.Thread(target=_token_tables, daemon=True, name="chunking").start()
 
 
