@@ -60,6 +60,12 @@ class Settings:
     max_per_source: int = _setting(
         3, "Most passages one file may contribute.", "RAGGED_MAX_PER_SOURCE"
     )
+    rerank: int = _setting(
+        0,
+        "Best passages the chat model re-judges, yes or no, before answering; 0 = off "
+        "(one chat request each).",
+        "RAGGED_RERANK",
+    )
     min_score: float = _setting(
         0.0,
         "Fixed cosine floor for relevance; 0 = calibrated per collection, for any model.",
@@ -253,6 +259,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"chunk_overlap must be between 0 and chunk_tokens - 1, not {s.chunk_overlap}"
         )
+    if s.rerank < 0:
+        raise ConfigError(f"rerank must be 0 (off) or more, not {s.rerank}")
     for name in ("top_k", "embed_batch", "embed_concurrency", "max_per_source"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name} must be at least 1, not {getattr(s, name)}")
