@@ -515,13 +515,13 @@ class Catalog:
         # FTS5's bm25() is negative, lower is better; flip it so all scores read the same way.
         return [(ChunkRow(*r[:8]), -float(r[8])) for r in rows]
 
-    def sample_texts(self, n: int) -> list[str]:
-        """Texts of up to n embedded chunks, the same ones every time for the same chunks
-        (ids are hashes, so their order is as good as random)."""
+    def sample(self, n: int) -> list[ChunkRow]:
+        """Up to n embedded chunks, the same ones every time for the same chunks (ids are
+        hashes, so their order is as good as random)."""
         rows = self._db.execute(
-            "SELECT text FROM chunks WHERE embedded = 1 ORDER BY id LIMIT ?", (n,)
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE embedded = 1 ORDER BY id LIMIT ?", (n,)
         )
-        return [r[0] for r in rows]
+        return [ChunkRow(*r) for r in rows]
 
     def term_matches(
         self, question: str, ids: Sequence[str]
