@@ -109,6 +109,9 @@ def test_rerank_setting_comes_from_the_environment(
     assert data["reranked"] == 2 and len(judgements(ollama)) == 2
     bad = run(runner, "search", QUESTION, "--rerank", "-1", ok=False)
     assert bad.exit_code == 2
+    monkeypatch.setenv("RAGGED_RERANK", "-3")
+    bad = run(runner, "search", QUESTION, ok=False)
+    assert bad.exit_code != 0 and "rerank must be 0 (off) or more" in bad.stderr
 
 
 def test_ask_reranks_before_answering_with_the_same_context(
