@@ -7,6 +7,7 @@ when `ask` answers "not in your documents" without calling the chat model.
 
     python bench/relevance.py                       # hashed stand-in vectors, both collections
     python bench/relevance.py --embedder minilm     # real all-MiniLM-L6-v2 vectors (bench extra)
+    python bench/relevance.py --titles heading      # SciFact as Markdown, titles as headings
 
 Reported per collection: answerable questions answered, off-topic ones refused (refusal
 recall), and refusal precision (refused questions that were off-topic), for ragged's decision
@@ -30,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import questions as Q  # noqa: E402
-from bench.retrieval import MINILM, build_index, cache_dir, load_beir, standin  # noqa: E402
+from bench.retrieval import MINILM, TITLES, build_index, cache_dir, load_beir, standin  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "bench"
 DOC_FOLDERS = ("markdown/fastapi", "markdown/typer", "markdown/sqlmodel", "html")
@@ -115,8 +116,14 @@ def scifact_collection(args: argparse.Namespace, host: str, model: str, backend:
 
     data = load_beir(args.data / "scifact")
     probe = bench_settings(Path(tempfile.gettempdir()), host, model)
-    where = cache_dir(args.cache, data, backend, probe)
-    build_index(data, bench_settings(where / "home", host, model), connect(probe), where / "docs")
+    where = cache_dir(args.cache, data, backend, probe, args.titles)
+    build_index(
+        data,
+        bench_settings(where / "home", host, model),
+        connect(probe),
+        where / "docs",
+        args.titles,
+    )
     settings = load_settings({"home": where / "home", "ollama_host": host, "embed_model": model})
     return open_index(settings), connect(settings), list(data.queries.values())
 
@@ -126,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> list[Outcome]:
     p.add_argument("--data", type=Path, default=SHARED, help="the shared bench folder")
     p.add_argument("--embedder", choices=("hashed", "minilm"), default="hashed")
     p.add_argument("--collections", default="docs,scifact")
+    p.add_argument(
+        "--titles",
+        choices=tuple(TITLES),
+        default="body",
+        help="SciFact titles as the first line of a .txt (body) or a Markdown heading",
+    )
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ragged-bench")
     args = p.parse_args(argv)
     wanted = [c.strip() for c in args.collections.split(",") if c.strip()]

@@ -8,6 +8,9 @@ Metrics come from pytrec_eval (the TREC tool's code), over every judged query.
     OLLAMA_HOST=127.0.0.1:11434 RAGGED_EMBED_MODEL=nomic-embed-text python bench/retrieval.py
     python bench/retrieval.py --embedder minilm  # the stand-in serving all-MiniLM-L6-v2 vectors
                                                  # (needs `pip install -e '.[bench]'`)
+    python bench/retrieval.py --titles heading   # documents as Markdown, the title a heading
+    OLLAMA_HOST=... RAGGED_CHAT_MODEL=llama3.2:3b python bench/retrieval.py --rerank 20
+                                                 # the chat model reranks the best 20
 
 Which Ollama: the stand-in (tests/ollama_standin.py, hashed bag-of-words vectors) unless an
 Ollama host is configured (OLLAMA_HOST, RAGGED_OLLAMA_HOST or the config file) or `--ollama`
@@ -48,6 +51,10 @@ METRICS = {"ndcg_cut_10": "nDCG@10", "recall_100": "Recall@100"}
 RRF_K = 60  # Cormack et al. (2009)
 RRF_ROW = "plain RRF (reference)"
 CACHE_VERSION = 1  # bump when the way documents are written or ingested changes
+# How a document's title is written: as the first line of a .txt file (BEIR's title + text),
+# or as the Markdown heading of a .md file, which ragged carries into every chunk's heading.
+TITLES = {"body": "txt", "heading": "md"}
+RERANK_MODEL = "llama3.2:3b"  # the stand-in's chat model when --rerank asks for one
 MINILM = "all-minilm"  # the Ollama name of all-MiniLM-L6-v2, which takes no instruction prefix
 
 
@@ -69,6 +76,8 @@ class ModeResult:
     recall_100: float
     ms_per_query: float
     fell_back: int  # queries answered in another mode (hybrid/dense without embeddings)
+    judged: int = 0  # passages the chat model reranked, over all queries
+    judge_tokens: int = 0  # prompt tokens those judgements took, as Ollama counted them
 
 
 @dataclass(frozen=True)
@@ -115,21 +124,24 @@ def load_beir(folder: Path, split: str = "test") -> BeirSet:
     return BeirSet(folder.name, corpus, queries, qrels, hashlib.sha256(raw).hexdigest()[:16])
 
 
-def doc_file(doc_id: str) -> str:
+def doc_file(doc_id: str, suffix: str = "txt") -> str:
     """A file name that maps back to the id: BEIR ids may hold '/' or other awkward characters."""
-    return quote(doc_id, safe="") + ".txt"
+    return f"{quote(doc_id, safe='')}.{suffix}"
 
 
 def doc_id_of(rel_path: str) -> str:
-    return unquote(Path(rel_path).name.removesuffix(".txt"))
+    return unquote(Path(rel_path).name.rsplit(".", 1)[0])
 
 
-def write_corpus(data: BeirSet, folder: Path) -> None:
-    """One file per document, title on the first line (BEIR's title + text, ragged's loader)."""
+def write_corpus(data: BeirSet, folder: Path, titles: str = "body") -> None:
+    """One file per document: the title on the first line of a .txt file (BEIR's title +
+    text), or with `titles="heading"` as the heading of a .md file."""
     folder.mkdir(parents=True, exist_ok=True)
+    suffix = TITLES[titles]
     for doc_id, (title, text) in data.corpus.items():
-        path = folder / doc_file(doc_id)
-        body = f"{title}\n\n{text}\n" if title else f"{text}\n"
+        path = folder / doc_file(doc_id, suffix)
+        heading = "# " if suffix == "md" else ""
+        body = f"{heading}{title}\n\n{text}\n" if title else f"{text}\n"
         # Rewriting an unchanged file would change its mtime and make ingest hash it again.
         if not path.exists() or path.read_text(encoding="utf-8") != body:
             path.write_text(body, encoding="utf-8")
@@ -164,19 +176,23 @@ def search_all(
     llm: LLM | None,
     mode: str,
     on_query: Callable[[int], None] | None = None,
-) -> tuple[dict[str, list[str]], float, int]:
-    """Every query through ragged's retrieve: doc ids in rank order, mean ms/query, fallbacks."""
+) -> tuple[dict[str, list[str]], float, int, int, int]:
+    """Every query through ragged's retrieve: doc ids in rank order, mean ms/query, fallbacks,
+    and the passages reranked with the prompt tokens that took (0 without `rerank`)."""
     from ragged.index import open_index
     from ragged.retrieve import retrieve
 
     index = open_index(settings)
     run: dict[str, list[str]] = {}
-    fell_back = 0
+    fell_back = judged = tokens = 0
     started = time.perf_counter()
     try:
         for n, (qid, question) in enumerate(data.queries.items(), start=1):
             result = retrieve(question, index, llm, k=DEPTH, mode=mode)
             fell_back += result.mode != mode
+            if result.reranked is not None:
+                judged += result.reranked.judged
+                tokens += result.reranked.prompt_tokens
             docs: list[str] = []
             for hit in result.hits:  # a document ranks where its best chunk does
                 doc = doc_id_of(hit.path)
@@ -188,16 +204,18 @@ def search_all(
     finally:
         index.close()
     ms = (time.perf_counter() - started) * 1000 / max(1, len(data.queries))
-    return run, ms, fell_back
+    return run, ms, fell_back, judged, tokens
 
 
-def build_index(data: BeirSet, settings: Settings, llm: LLM, docs_dir: Path) -> tuple[float, int]:
+def build_index(
+    data: BeirSet, settings: Settings, llm: LLM, docs_dir: Path, titles: str = "body"
+) -> tuple[float, int]:
     """Write the corpus as files and ingest them with ragged; returns (seconds, chunks embedded)."""
     from ragged.index import open_index
     from ragged.ingest import ingest
 
     started = time.perf_counter()
-    write_corpus(data, docs_dir)
+    write_corpus(data, docs_dir, titles)
     with open_index(settings, create=True) as index:
         report = ingest([docs_dir], index, llm)
     if not report.ok:
@@ -213,13 +231,14 @@ def run_benchmark(
     docs_dir: Path,
     modes: Sequence[str] = MODES,
     on_status: Callable[[str], None] | None = None,
+    titles: str = "body",
 ) -> BenchReport:
     """Ingest `data` under settings.home and score each retrieval mode on its judged queries."""
     from ragged.catalog import open_catalog
 
     say = on_status or (lambda _msg: None)
     say(f"ingesting {len(data.corpus)} documents")
-    seconds, embedded = build_index(data, settings, llm, docs_dir)
+    seconds, embedded = build_index(data, settings, llm, docs_dir, titles)
     catalog = open_catalog(settings)
     chunks = catalog.chunk_count()
     catalog.close()
@@ -227,9 +246,13 @@ def run_benchmark(
     runs: dict[str, dict[str, list[str]]] = {}
     for mode in modes:
         say(f"{mode}: {len(data.queries)} queries")
-        runs[mode], ms, fell_back = search_all(data, settings, llm, mode)
+        runs[mode], ms, fell_back, judged, tokens = search_all(data, settings, llm, mode)
         scores = evaluate(data.qrels, runs[mode])
-        results.append(ModeResult(mode, scores["ndcg_cut_10"], scores["recall_100"], ms, fell_back))
+        results.append(
+            ModeResult(
+                mode, scores["ndcg_cut_10"], scores["recall_100"], ms, fell_back, judged, tokens
+            )
+        )
     if "dense" in runs and "lexical" in runs:
         # What hybrid would score with rank fusion of the same two runs, for comparison.
         scores = evaluate(data.qrels, rrf([runs["dense"], runs["lexical"]]))
@@ -239,7 +262,13 @@ def run_benchmark(
     )
 
 
-def bench_settings(home: Path, ollama_host: str | None, embed_model: str | None) -> Settings:
+def bench_settings(
+    home: Path,
+    ollama_host: str | None,
+    embed_model: str | None,
+    rerank: int | None = None,
+    chat_model: str | None = None,
+) -> Settings:
     """The user's configuration, with what evaluation needs: DEPTH distinct documents per query
     and no relevance floor (it decides when `ask` gives up; it is not part of the ranking)."""
     from ragged.config import load_settings
@@ -252,27 +281,33 @@ def bench_settings(home: Path, ollama_host: str | None, embed_model: str | None)
             "top_k": DEPTH,
             "max_per_source": 1,
             "min_score": 0.0,
+            "rerank": rerank,
+            "chat_model": chat_model,
         }
     )
 
 
 @contextmanager
-def standin(embedder: str, model: str) -> Iterator[str]:
-    """An Ollama stand-in serving `model`; yields its host."""
+def standin(embedder: str, model: str, chat_model: str | None = None) -> Iterator[str]:
+    """An Ollama stand-in serving `model` (and `chat_model`, for reranking); yields its host."""
+    models = (f"{model}:latest", *([chat_model] if chat_model else []))
     if embedder == "minilm":
         from bench.minilm import MiniLMStandIn
 
-        server: Any = MiniLMStandIn(models=(f"{model}:latest",))
+        server: Any = MiniLMStandIn(models=models)
     else:
         from tests.ollama_standin import OllamaStandIn
 
-        server = OllamaStandIn(models=(f"{model}:latest",))
+        server = OllamaStandIn(models=models)
     with server:
         yield server.host
 
 
-def cache_dir(root: Path, data: BeirSet, backend: str, settings: Settings) -> Path:
-    """One index per corpus, embedder and chunking: anything else would change the vectors."""
+def cache_dir(
+    root: Path, data: BeirSet, backend: str, settings: Settings, titles: str = "body"
+) -> Path:
+    """One index per corpus, embedder, chunking and title format: anything else would change
+    the vectors."""
     key = "|".join(
         map(
             str,
@@ -283,6 +318,7 @@ def cache_dir(root: Path, data: BeirSet, backend: str, settings: Settings) -> Pa
                 settings.embed_model,
                 settings.chunk_tokens,
                 settings.chunk_overlap,
+                *([] if titles == "body" else [titles]),  # keeps the older caches' keys
             ),
         )
     )
@@ -310,10 +346,17 @@ def render(report: BenchReport, backend: str, settings: Settings) -> None:
         table.add_row(r.mode + note, f"{r.ndcg_10:.3f}", f"{r.recall_100:.3f}", ms)
     out.print(table)
     what = "cached index" if report.embedded == 0 else f"embedded {report.embedded} chunks"
-    Console(stderr=True).print(
+    err = Console(stderr=True)
+    err.print(
         f"ingest: {report.ingest_seconds:.0f} s ({what}); fusion: weights dense "
         f"{settings.dense_weight:g}, lexical {settings.lexical_weight:g}"
     )
+    for r in report.results:
+        if r.judged:
+            err.print(
+                f"rerank ({r.mode}): {r.judged / report.queries:.1f} passages judged per query "
+                f"by {settings.chat_model}, {r.judge_tokens / r.judged:.0f} prompt tokens each"
+            )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -332,6 +375,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="stand-in vectors: hashed words, or all-MiniLM-L6-v2 (the `bench` extra)",
     )
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated modes to score")
+    p.add_argument(
+        "--titles",
+        choices=tuple(TITLES),
+        default="body",
+        help="a document's title as the first line of a .txt (body) or a Markdown heading",
+    )
+    p.add_argument(
+        "--rerank",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the chat model (RAGGED_CHAT_MODEL; the stand-in's judges by word overlap) "
+        "reranks the best N passages of each query",
+    )
     p.add_argument(
         "--cache",
         type=Path,
@@ -363,14 +420,18 @@ def main(argv: Sequence[str] | None = None) -> BenchReport:
     with ExitStack() as stack:
         host = model = None
         backend = "ollama"
+        chat = None
         if use_standin:
             # all-MiniLM-L6-v2 is `all-minilm` in Ollama; hashed vectors take the configured name.
             model = MINILM if args.embedder == "minilm" else configured.embed_model
-            host = stack.enter_context(standin(args.embedder, model))
+            chat = RERANK_MODEL if args.rerank else None
+            host = stack.enter_context(standin(args.embedder, model, chat))
             backend = f"stand-in ({args.embedder})"
         probe = bench_settings(Path(tempfile.gettempdir()), host, model)
-        where = cache_dir(args.cache, data, backend if use_standin else "ollama", probe)
-        settings = bench_settings(where / "home", host, model)
+        where = cache_dir(
+            args.cache, data, backend if use_standin else "ollama", probe, args.titles
+        )
+        settings = bench_settings(where / "home", host, model, args.rerank, chat)
         print(f"index: {where}", file=err)
         report = run_benchmark(
             data,
@@ -379,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> BenchReport:
             where / "docs",
             modes,
             on_status=lambda msg: print(msg, file=err, flush=True),
+            titles=args.titles,
         )
     render(report, backend, settings)
     return report

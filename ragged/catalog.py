@@ -95,6 +95,11 @@ STOPWORDS = frozenset(
 )
 WORD = re.compile(r"\w+", re.UNICODE)
 PREFIX_MIN = 4  # shorter keywords match as whole words only ("go" must not count "good")
+# BM25 column weights (text, heading): a match in a chunk's heading path, whose first element
+# is its document's title, counts three times a match in its text. Chosen on SciFact's train
+# claims with titles as headings (lexical nDCG@10 0.703 at 1, 0.710 at 3, 0.707 at 5); see
+# docs/benchmarks.md.
+BM25_WEIGHTS = (1.0, 3.0)
 
 
 class CatalogDamaged(StoreError):
@@ -530,17 +535,18 @@ class Catalog:
     def search(
         self, question: str, k: int, paths: Sequence[str] | None = None
     ) -> list[tuple[ChunkRow, float]]:
-        """BM25 over chunk text and headings; higher score is better."""
+        """BM25 over chunk text and headings (weighted BM25_WEIGHTS); higher score is better."""
         query = lexical_query(question)
         if not query:
             return []
         cols = ", ".join(f"c.{c.strip()}" for c in CHUNK_COLUMNS.split(","))
+        weights = ", ".join(map(str, BM25_WEIGHTS))
         args: list[object] = [query]
         if paths is None:
             # Rank inside the FTS index alone, then fetch just the top k rows: joining every
             # match before sorting was 89% of a search at 100k chunks (docs/benchmarks.md).
             sql = (
-                f"SELECT {cols}, top.rank FROM (SELECT rowid, bm25(chunks_fts) AS rank "
+                f"SELECT {cols}, top.rank FROM (SELECT rowid, bm25(chunks_fts, {weights}) AS rank "
                 "FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS top "
                 "JOIN chunks c ON c.rowid = top.rowid ORDER BY top.rank"
             )
@@ -549,7 +555,7 @@ class Catalog:
             if not paths:
                 return []
             sql = (
-                f"SELECT {cols}, bm25(chunks_fts) AS rank FROM chunks_fts "
+                f"SELECT {cols}, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
                 "JOIN chunks c ON c.rowid = chunks_fts.rowid WHERE chunks_fts MATCH ? "
                 f"AND c.path IN ({','.join('?' * len(paths))}) ORDER BY rank LIMIT ?"
             )
@@ -561,13 +567,13 @@ class Catalog:
         # FTS5's bm25() is negative, lower is better; flip it so all scores read the same way.
         return [(ChunkRow(*r[:8]), -float(r[8])) for r in rows]
 
-    def sample_texts(self, n: int) -> list[str]:
-        """Texts of up to n embedded chunks, the same ones every time for the same chunks
-        (ids are hashes, so their order is as good as random)."""
+    def sample(self, n: int) -> list[ChunkRow]:
+        """Up to n embedded chunks, the same ones every time for the same chunks (ids are
+        hashes, so their order is as good as random)."""
         rows = self._db.execute(
-            "SELECT text FROM chunks WHERE embedded = 1 ORDER BY id LIMIT ?", (n,)
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE embedded = 1 ORDER BY id LIMIT ?", (n,)
         )
-        return [r[0] for r in rows]
+        return [ChunkRow(*r) for r in rows]
 
     def term_matches(
         self, question: str, ids: Sequence[str]

@@ -62,6 +62,12 @@ class Settings:
     max_per_source: int = _setting(
         3, "Most passages one file may contribute.", "RAGGED_MAX_PER_SOURCE"
     )
+    rerank: int = _setting(
+        0,
+        "Best passages the chat model re-judges, yes or no, before answering; 0 = off "
+        "(one chat request each).",
+        "RAGGED_RERANK",
+    )
     min_score: float = _setting(
         0.0,
         "Fixed cosine floor for relevance; 0 = calibrated per collection, for any model.",
@@ -312,6 +318,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "timeout": (0.1, 86_400, "seconds"),
     "chroma_timeout": (0.1, 86_400, "seconds"),
     "max_file_mb": (0, 1_000_000, "MB (0: no limit)"),
+    "rerank": (0, 200, "passages (0: off)"),
 }
 # Chroma's rule for collection names, which also makes them safe as catalog file names:
 # 3-512 of [a-zA-Z0-9._-], starting and ending with a letter or digit, no "..".

@@ -213,7 +213,9 @@ def reply(
         on_standalone(standalone)
 
     mark = time.perf_counter()
-    retrieval = retrieve(standalone, index, llm, k=k, mode=mode, path_glob=path_glob)
+    retrieval = retrieve(
+        standalone, index, llm, k=k, mode=mode, path_glob=path_glob, chat_model=chat_model
+    )
     timings["retrieve_s"] = time.perf_counter() - mark
     if retrieval.ollama_down:
         timings["total_s"] = time.perf_counter() - started

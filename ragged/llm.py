@@ -396,9 +396,12 @@ class LLM:
         num_ctx: int,
         answers: Sequence[str],
         think: bool | str | None = None,
+        stats: ChatStats | None = None,
     ) -> dict[str, float]:
         """Log-probabilities of each of `answers` as the model's one-token reply (Ollama 0.12.11+
-        returns `logprobs`); an answer missing from the model's top 20 gets -inf."""
+        returns `logprobs`); an answer missing from the model's top 20 gets -inf. `stats`
+        receives the request's prompt size and durations, which is what reranking costs."""
+        start = time.perf_counter()
         response = self._call(
             lambda: self._client.chat(
                 model=model,
@@ -411,6 +414,13 @@ class LLM:
             ),
             model,
         )
+        if stats is not None:
+            stats.total_s = time.perf_counter() - start
+            stats.prompt_eval_count = response.prompt_eval_count
+            stats.prompt_eval_duration_ns = response.prompt_eval_duration
+            stats.eval_count = response.eval_count
+            stats.eval_duration_ns = response.eval_duration
+            stats.load_duration_ns = response.load_duration
         found = {a: float("-inf") for a in answers}
         first = (response.logprobs or [None])[0]
         if first is None:

@@ -650,6 +650,8 @@ def answer_data(answer: Answer, retrieval: Retrieval) -> dict[str, Any]:
         "model": answer.model,
         "mode": retrieval.mode,
         "notice": retrieval.notice,
+        # passages the chat model re-judged before answering (`--rerank`); 0 when off
+        "reranked": retrieval.reranked.judged if retrieval.reranked else 0,
         "sources": [
             {
                 "n": s.n,

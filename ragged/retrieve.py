@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ragged.index import Hit, Index
     from ragged.llm import LLM
     from ragged.relevance import Relevance
+    from ragged.rerank import Reranked
 
 CANDIDATES = 50  # per ranking, before fusion and caps
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of word shingles above which two passages are one
@@ -29,6 +30,7 @@ class Retrieval:
     considered: int = 0  # candidates before the floor, dedup and caps
     ollama_down: bool = False  # the fallback was for want of Ollama: no model can answer either
     relevance: Relevance | None = None  # whether anything found is relevant (ragged/relevance.py)
+    reranked: Reranked | None = None  # what the chat model's reranking did, when it ran
 
     @property
     def relevant(self) -> bool:
@@ -153,6 +155,9 @@ def retrieve(
     mode: str | None = None,
     path_glob: str | None = None,
     min_score: float | None = None,
+    rerank: int | None = None,
+    chat_model: str | None = None,
+    on_rerank: Callable[[int, int], None] | None = None,
 ) -> Retrieval:
     """The best passages for a question, and whether they are relevant to it; falls back to
     lexical search, and says so, when Ollama or the vector store cannot answer.
@@ -160,6 +165,11 @@ def retrieve(
     `min_score` (else the setting; 0 = none) is a fixed cosine floor: hits under it are
     dropped in dense mode, kept in hybrid only if their words matched, and it replaces the
     collection's calibrated floor in the relevance decision.
+
+    `rerank` (else the setting; 0 = off) is how many of the best passages `chat_model` (else
+    the machine's choice) re-judges before the best k are kept (ragged/rerank.py); it runs
+    only when something relevant was found, since otherwise no model is asked anything.
+    `on_rerank(done, total)` hears each judgement.
     """
     from ragged.relevance import calibration, judge
 
@@ -219,12 +229,31 @@ def retrieve(
     if dense or lexical:
         cal = calibration(index, None if mode == "lexical" else llm, settings.embed_model)
         relevance = judge(question, index, cal, dense, lexical, floor or None)
+    judge_n = settings.rerank if rerank is None else rerank
+    hits = diversify(ranked, max(k, judge_n), settings.max_per_source)
+    reranked = None
+    if judge_n and hits and llm is not None and not ollama_down:
+        if relevance is not None and not relevance.relevant:
+            skipped = "reranking skipped: nothing found looks relevant to the question"
+            notice = f"{notice}; {skipped}" if notice else skipped
+        else:
+            from ragged.models import resolve_chat_model
+            from ragged.rerank import rerank as rerank_hits
+
+            model = chat_model or resolve_chat_model(settings)[0]
+            reranked = rerank_hits(
+                question, hits[:judge_n], llm, model, settings, on_judged=on_rerank
+            )
+            hits = reranked.hits + hits[judge_n:]
+            if reranked.notice:
+                notice = f"{notice}; {reranked.notice}" if notice else reranked.notice
     return Retrieval(
         question,
-        diversify(ranked, k, settings.max_per_source),
+        hits[:k],
         mode,
         notice,
         considered,
         ollama_down,
         relevance,
+        reranked,
     )

@@ -379,12 +379,17 @@ def compose_thinking(messages: Sequence[tuple[str, str]]) -> str:
 def judge_yes_no(messages: Sequence[tuple[str, str]]) -> float:
     """P(yes) for a prompt asking for a yes/no relevance judgement of one passage.
 
-    The passage is the user's text other than the question; P(yes) grows with the share of
-    the question's words it holds: (shared + 0.5) / (wanted + 1), e.g. 3 of 4 words: 0.7.
+    The passage is what a <source ...> fence holds, wherever the question stands (ragged's
+    reranking asks the question first), else the user's text before the question; P(yes)
+    grows with the share of the question's words it holds: (shared + 0.5) / (wanted + 1),
+    e.g. 3 of 4 words: 0.7.
     """
-    question, lines = _split_question([(r, c) for r, c in messages if r != "system"])
+    user = [(r, c) for r, c in messages if r != "system"]
+    question, lines = _split_question(user)
+    fenced = FENCE_RE.findall("\n".join(c for _, c in user))
+    passage = "\n".join(text for _, text in fenced) if fenced else "\n".join(lines)
     wanted = _content_words(question)
-    shared = len(wanted & _content_words("\n".join(lines)))
+    shared = len(wanted & _content_words(passage))
     return (shared + 0.5) / (len(wanted) + 1)
 
 

@@ -98,3 +98,20 @@ def test_main_prints_the_table_and_reuses_the_index(
     assert all(mode in out for mode in MODES)
     assert first.embedded == 3
     assert main(args).embedded == 0  # the cached index is complete: nothing to embed
+
+
+def test_titles_as_headings_and_reranking(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--data", str(tiny), "--standin", "--cache", str(tmp_path / "cache")]
+    report = main([*args, "--titles", "heading", "--rerank", "2", "--modes", "lexical,hybrid"])
+    written = sorted(p.name for p in (tmp_path / "cache").glob("*/docs/*"))
+    assert written == ["d%2F3.md", "d1.md", "d2.md"]
+    [first] = (tmp_path / "cache").glob("*/docs/d1.md")
+    assert first.read_text().startswith("# Capybara diet\n\nCapybaras graze")
+    rows = {r.mode: r for r in report.results}
+    assert rows["lexical"].ndcg_10 == pytest.approx(1.0)  # ids survive the .md names
+    # At most the best two passages of each query the collection looks relevant to are judged.
+    hybrid = rows["hybrid"]
+    assert 0 < hybrid.judged <= 4 and hybrid.judge_tokens > 20 * hybrid.judged
+    assert "rerank (hybrid):" in capsys.readouterr().err

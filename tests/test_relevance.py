@@ -117,3 +117,30 @@ def test_lexical_mode_decides_on_keywords(ollama: OllamaStandIn, docs: Path) -> 
     on = retrieve("capybaras rivers lakes", index, llm, mode="lexical")
     assert on.relevant
     index.close()
+
+
+def test_the_self_test_asks_the_words_each_vector_was_made_from(
+    ollama: OllamaStandIn, docs: Path
+) -> None:
+    """A chunk's vector is made from its heading path and text; asking about the text alone
+    dilutes the match for chunks under long titles (MiniLM failed the test on SciFact written
+    as Markdown: docs/benchmarks.md)."""
+    from ragged.index import embed_text
+
+    settings = load_settings()
+    llm, index = connect(settings), open_index(settings, create=True)
+    assert ingest([docs], index, llm).ok
+    ollama.reset()
+    retrieve("Do capybaras live near rivers?", index, llm)
+    asked = {
+        text
+        for r in ollama.requests
+        if r.path == "/api/embed" and r.body
+        for text in r.body["input"]
+    }
+    sampled = index.catalog.sample(24)
+    assert any(row.heading for row in sampled)
+    for row in sampled:
+        words = " ".join(embed_text(row).split()[:12])
+        assert f"search_query: {words}" in asked
+    index.close()

@@ -200,3 +200,44 @@ def test_falls_back_to_lexical_without_ollama(indexed, ollama: OllamaStandIn) ->
     ollama.stop()
     result = retrieve("capybara rodent", index, llm)
     assert result.mode == "lexical" and "isn't running" in (result.notice or "")
+
+
+@pytest.mark.parametrize("path_glob", [None, "*.md"])
+def test_a_word_in_a_heading_outweighs_the_same_word_in_the_text(
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    path_glob: str | None,
+) -> None:
+    """A chunk's heading path starts with its document's title, so a keyword there says more
+    about the chunk than the same keyword in passing (SciFact: docs/benchmarks.md)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ragged import catalog
+    from ragged.cli import app
+
+    folder = tmp_path / "birds"
+    folder.mkdir()
+    (folder / "titled.md").write_text(
+        "# Kestrel\n\nA small falcon that hovers over open fields while it hunts voles.\n"
+    )
+    (folder / "mentions.md").write_text(
+        "# Birds of prey\n\nA kestrel, then a second kestrel, then a third kestrel flew past.\n"
+    )
+    (folder / "other.md").write_text("# Gardens\n\nRoses need sun and well-drained soil.\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(folder), "--quiet"]).exit_code == 0
+    args = ["search", "kestrel", "--mode", "lexical", "--json"]
+    args += ["--path", path_glob] if path_glob else []
+
+    def first() -> str:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return Path(json.loads(result.stdout)["hits"][0]["path"]).name
+
+    assert first() == "titled.md"
+    # Unweighted, three mentions in the text beat one in the title: the weight decides.
+    monkeypatch.setattr(catalog, "BM25_WEIGHTS", (1.0, 1.0))
+    assert first() == "mentions.md"

@@ -173,5 +173,14 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", metavar="MODEL", help="Chat model (default: fits this machine)."),
 ]
+RerankOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--rerank",
+        metavar="N",
+        min=0,
+        help="Have the chat model re-judge the best N passages first (one request each; 0 = off).",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

@@ -13,6 +13,7 @@ from ragged.cli._common import (
     ModelOpt,
     ModeOpt,
     PathOpt,
+    RerankOpt,
     State,
     TopK,
     open_collection,
@@ -28,9 +29,12 @@ def search(
     path: PathOpt = None,
     collection: CollectionOpt = None,
     embed_model: EmbedOpt = None,
+    rerank: RerankOpt = None,
+    model: ModelOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show the passages that best match a query, without calling a language model.
+    """Show the passages that best match a query, without calling a language model
+    (unless --rerank asks the chat model to judge them).
 
     Example: ragged search "rate limiting" --path '*.md' -k 5
     """
@@ -40,7 +44,13 @@ def search(
 
     state: State = ctx.obj
     with reporting(state):
-        settings = state.settings(collection=collection, embed_model=embed_model, mode=mode)
+        settings = state.settings(
+            collection=collection,
+            embed_model=embed_model,
+            mode=mode,
+            rerank=rerank,
+            chat_model=model,
+        )
         with render.status("[dim]searching…[/]"), open_collection(settings) as index:
             result = retrieve(query, index, connect(settings), k=top_k, path_glob=path)
         if result.notice:
@@ -51,6 +61,7 @@ def search(
                     "query": query,
                     "mode": result.mode,
                     "notice": result.notice,
+                    "reranked": result.reranked.judged if result.reranked else 0,
                     "hits": [render.hit_data(h) for h in result.hits],
                 }
             )
@@ -67,6 +78,7 @@ def ask(
     path: PathOpt = None,
     collection: CollectionOpt = None,
     embed_model: EmbedOpt = None,
+    rerank: RerankOpt = None,
     json_out: JsonOpt = False,
     show_thinking: Annotated[
         bool,
@@ -89,7 +101,11 @@ def ask(
     state: State = ctx.obj
     with reporting(state):
         settings = state.settings(
-            collection=collection, embed_model=embed_model, mode=mode, chat_model=model
+            collection=collection,
+            embed_model=embed_model,
+            mode=mode,
+            chat_model=model,
+            rerank=rerank,
         )
         with render.answer_stream() as stream:
             # Opening the collection (importing Chroma) is most of the wait before a search.

@@ -172,6 +172,7 @@ def search(body: SearchRequest, svc: Service = Depends(service)) -> Any:
         "collection": name,
         "mode": result.mode,
         "notice": result.notice,
+        "reranked": result.reranked.judged if result.reranked else 0,
         "hits": [hit_data(h, name) for h in result.hits],
     }
 
