@@ -111,7 +111,11 @@ def test_rerank_setting_comes_from_the_environment(
     assert bad.exit_code == 2
     monkeypatch.setenv("RAGGED_RERANK", "-3")
     bad = run(runner, "search", QUESTION, ok=False)
-    assert bad.exit_code != 0 and "rerank must be 0 (off) or more" in bad.stderr
+    assert (
+        bad.exit_code != 0
+        and "rerank must be from 0 to 200 passages (0: off), not -3 (from env RAGGED_RERANK)"
+        in bad.stderr
+    )
 
 
 def test_ask_reranks_before_answering_with_the_same_context(
