@@ -321,11 +321,6 @@ class Asked:
     answer: Answer | None
     model: str
 
-    @property
-    def fell_back(self) -> bool:
-        """Ollama could not be reached: the best passages stand in for an answer."""
-        return self.answer is None
-
 
 def ask(
     question: str,

@@ -624,11 +624,6 @@ class Catalog:
         self._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def rebuild_lexical(self) -> None:
-        """Rebuild the BM25 index from the chunk table (after a damaged index or a schema change)."""
-        with self.transaction() as db:
-            db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
-
     def replace_all(self, files: Iterable[tuple[FileRecord, Sequence[ChunkRow]]]) -> None:
         """Make the catalog hold exactly these files and embedded chunks, in one transaction."""
         with self.transaction() as db:

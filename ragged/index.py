@@ -175,7 +175,6 @@ class Index:
         # Chunks restored from the store when the index was opened with a lost catalog.
         self.rebuilt: int | None = None
         self._wrote = False  # anything written to a shared store: other machines must look
-        self.refreshed: Refresh | None = None  # what opening it took from a shared server
         self.stale: str | None = None  # why the shared server could not be asked, if it could not
 
     def close(self) -> None:
@@ -306,7 +305,7 @@ class Index:
             self.refresh()
         self._wrote = False
 
-    def refresh(self, clean: bool = False) -> Refresh:
+    def refresh(self, clean: bool = False) -> None:
         """Bring this machine's catalog up to date with a shared server.
 
         The server records a revision token that every writer replaces after writing. While it
@@ -318,51 +317,44 @@ class Index:
         machine's own work and stay. With `clean` (a writer), chunks of an older version of a
         file (two machines wrote different copies of it) are deleted from the server.
         """
-        done = Refresh()
         store, catalog = self.store, self.catalog
         if not store.shared:
-            return done
+            return
         if not store.exists:
             # Deleted on the server, by `ragged reset` on another machine.
-            gone = catalog.embedded_ids()
-            if gone:
-                done.removed = catalog.forget_chunks(gone)
+            catalog.forget_chunks(catalog.embedded_ids())
             catalog.set_meta("server_revision", None)
-            return done
+            return
         token = store.revision
         if token is None and clean:
             store.bump_revision()  # a collection from before revisions: give it one
             token = store.revision
         if token is not None and token == catalog.meta("server_revision"):
-            return done
-        done.checked = True
+            return
         server = store.ids()
         cached, pending = catalog.embedded_ids(), catalog.pending_ids()
         if cached - server:
-            done.removed = catalog.forget_chunks(cached - server)
+            catalog.forget_chunks(cached - server)
         model = (store.embedding or (self.settings.embed_model, 0))[0]
         if server & pending:
             catalog.mark_embedded(sorted(server & pending), model)
         new = sorted(server - cached - pending)
         for found in files_from_store(store.get(new), model):
-            known = catalog.file(found.record.path)
-            stale = list(found.stale)
-            if known is not None and known.content_hash != found.record.content_hash:
-                if _newer(known, found.record):
-                    stale += [r.id for r in found.rows]
-                    found = StoredFile(found.record, [], ())
-            if found.rows:
-                if known is not None and known.content_hash == found.record.content_hash:
-                    have = {r.id: r for r in catalog.chunks_of(known.path)}
-                    rows = sorted({**have, **{r.id: r for r in found.rows}}.values(), key=_idx)
-                    found = StoredFile(replace_count(found.record, rows), rows, ())
-                catalog.replace_file(found.record, found.rows, embedded=True, tombstone=False)
-                done.files += 1
+            record, rows, stale = found.record, found.rows, list(found.stale)
+            known = catalog.file(record.path)
+            if known is not None and known.content_hash == record.content_hash:
+                # More chunks of the version cached here: keep them all.
+                have = {r.id: r for r in catalog.chunks_of(known.path)}
+                rows = sorted({**have, **{r.id: r for r in rows}}.values(), key=_idx)
+                record = dataclasses.replace(record, chunks=len(rows))
+            elif known is not None and _newer(known, record):
+                stale += [r.id for r in rows]  # an older copy than the one cached here
+                rows = []
+            if rows:
+                catalog.replace_file(record, rows, embedded=True, tombstone=False)
             if clean and stale:
                 store.delete(stale)
-                done.cleaned += len(stale)
         catalog.set_meta("server_revision", token or "")
-        return done
 
     def reconcile(self) -> None:
         """Make Chroma and the catalog agree again, whatever a crash left behind.
@@ -521,16 +513,6 @@ class VectorsLost(StoreError):
     """The store holds fewer vectors than the catalog says were written."""
 
 
-@dataclass
-class Refresh:
-    """What refreshing a shared server's cache did."""
-
-    checked: bool = False  # the server's revision had moved: ids were compared
-    files: int = 0  # files added or replaced in the cache
-    removed: int = 0  # chunks gone from the server, dropped from the cache
-    cleaned: int = 0  # chunks of an older version of a file deleted from the server
-
-
 @dataclass(frozen=True)
 class StoredFile:
     """One file as a store holds it: its manifest row, its chunks, and stale duplicates."""
@@ -594,10 +576,6 @@ def _idx(row: ChunkRow) -> int:
     return row.idx
 
 
-def replace_count(record: FileRecord, rows: Sequence[ChunkRow]) -> FileRecord:
-    return dataclasses.replace(record, chunks=len(rows))
-
-
 def open_index(settings: Settings, collection: str | None = None, *, create: bool = False) -> Index:
     """The one factory for a collection's catalog + store pair.
 
@@ -619,7 +597,7 @@ def open_index(settings: Settings, collection: str | None = None, *, create: boo
         if store.shared:
             empty = index.catalog.chunk_count() == 0
             try:
-                index.refreshed = index.refresh(clean=create)
+                index.refresh(clean=create)
             except StoreError as exc:
                 if create or empty:
                     raise

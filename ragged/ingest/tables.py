@@ -45,10 +45,6 @@ def markdown_table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def is_row(line: str) -> bool:
-    return bool(ROW.match(line))
-
-
 class TableBuilder:
     """Collects a table cell by cell, as a markup parser meets it, spans included.
 

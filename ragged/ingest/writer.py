@@ -42,10 +42,6 @@ class VectorWriter:
         self.vectors: list[Sequence[float]] = []
         self.written = 0
 
-    @property
-    def buffered(self) -> int:
-        return len(self.rows)
-
     def add(self, rows: Sequence[ChunkRow], vectors: Sequence[Sequence[float]]) -> None:
         self.rows.extend(rows)
         self.vectors.extend(vectors)
