@@ -7,7 +7,6 @@ import math
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,10 +235,16 @@ def _coerce(name: str, kind: Any, raw: Any, origin: str) -> Any:
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        fh = path.open("rb")
     except FileNotFoundError:
-        return {}
+        return {}  # the usual case: and then tomllib (~10 ms of every command) is not imported
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
+    import tomllib
+
+    try:
+        with fh:
+            data = tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
     # Accept both a flat file and one with a [ragged] table.

@@ -159,6 +159,7 @@ class Store:
                 return None
             except Exception as exc:
                 raise explain(exc, self.where) from exc
+            self._settled()  # opening changed the files, as reading does
         return self._collection
 
     @property
@@ -311,7 +312,6 @@ class Store:
         """The k nearest chunks as (id, text, metadata, cosine similarity), best first."""
         self._catch_up()
         col = self._get()
-        self._settled()
         if col is None:
             return []
         # Chroma 1.x returns what it has when asked for more, so no count() round trip first.
@@ -524,6 +524,11 @@ class Store:
             raise
         except Exception as exc:
             raise explain(exc, self.where) from exc
+        finally:
+            # Embedded Chroma touches its files even to read (the first query of a segment
+            # rewrites its HNSW files, SQLite's mtime moves): what this process did must not
+            # look, at the next query, like another process's write (see _catch_up).
+            self._settled()
 
 
 def _unpack(document: str | None, metadata: Any) -> tuple[str, dict[str, Any]]:

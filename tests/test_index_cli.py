@@ -552,3 +552,31 @@ def test_a_long_lived_process_sees_what_another_ingested(
         subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
         after = retrieve("largest living rodents capybaras", index, llm, mode="dense")
         assert after.notice is None and after.hits[0].path.endswith("notes.txt")
+
+
+def test_a_long_lived_process_opens_chroma_once_while_nobody_writes(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading touches Chroma's own files; that must not pass for another process's write.
+
+    It did: every query after the first reopened the embedded client (~0.1-0.4 s each in
+    serve and chat), because the files' fingerprint was taken before the query moved it.
+    """
+    import ragged.store
+    from ragged.index import open_index
+    from ragged.llm import connect
+    from ragged.retrieve import retrieve
+
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    opened: list[object] = []
+    real = ragged.store._client
+    monkeypatch.setattr(ragged.store, "_client", lambda s: opened.append(s) or real(s))
+    settings = load_settings({"min_score": 0.05})
+    with open_index(settings) as index:
+        llm = connect(settings)
+        for _ in range(4):
+            found = retrieve("largest living rodents capybaras", index, llm, mode="dense")
+            assert found.notice is None and found.hits[0].path.endswith("notes.txt")
+    assert len(opened) == 1
