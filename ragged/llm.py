@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -121,9 +122,11 @@ class LLM:
             import httpx
             import ollama
 
-            # ollama.Client hands `timeout` to httpx.Client as is, so an httpx.Timeout works.
+            # ollama.Client hands `timeout` (and `verify`) to httpx.Client as is.
             client = ollama.Client(
-                host=self.host, timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout)
+                host=self.host,
+                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+                verify=_tls(),
             )
             self._local.client = client
         return client
@@ -445,8 +448,25 @@ def _short(exc: BaseException) -> str:
 
 
 def _import_client() -> None:
-    import httpx  # noqa: F401
     import ollama  # noqa: F401
+
+    _tls()
+
+
+def _tls() -> Any:
+    """One TLS context for every client of the process, as httpx would make it (certifi, or
+    SSL_CERT_FILE / SSL_CERT_DIR). httpx builds one per client even for plain http, ~20 ms
+    each: an ingest's four embedding threads, and every thread of `ragged serve`, paid it."""
+    import os
+
+    return _tls_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _tls_for(cert_file: str | None, cert_dir: str | None) -> Any:
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 def connect(settings: Settings) -> LLM:

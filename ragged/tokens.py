@@ -32,9 +32,15 @@ def encoding() -> tiktoken.Encoding:
     return _loaded
 
 
+_warming = False
+
+
 def warm_up() -> None:
-    """Load the tokenizer on a thread, while the caller waits on something else."""
-    if _loaded is None:
+    """Load the tokenizer on a thread, while the caller waits on something else (once: an
+    ingest calls this for every file it parses)."""
+    global _warming
+    if _loaded is None and not _warming:
+        _warming = True
         threading.Thread(target=encoding, daemon=True, name="tokenizer").start()
 
 

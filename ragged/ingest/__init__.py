@@ -388,10 +388,12 @@ def ingest(
         warm_chunking()
         llm.warm_up()
 
-    def open_store() -> None:
-        """Requests are out: open the store (import chromadb, ~0.5-1 s) on a thread while
-        Ollama embeds. It is first needed at the first write, a few hundred chunks later."""
-        if embedder.in_flight:
+    def open_store(now: bool = False) -> None:
+        """Open the store (import chromadb: 0.5-1 s of CPU, holding the GIL) on a thread while
+        Ollama embeds. It is first needed at the first write, a few hundred chunks later.
+        Not before every slot has a request: started with the first one, the import slowed
+        the parsing and the requests behind it (the PDFs' first embedding came 0.2 s later)."""
+        if now or len(embedder.in_flight) >= embedder.concurrency:
             index.store.prefetch()
 
     def handle(cand: Candidate) -> None:
@@ -452,6 +454,7 @@ def ingest(
             for done in parsers.ready():
                 finish(*done)
         parsers.close(wait=False)
+        open_store(now=bool(embedder.in_flight))  # overlaps with the last requests
         # From here every flush overlaps with requests still queued at Ollama, except the
         # last: smaller writes keep that one short.
         writer.rows_per_write = min(writer.rows_per_write, settings.embed_batch * 4)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import operator
 import re
-import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -269,53 +268,41 @@ def _token_starts(tokens: list[int]) -> list[int]:
     Same result as tiktoken's decode_with_offsets, from two lookup tables instead of a Python
     loop over every byte (5 MB of text: about 0.1 s instead of 0.8 s).
     """
-    chars, inside = _token_tables()
-    ends = list(accumulate(map(chars.__getitem__, tokens), initial=0))
+    ends = list(accumulate(map(_CHARS.__getitem__, tokens), initial=0))
     # A token that begins with a UTF-8 continuation byte starts inside the previous character.
-    return [*map(operator.sub, ends, map(inside.__getitem__, tokens)), ends[-1]]
+    return [*map(operator.sub, ends, map(_INSIDE.__getitem__, tokens)), ends[-1]]
 
 
-_tables: tuple[list[int], list[int]] | None = None
-_building = threading.Lock()
+class _PerToken(dict[int, int]):
+    """A fact about each token id, worked out the first time the id is seen.
+
+    Filled as text is read rather than for all 100k ids up front (0.1 s of CPU, which an
+    ingest paid before its first embedding request). Threads may fill it at once: both
+    compute the same value, and a dict assignment is atomic.
+    """
+
+    def __init__(self, fact: Callable[[bytes], int]) -> None:
+        super().__init__()
+        self.fact = fact
+
+    def __missing__(self, token: int) -> int:
+        value = self.fact(encoding().decode_single_token_bytes(token))
+        self[token] = value
+        return value
 
 
-_warming = False
+# Characters a token starts (its bytes that do not continue a character), and 1 if its first
+# byte continues the previous token's character.
+_CHARS = _PerToken(lambda raw: len(raw.translate(None, _CONTINUATION_BYTES)))
+_INSIDE = _PerToken(lambda raw: 1 if raw and 0x80 <= raw[0] < 0xC0 else 0)
 
 
 def warm_up() -> None:
-    """Load the tokenizer and build the offset tables on a thread, while the caller waits on
-    something else (an ingest: the first PDF's text, the first walk of a big folder)."""
-    global _warming
-    if _tables is None and not _warming:
-        _warming = True  # once: a run calls this for every file it parses
-        threading.Thread(target=_token_tables, daemon=True, name="chunking").start()
+    """Load the tokenizer on a thread, while the caller waits on something else (an ingest:
+    the first PDF's text, the first walk of a big folder)."""
+    from ragged.tokens import warm_up as load_tokenizer
 
-
-def _token_tables() -> tuple[list[int], list[int]]:
-    """Per token id: characters it starts, and 1 if its first byte continues a character.
-
-    Built once (~0.1 s); locked so that a caller arriving during `warm_up` waits for it.
-    """
-    global _tables
-    if _tables is None:
-        with _building:
-            if _tables is None:
-                _tables = _build_token_tables()
-    return _tables
-
-
-def _build_token_tables() -> tuple[list[int], list[int]]:
-    enc = encoding()
-    chars = [0] * enc.n_vocab
-    inside = [0] * enc.n_vocab
-    for token in range(enc.n_vocab):
-        try:
-            raw = enc.decode_single_token_bytes(token)
-        except KeyError:  # gaps in the id space (below the special tokens)
-            continue
-        chars[token] = len(raw.translate(None, _CONTINUATION_BYTES))
-        inside[token] = 1 if raw and 0x80 <= raw[0] < 0xC0 else 0
-    return chars, inside
+    load_tokenizer()
 
 
 def _break_before(text: str, a: int, limit: int) -> int:
