@@ -18,6 +18,7 @@ import hashlib
 import math
 import os
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import (
@@ -160,13 +161,13 @@ class Embedder:
         model: str,
         batch: int,
         concurrency: int,
-        sink: Callable[[list[ChunkRow], list[list[float]]], None],
+        sink: Callable[[list[ChunkRow], Sequence[Sequence[float]]], None],
     ) -> None:
         self.llm, self.model = llm, model
         self.batch, self.concurrency = batch, concurrency
         self.sink = sink
         self.buffer: list[ChunkRow] = []
-        self.in_flight: deque[tuple[list[ChunkRow], Future[list[list[float]]]]] = deque()
+        self.in_flight: deque[tuple[list[ChunkRow], Future[list[array[float]]]]] = deque()
         self.pool = ThreadPoolExecutor(
             max_workers=concurrency * REQUESTS_PER_SLOT, thread_name_prefix="embed"
         )
@@ -195,13 +196,18 @@ class Embedder:
                 )
             )
 
-    def _embed(self, texts: list[str], titles: list[str | None]) -> list[list[float]]:
+    def _embed(self, texts: list[str], titles: list[str | None]) -> list[array[float]]:
+        """The texts' vectors, kept as float32 arrays until they are written: 3 KB a vector
+        (768 numbers) where Python floats take 24 KB, for every vector buffered or in flight."""
         from ragged.llm import InputTooLong
 
         try:
-            return self.llm.embed(texts, self.model, titles=titles)
+            vectors = self.llm.embed(texts, self.model, titles=titles)
         except InputTooLong:
-            return [self._embed_long(t, title, 0) for t, title in zip(texts, titles, strict=True)]
+            vectors = [
+                self._embed_long(t, title, 0) for t, title in zip(texts, titles, strict=True)
+            ]
+        return [array("f", v) for v in vectors]
 
     def _embed_long(self, text: str, title: str | None, depth: int) -> list[float]:
         """Embed a text longer than the model's context as the mean of its halves' vectors.
