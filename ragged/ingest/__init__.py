@@ -477,6 +477,9 @@ def ingest(
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
         parsers.close()
+        # Files staged since the last write: whole, so kept (a long-lived `watch` must not
+        # sit on an open transaction after a failed batch either).
+        index.commit()
 
     report.embedded = writer.written
     report.pending = index.catalog.pending_count()
