@@ -52,6 +52,7 @@ class Hit:
     page: int | None
     heading: str
     chunk_index: int
+    tokens: int = 0  # the text's cl100k tokens as counted at ingest; 0: not known
 
     @property
     def label(self) -> str:
@@ -159,7 +160,7 @@ def row_from_store(id_: str, text: str, meta: dict[str, Any], tokens: int = 0) -
 
 
 def hit_from_row(row: ChunkRow, score: float) -> Hit:
-    return Hit(row.id, row.text, score, row.path, row.page, row.heading, row.idx)
+    return Hit(row.id, row.text, score, row.path, row.page, row.heading, row.idx, row.tokens)
 
 
 # -- the collection ---------------------------------------------------------------------------
