@@ -148,3 +148,26 @@ def test_a_large_binary_or_empty_file_is_named_with_its_reason(
     assert "blank.txt: no extractable text" in err
     files, _ = stored(env)
     assert [Path(f.path).name for f in files] == ["ok.md"]
+
+
+def test_a_streamed_file_moves_the_byte_progress_while_it_is_read(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path, small_blocks: None
+) -> None:
+    """The ETA goes by bytes; a file of hundreds of MB counted only once done left it
+    standing still (and far too long) for most of a run."""
+    from ragged.index import open_index
+    from ragged.ingest import Progress, ingest
+    from ragged.llm import connect
+
+    (tmp_path / "docs").mkdir()
+    big = big_markdown(tmp_path / "docs" / "big.md", sections=200)
+    (tmp_path / "docs" / "small.md").write_text("# Small\n\nA small file.\n")
+    size = big.stat().st_size
+    seen: list[Progress] = []
+    settings = load_settings()
+    with open_index(settings, create=True) as index:
+        ingest([tmp_path / "docs"], index, connect(settings), on_progress=seen.append)
+    # While big.md was being read (fewer than both files settled), bytes moved in steps.
+    during = {p.bytes_done for p in seen if p.files_done < 2 and 0 < p.bytes_done}
+    assert len([b for b in during if b < size]) >= 3, sorted(during)
+    assert seen[-1].bytes_done == seen[-1].bytes_total

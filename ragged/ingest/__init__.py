@@ -415,12 +415,19 @@ def ingest(
             # A large text file, read and chunked by blocks here: memory stays flat.
             warm_up()
             job = prepared[0]
-            outcome = _stream_file(job, index, embedder, on_chunks)
+            before = state.bytes_done
+
+            def read(n: int) -> None:
+                # Its bytes count as they are read: a 200 MB file is most of a run, and the
+                # ETA, which goes by bytes, stood still until it was done.
+                state.bytes_done = before + min(n, cand.size)
+
+            outcome = _stream_file(job, index, embedder, on_chunks, read)
             if outcome.status == "failed":
                 index.catalog.record_failure(job.record.path, job.signature, outcome.reason)
             else:
                 report.chunks += outcome.chunks
-            state.bytes_done += cand.size
+            state.bytes_done = before + cand.size
             record_outcome(outcome)
         else:
             warm_up()
@@ -589,7 +596,11 @@ def _prune(
 
 
 def _stream_file(
-    job: Job, index: Index, embedder: Embedder, on_chunks: Callable[[int], None]
+    job: Job,
+    index: Index,
+    embedder: Embedder,
+    on_chunks: Callable[[int], None],
+    on_read: Callable[[int], None],
 ) -> FileOutcome:
     """Store a large text file a segment at a time: memory stays flat whatever its size.
 
@@ -607,7 +618,7 @@ def _stream_file(
     count = 0
     try:
         for pieces in stream_chunks(
-            Path(record.path), settings.chunk_tokens, settings.chunk_overlap
+            Path(record.path), settings.chunk_tokens, settings.chunk_overlap, on_read
         ):
             rows = [make_row(record, c.index, c.text, c.page, c.heading, c.tokens) for c in pieces]
             if count == 0:

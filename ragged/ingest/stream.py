@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,11 +61,14 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def stream_chunks(path: Path, max_tokens: int, overlap: int) -> Iterator[list[Chunk]]:
+def stream_chunks(
+    path: Path, max_tokens: int, overlap: int, on_read: Callable[[int], None] | None = None
+) -> Iterator[list[Chunk]]:
     """The file's chunks, a segment's worth at a time, numbered across the whole file.
 
-    Raises UnreadableDocument before the first batch when the file is empty, binary or has no
-    text; OSError as reading does.
+    `on_read(n)` hears how many bytes have been read so far (for a progress display: a file
+    of hundreds of MB is most of a run). Raises UnreadableDocument before the first batch
+    when the file is empty, binary or has no text; OSError as reading does.
     """
     from ragged.ingest.chunking import chunk
 
@@ -73,7 +76,7 @@ def stream_chunks(path: Path, max_tokens: int, overlap: int) -> Iterator[list[Ch
     markdown = path.suffix.lower() in _MARKDOWN
     count = 0
     heading = ""
-    for text in _segments(path):
+    for text in _segments(path, on_read or (lambda _: None)):
         if markdown and heading:
             # Re-open the heading path, so that the loader nests what follows under it.
             levels = heading.split(HEADING_SEPARATOR)
@@ -108,7 +111,7 @@ def _inherit(document: Document, heading: str) -> Document:
     return Document(document.path, tuple(sections), document.pages)
 
 
-def _segments(path: Path) -> Iterator[str]:
+def _segments(path: Path, on_read: Callable[[int], None]) -> Iterator[str]:
     """The file's text in pieces of about SEGMENT_CHARS that end at a paragraph break."""
     with open_regular(path) as fh:
         first = fh.read(BLOCK_BYTES)
@@ -116,8 +119,11 @@ def _segments(path: Path) -> Iterator[str]:
             raise UnreadableDocument(path, "empty file")
         decoder = codecs.getincrementaldecoder(sniff_encoding(path, first))(errors="replace")
         carry = decoder.decode(first)
+        done = len(first)
         while True:
+            on_read(done)
             block = fh.read(BLOCK_BYTES)
+            done += len(block)
             # Windows line ends would hide every blank line from _cut; a "\r" left at the end
             # meets its "\n" in the next round.
             carry = (carry + decoder.decode(block, final=not block)).replace("\r\n", "\n")
