@@ -267,7 +267,12 @@ class Catalog:
     def commit_batch(self) -> None:
         if self.batch_started is not None:
             self.batch_started = None
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")  # the connection stays usable
+                raise
 
     # -- run bookkeeping -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import sqlite3
 import time
 from array import array
 from collections import deque
@@ -485,8 +486,12 @@ def ingest(
         embedder.pool.shutdown(wait=False, cancel_futures=True)
         parsers.close()
         # Files staged since the last write: whole, so kept (a long-lived `watch` must not
-        # sit on an open transaction after a failed batch either).
-        index.commit()
+        # sit on an open transaction after a failed batch either). On a clean run nothing is
+        # left to commit; after a failure, that failure is the one to report, not this.
+        try:
+            index.commit()
+        except sqlite3.Error:
+            pass  # those files are simply read again by the next run
 
     report.embedded = writer.written
     report.pending = index.catalog.pending_count()
