@@ -95,6 +95,8 @@ STOPWORDS = frozenset(
 )
 WORD = re.compile(r"\w+", re.UNICODE)
 PREFIX_MIN = 4  # shorter keywords match as whole words only ("go" must not count "good")
+# chunks_fts's tokenizer, as migration 1 created it; a scratch index must split words alike.
+TOKENIZER = "porter unicode61 remove_diacritics 2"
 # BM25 column weights (text, heading): a match in a chunk's heading path, whose first element
 # is its document's title, counts three times a match in its text. Chosen on SciFact's train
 # claims with titles as headings (lexical nDCG@10 0.703 at 1, 0.710 at 3, 0.707 at 5); see
@@ -620,18 +622,12 @@ class Catalog:
         ({"boil": 0, "egg": 3}, {"a": {"egg"}, "b": set()}).
         """
         terms = [w for w in dict.fromkeys(WORD.findall(question.lower())) if w not in STOPWORDS]
-        rowids = {
-            r[0]: r[1]
-            for r in self._db.execute(
-                f"SELECT rowid, id FROM chunks WHERE id IN ({','.join('?' * len(ids))})", list(ids)
-            )
-        }
         frequency: dict[str, int] = {}
         matched: dict[str, set[str]] = {id_: set() for id_ in ids}
-        marks = ",".join("?" * len(rowids))
-        for term in terms:
-            phrase = f'"{term}"*' if len(term) >= PREFIX_MIN else f'"{term}"'
-            try:
+        try:
+            rowids = self._probe(ids)
+            for term in terms:
+                phrase = f'"{term}"*' if len(term) >= PREFIX_MIN else f'"{term}"'
                 frequency[term] = int(
                     self._db.execute(
                         "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)
@@ -639,14 +635,42 @@ class Catalog:
                 )
                 if rowids:
                     for (rowid,) in self._db.execute(
-                        f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? "
-                        f"AND rowid IN ({marks})",
-                        (phrase, *rowids),
+                        "SELECT rowid FROM temp.probe WHERE probe MATCH ?", (phrase,)
                     ):
                         matched[rowids[rowid]].add(term)
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"{self.path}: keyword statistics failed: {exc}") from exc
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.path}: keyword statistics failed: {exc}") from exc
         return frequency, matched
+
+    def _probe(self, ids: Sequence[str]) -> dict[int, str]:
+        """Copy the chunks `ids` into a scratch full-text index (this connection's temp
+        schema, the same tokenizer as chunks_fts); returns rowid -> id.
+
+        Which of a few chunks hold a keyword is asked of it rather than of chunks_fts: FTS5
+        answers `MATCH "word"* AND rowid IN (...)` by first merging the posting lists of
+        every word with that prefix in the whole collection, up to 300 ms a keyword at 100k
+        chunks, where the scratch index of ~50 chunks answers in well under a millisecond.
+        The temp schema is written even when the catalog is opened read-only.
+        """
+        self._db.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.probe USING fts5("
+            f"text, heading, tokenize='{TOKENIZER}')"
+        )
+        self._db.execute("DELETE FROM temp.probe")
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        self._db.execute(
+            "INSERT INTO temp.probe(rowid, text, heading) "
+            f"SELECT rowid, text, heading FROM chunks WHERE id IN ({marks})",
+            list(ids),
+        )
+        return {
+            r[0]: r[1]
+            for r in self._db.execute(
+                f"SELECT rowid, id FROM chunks WHERE id IN ({marks})", list(ids)
+            )
+        }
 
     def purge(self) -> None:
         """Leave nothing of deleted chunks readable in the catalog's files.

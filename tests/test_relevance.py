@@ -144,3 +144,48 @@ def test_the_self_test_asks_the_words_each_vector_was_made_from(
         words = " ".join(embed_text(row).split()[:12])
         assert f"search_query: {words}" in asked
     index.close()
+
+
+def test_keyword_matches_of_candidates_are_those_of_the_whole_index(tmp_path: Path) -> None:
+    """term_matches asks a scratch index of the candidates which keywords they hold (the
+    collection-wide query took up to 300 ms a keyword at 100k chunks); the answer must be
+    what the collection's own index says, stems, prefixes, headings and accents included."""
+    import sqlite3
+
+    from ragged.catalog import PREFIX_MIN, Catalog, ChunkRow, FileRecord
+
+    texts = [
+        ("Boiling eggs", "Boil the water, then the eggs for nine minutes."),
+        ("Summer", "Swimmers boiled in the summer heat; the café was closed."),
+        ("Go", "Good things go to those who wait; going is half."),
+        ("Cafe", "Le café, crème brûlée and naïve résumés."),
+        ("", "Nothing of interest: a list of eggs, water and time."),
+    ]
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    rows = []
+    for i, (heading, text) in enumerate(texts):
+        record = FileRecord(f"/d/f{i}.md", 1, i, f"h{i}", None, 1, "ok", "m", 0.0)
+        row = ChunkRow(f"c{i}", record.path, 0, text, None, heading, 12, f"h{i}")
+        catalog.replace_file(record, [row], embedded=True)
+        rows.append(row)
+    # "boiling" and "swimming" reach "boiled" and "swimmers" only through Porter stems.
+    question = "How long to keep boiling eggs? cafe resume swimming go good water"
+    ids = [r.id for r in rows[:4]]  # one chunk left out: never reported
+    frequency, matched = catalog.term_matches(question, ids)
+
+    db = sqlite3.connect(tmp_path / "catalog.sqlite")
+    rowid = {r[1]: r[0] for r in db.execute("SELECT rowid, id FROM chunks")}
+    for term, df in frequency.items():
+        phrase = f'"{term}"*' if len(term) >= PREFIX_MIN else f'"{term}"'
+        hits = {
+            r[0]
+            for r in db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,))
+        }
+        assert df == len(hits), term
+        for id_ in ids:
+            assert (term in matched[id_]) == (rowid[id_] in hits), (term, id_)
+    assert set(matched) == set(ids)
+    assert {"boiling", "eggs"} <= matched["c0"]
+    assert {"boiling", "swimming"} <= matched["c1"]
+    assert "cafe" in matched["c3"] and "resume" in matched["c3"]
+    catalog.close()
