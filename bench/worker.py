@@ -160,19 +160,18 @@ def do_search(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def do_ask(spec: dict[str, Any]) -> dict[str, Any]:
-    """The ask command's path, in its order: warm_up, open, retrieve, answer; first token timed.
+    """The ask command's path, in its order: open, retrieve, answer; first token timed.
 
     The first question is what `ragged ask` pays: Chroma and the Ollama client are opened
     lazily inside it. The later ones are what a long-lived Python caller pays.
     """
     t_start = time.perf_counter()
-    from ragged.answer import answer, warm_up
+    from ragged.answer import answer
     from ragged.config import load_settings
     from ragged.models import resolve_chat_model
     from ragged.retrieve import retrieve
 
     settings = load_settings(spec.get("flags") or {})
-    warm_up()
     llm, index = _open(settings)
     chat_model, _ = resolve_chat_model(settings)
     t_core = time.perf_counter()

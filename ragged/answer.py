@@ -199,19 +199,6 @@ def parse_citations(text: str) -> list[int]:
     return seen
 
 
-def warm_up() -> None:
-    """Load the tokenizer (~0.2 s) in the background while retrieval waits on Ollama.
-
-    The prompt cannot be packed without it, so loading it later would sit directly in
-    front of the first token.
-    """
-    import threading
-
-    from ragged.tokens import count_tokens
-
-    threading.Thread(target=count_tokens, args=("",), daemon=True, name="warm-up").start()
-
-
 def context_size(llm: LLM, model: str, wanted: int) -> int:
     """num_ctx to ask for: the configured window, never more than the model was trained for."""
     return context_and_think(llm, model, wanted)[0]

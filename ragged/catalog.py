@@ -659,18 +659,15 @@ class Catalog:
         self._db.execute("DELETE FROM temp.probe")
         if not ids:
             return {}
-        marks = ",".join("?" * len(ids))
-        self._db.execute(
-            "INSERT INTO temp.probe(rowid, text, heading) "
-            f"SELECT rowid, text, heading FROM chunks WHERE id IN ({marks})",
+        rows = self._db.execute(
+            f"SELECT rowid, id, text, heading FROM chunks WHERE id IN ({','.join('?' * len(ids))})",
             list(ids),
+        ).fetchall()
+        self._db.executemany(
+            "INSERT INTO temp.probe(rowid, text, heading) VALUES (?, ?, ?)",
+            [(r[0], r[2], r[3]) for r in rows],
         )
-        return {
-            r[0]: r[1]
-            for r in self._db.execute(
-                f"SELECT rowid, id FROM chunks WHERE id IN ({marks})", list(ids)
-            )
-        }
+        return {r[0]: r[1] for r in rows}
 
     def purge(self) -> None:
         """Leave nothing of deleted chunks readable in the catalog's files.

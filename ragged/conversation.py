@@ -190,12 +190,12 @@ def reply(
     on_token: Callable[[str], None] | None = None,
 ) -> Reply:
     """One conversational turn: condense the follow-up, retrieve with it, answer with history."""
-    from ragged.answer import answer, context_size, warm_up
+    from ragged.answer import answer, context_size
     from ragged.models import resolve_chat_model
     from ragged.retrieve import retrieve
-    from ragged.tokens import count_tokens
+    from ragged.tokens import count_tokens, warm_up
 
-    warm_up()
+    warm_up()  # the history is counted: the tokenizer loads while retrieval waits on Ollama
     started = time.perf_counter()
     settings = index.settings
     chat_model = model or resolve_chat_model(settings)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -457,8 +458,6 @@ def _tls() -> Any:
     """One TLS context for every client of the process, as httpx would make it (certifi, or
     SSL_CERT_FILE / SSL_CERT_DIR). httpx builds one per client even for plain http, ~20 ms
     each: an ingest's four embedding threads, and every thread of `ragged serve`, paid it."""
-    import os
-
     return _tls_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 

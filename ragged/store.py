@@ -305,7 +305,6 @@ class Store:
                     ],
                 )
             )
-        self._settled()
 
     def query(
         self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None
@@ -404,7 +403,6 @@ class Store:
             return
         for start in range(0, len(ids), WRITE_BATCH):
             self._guard(lambda s=start: col.delete(ids=list(ids[s : s + WRITE_BATCH])))
-        self._settled()
 
     def count(self) -> int:
         col = self._get()

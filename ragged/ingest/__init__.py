@@ -390,9 +390,9 @@ def ingest(
     def warm_up() -> None:
         """Work is coming: load the tokenizer and the Ollama client on threads while files are
         read and the first PDFs parsed. Not before: an unchanged re-ingest needs neither."""
-        from ragged.ingest.chunking import warm_up as warm_chunking
+        from ragged.tokens import warm_up as load_tokenizer
 
-        warm_chunking()
+        load_tokenizer()
         llm.warm_up()
 
     def open_store(now: bool = False) -> None:

@@ -297,14 +297,6 @@ _CHARS = _PerToken(lambda raw: len(raw.translate(None, _CONTINUATION_BYTES)))
 _INSIDE = _PerToken(lambda raw: 1 if raw and 0x80 <= raw[0] < 0xC0 else 0)
 
 
-def warm_up() -> None:
-    """Load the tokenizer on a thread, while the caller waits on something else (an ingest:
-    the first PDF's text, the first walk of a big folder)."""
-    from ragged.tokens import warm_up as load_tokenizer
-
-    load_tokenizer()
-
-
 def _break_before(text: str, a: int, limit: int) -> int:
     """The best place in (a, limit] to end a piece that starts at a; `limit` if none."""
     floor = a + int((limit - a) * MIN_FILL)
