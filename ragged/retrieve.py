@@ -182,15 +182,23 @@ def retrieve(
     notice = None
     ollama_down = False
 
+    lexical: list[Hit] = []
+    searched = False  # lexical is this question's keyword search already (it may be empty)
+    if mode in ("dense", "hybrid") and llm is not None:
+        # The question is embedded on a thread while the store opens (in a fresh process
+        # both are slow: an Ollama round trip; importing chromadb and opening its client),
+        # and the keyword search runs meanwhile: none of the three needs another.
+        embedding = Later(_embed_query, llm, question, settings.embed_model, name="embed")
+        index.store.prefetch()
+        if mode == "hybrid":
+            lexical, searched = index.lexical(question, pool, paths), True
+
     dense: list[Hit] = []
     if mode in ("dense", "hybrid"):
         if llm is None:
             notice = "no Ollama connection: showing lexical (keyword) results only"
             ollama_down = True
         else:
-            # The question is embedded on a thread while the store opens: in a fresh process
-            # both are slow (an Ollama round trip; importing chromadb), and neither needs the other.
-            embedding = Later(_embed_query, llm, question, settings.embed_model, name="embed")
             try:
                 index.store.check_model(settings.embed_model)
                 dense = index.dense(embedding.result(), pool, paths)
@@ -207,8 +215,7 @@ def retrieve(
         if notice:
             mode = "lexical"
 
-    lexical: list[Hit] = []
-    if mode in ("lexical", "hybrid"):
+    if mode in ("lexical", "hybrid") and not searched:
         lexical = index.lexical(question, pool, paths)
 
     if mode == "dense":
