@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ragged.catalog import ChunkRow, FileRecord, now
-from ragged.errors import StoreError
+from ragged.errors import RaggedError, StoreError
 
 if TYPE_CHECKING:
     from ragged.catalog import Catalog
@@ -185,7 +186,31 @@ class Index:
         self._staged = 0  # files staged in the catalog's open batch
 
     def close(self) -> None:
+        self._remember_reads()
         self.catalog.close()  # commits a batch of staged files
+
+    def _remember_reads(self) -> None:
+        """Record embedded Chroma's fingerprint as this process's reads left it.
+
+        Reading moves Chroma's own files, and an unchanged re-ingest trusts the store unopened
+        only while they are as the last clean run recorded them: after any `search` or `ask`
+        it opened Chroma (0.5-1 s) to compare counts. So a process that found the files as
+        recorded, and is still the last to have touched them, records them as it leaves them.
+        Only under the write lock, taken without waiting: an ingest under way records its own.
+        """
+        from ragged.lock import write_lock
+
+        store, catalog = self.store, self.catalog
+        try:
+            if store.found is None or store.found != catalog.store_fingerprint:
+                return  # never opened here, or changed by someone else before it was
+            with write_lock(Path(self.settings.home)):
+                now = store.left_alone()
+                if now is not None and now != store.found and not catalog.interrupted:
+                    if catalog.store_fingerprint == store.found:  # still: nobody wrote since
+                        catalog.set_meta("store_fingerprint", now)
+        except (RaggedError, sqlite3.Error):
+            pass  # busy, a read-only data dir, a dropped catalog: the next ingest compares
 
     def __enter__(self) -> Index:
         return self

@@ -63,8 +63,10 @@ class Store:
         self._made = client
         self._factory = factory
         self._generation = _generation
-        # The embedded store's fingerprint as this process last left it (see _catch_up).
+        # The embedded store's fingerprint as this process last left it (see _catch_up), and
+        # as it was before this process first opened it (see Index.close).
         self._seen: str | None = None
+        self.found: str | None = None
         self.name = name
         self.where = where  # a path or URL, for messages
         self._collection: Any = None
@@ -79,6 +81,8 @@ class Store:
         if self._made is None and self._factory is not None:
             with self._opening:  # a prefetch may be making it right now: one client, not two
                 if self._made is None:
+                    if self.found is None:
+                        self.found = self.fingerprint()  # opening moves the files
                     self._made = self._factory()
         return self._made
 
@@ -103,6 +107,14 @@ class Store:
         """Remember the files as this process left them (opening and writing change them)."""
         if not self.shared and self._factory is not None:
             self._seen = self.fingerprint()
+
+    def left_alone(self) -> str | None:
+        """The embedded store's fingerprint now, if this process is the last to have changed
+        its files (reading does); None if it never opened it, or another process wrote since."""
+        if self.shared or self._made is None or self._seen is None:
+            return None
+        now = self.fingerprint()
+        return now if now == self._seen else None
 
     def prefetch(self) -> None:
         """Import chromadb and open the client on a thread, while the caller does other work.

@@ -554,6 +554,40 @@ def test_a_long_lived_process_sees_what_another_ingested(
         assert after.notice is None and after.hits[0].path.endswith("notes.txt")
 
 
+def test_a_reader_records_only_what_its_own_reads_did_to_the_store(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    """A reader leaves the store's fingerprint as its reads moved it, so that the next
+    unchanged ingest trusts it unopened; but never over another process's write."""
+    from ragged.index import open_index
+    from ragged.llm import connect
+    from ragged.retrieve import retrieve
+
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus / "markdown"), "-q"], env=environ, check=True)
+    settings = load_settings({"min_score": 0.05})
+
+    def recorded() -> str | None:
+        with open_index(settings) as index:
+            return index.catalog.store_fingerprint
+
+    with open_index(settings) as index:  # nobody else writes meanwhile
+        found = index.store.fingerprint()
+        assert recorded() == found
+        retrieve("largest living rodents capybaras", index, connect(settings), mode="dense")
+        moved = index.store.fingerprint()
+    assert moved != found and recorded() == moved
+
+    with open_index(settings) as index:  # an ingest writes while this one is open
+        retrieve("largest living rodents capybaras", index, connect(settings), mode="dense")
+        subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+        written = recorded()
+        assert written == index.store.fingerprint()
+        retrieve("largest living rodents capybaras", index, connect(settings), mode="dense")
+    assert recorded() == written
+
+
 def test_a_long_lived_process_opens_chroma_once_while_nobody_writes(
     ollama: OllamaStandIn, tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
