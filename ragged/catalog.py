@@ -292,6 +292,24 @@ class Catalog:
         """Mark a write in progress; if it is never ended, the next run checks Chroma in full."""
         self.set_meta("run_in_progress", "1")
 
+    def settle_store_fingerprint(self, found: str, now: str) -> bool:
+        """Record the store's fingerprint as a reader left it (`now`), if it is still the one
+        the reader found and no run is under way: checked and written in one transaction,
+        which never waits for a writer (a reader is not held up by an ingest, nor the other
+        way round). Returns whether it was recorded."""
+        (wait_ms,) = self._db.execute("PRAGMA busy_timeout").fetchone()
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            with self.transaction():
+                if self.store_fingerprint != found or self.interrupted:
+                    return False
+                self.set_meta("store_fingerprint", now)
+                return True
+        except sqlite3.OperationalError:  # locked: a writer is at work, and will record its own
+            return False
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+
     def end_run(self, store_fingerprint: str | None = None) -> None:
         """A clean end; the store's fingerprint then lets the next run trust it unopened."""
         with self.transaction():

@@ -195,22 +195,18 @@ class Index:
         Reading moves Chroma's own files, and an unchanged re-ingest trusts the store unopened
         only while they are as the last clean run recorded them: after any `search` or `ask`
         it opened Chroma (0.5-1 s) to compare counts. So a process that found the files as
-        recorded, and is still the last to have touched them, records them as it leaves them.
-        Only under the write lock, taken without waiting: an ingest under way records its own.
+        recorded, and is still the last to have touched them, records them as it leaves them,
+        unless a run is under way meanwhile (Catalog.settle_store_fingerprint).
         """
-        from ragged.lock import write_lock
-
         store, catalog = self.store, self.catalog
         try:
             if store.found is None or store.found != catalog.store_fingerprint:
                 return  # never opened here, or changed by someone else before it was
-            with write_lock(Path(self.settings.home)):
-                now = store.left_alone()
-                if now is not None and now != store.found and not catalog.interrupted:
-                    if catalog.store_fingerprint == store.found:  # still: nobody wrote since
-                        catalog.set_meta("store_fingerprint", now)
+            now = store.left_alone()
+            if now is not None and now != store.found:
+                catalog.settle_store_fingerprint(store.found, now)
         except (RaggedError, sqlite3.Error):
-            pass  # busy, a read-only data dir, a dropped catalog: the next ingest compares
+            pass  # a read-only data dir, a dropped catalog: the next ingest compares
 
     def __enter__(self) -> Index:
         return self

@@ -588,6 +588,34 @@ def test_a_reader_records_only_what_its_own_reads_did_to_the_store(
     assert recorded() == written
 
 
+def test_a_reader_never_waits_for_a_writer_to_record_its_reads(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    """With the catalog locked by a writer, a reader leaves at once and records nothing."""
+    from ragged.index import open_index
+    from ragged.llm import connect
+    from ragged.retrieve import retrieve
+
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    settings = load_settings({"min_score": 0.05})
+    index = open_index(settings)
+    recorded = index.catalog.store_fingerprint
+    retrieve("largest living rodents capybaras", index, connect(settings), mode="dense")
+    writer = sqlite3.connect(catalog_path(settings, index.name), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # what an ingest holds while it stages files
+    try:
+        started = time.monotonic()
+        index.close()
+        assert time.monotonic() - started < 5  # the catalog's own timeout is 30 s
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with open_index(settings) as again:
+        assert again.catalog.store_fingerprint == recorded
+
+
 def test_a_long_lived_process_opens_chroma_once_while_nobody_writes(
     ollama: OllamaStandIn, tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
