@@ -18,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from bench import corpus as synth  # noqa: E402
 from bench.standin import StandInProcess  # noqa: E402
 from bench.timing import (  # noqa: E402
     RAGGED,
+    WORKER,
     machine,
     median,
     percentile,
@@ -75,6 +77,7 @@ QUICK_CORPORA: tuple[tuple[str, tuple[str, ...], float | None], ...] = (
 # Put first on a child's PYTHONPATH, this hides the OCR extra (as if not installed).
 HIDE_OCR = "import sys\nsys.modules['rapidocr'] = None\n"
 PEERS = ("llamaindex", "langchain")
+AGAINST = "against"  # ragged at the revision given by --against, as a tool of its own
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 
 IMPORT_CHECK = """
@@ -132,6 +135,8 @@ class Bench:
         self.results = Results()
         self.vocab = synth.vocabulary(args.corpus)
         self.corpus_in_reingest = False  # whether the re-ingest store holds the real markdown
+        # --against: that revision's files, compiled, to ingest with beside this checkout.
+        self.against = export_revision(args.against, tmp / "against") if args.against else None
 
     def env(self, home: Path) -> dict[str, str]:
         """A child's environment: nothing of the user's ragged setup, our stand-in, our home."""
@@ -227,14 +232,17 @@ class Bench:
     ) -> dict[str, Any]:
         """One ingest by ragged (in-process ingest()) or a peer; wall and Ollama's busy time."""
         self.server.reset()
-        if tool == "ragged":
+        if tool in ("ragged", AGAINST):
             env = self.env(where)
             if not ocr:
                 hide = self.tmp / "hide-ocr"
                 hide.mkdir(exist_ok=True)
                 (hide / "sitecustomize.py").write_text(HIDE_OCR)
                 env["PYTHONPATH"] = os.pathsep.join([str(hide), env.get("PYTHONPATH", "")])
-            res = worker({"op": "ingest", "paths": [str(p) for p in paths]}, env)
+            script = WORKER
+            if tool == AGAINST and self.against is not None:
+                script = str(self.against / "bench" / "worker.py")
+            res = worker({"op": "ingest", "paths": [str(p) for p in paths]}, env, script)
             wall, chunks, embedded = res["ingest_s"], res["chunks"], res["embedded"]
         else:
             done = run(
@@ -272,7 +280,7 @@ class Bench:
         for name, paths, target in corpora:
             # Peers read markdown only; the PDFs are ragged's alone, as in the issue's table.
             pdf = name.startswith("pdf")
-            tools = ["ragged"] + (peers if not pdf else [])
+            tools = ["ragged"] + ([AGAINST] if self.against else []) + (peers if not pdf else [])
             log(f"ingest {name}: {', '.join(map(str, paths))}; {reps} interleaved runs of {tools}")
             runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
             for rep in range(reps):
@@ -326,6 +334,8 @@ class Bench:
         )
         if any(x["embedded"] != x["embedded_inputs"] for x in mine):
             r.add("ingest", f"{name}: embedded vs stand-in inputs", "differ", "equal", False)
+        if runs.get(AGAINST):
+            self.report_against(name, runs["ragged"], runs[AGAINST])
         for peer in PEERS:
             theirs = runs.get(peer)
             if not theirs:
@@ -346,6 +356,25 @@ class Bench:
                 f">= {PEER_SPEEDUP:g}x" if peer == "llamaindex" else "",
                 speedup >= PEER_SPEEDUP if peer == "llamaindex" else None,
             )
+
+    def report_against(
+        self, name: str, mine: list[dict[str, Any]], theirs: list[dict[str, Any]]
+    ) -> None:
+        """This checkout beside --against's revision: the same runs, interleaved."""
+        rev = self.args.against
+
+        def summary(runs: list[dict[str, Any]]) -> str:
+            wall = median([x["wall"] for x in runs])
+            ratio = median([x["wall"] / x["busy_union"] for x in runs if x["busy_union"]])
+            lead = median([x["first_start"] - x["t0"] for x in runs if x["first_start"]])
+            cpu = median([x["process_cpu_s"] for x in runs])
+            return f"{wall:.2f} s, wall / busy {ratio:.2f}x, idle before first {lead:.2f} s, CPU {cpu:.2f} s"
+
+        r = self.results
+        r.add("ingest", f"{name}: this checkout (medians)", summary(mine))
+        r.add("ingest", f"{name}: ragged at {rev} (medians)", summary(theirs))
+        walls = median([x["wall"] for x in mine]) / median([x["wall"] for x in theirs])
+        r.add("ingest", f"{name}: this checkout's wall / {rev}'s", f"{walls:.2f}x")
 
     # -- unchanged re-ingest -------------------------------------------------------------
 
@@ -744,6 +773,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-peers", action="store_true", help="Leave LlamaIndex and LangChain out.")
     p.add_argument(
+        "--against",
+        metavar="REV",
+        help="Also ingest with ragged at git revision REV, interleaved with this checkout's "
+        "runs, to measure a change side by side in one run.",
+    )
+    p.add_argument(
         "--corpus", type=Path, default=synth.SHARED_CORPUS, help="Real documents to ingest."
     )
     p.add_argument(
@@ -774,6 +809,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
     return args
+
+
+def export_revision(rev: str, dest: Path) -> Path:
+    """Revision `rev` of this repository's files in `dest`, ragged's bytecode compiled.
+
+    `git archive`, not a worktree: nothing is left registered in the repository. Its
+    bench/worker.py puts its own tree first on sys.path, so it runs that revision's ragged
+    with this checkout's installed dependencies.
+    """
+    import compileall
+
+    dest.mkdir(parents=True)
+    tar = dest.with_suffix(".tar")
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--output", str(tar), rev],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"--against {rev}: git archive failed: {done.stderr.strip()}")
+    shutil.unpack_archive(tar, dest)
+    tar.unlink()
+    compileall.compile_dir(dest / "ragged", quiet=1)
+    return dest
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ RESULT_MARK = "BENCH-RESULT "
 class Run:
     seconds: float
     peak_rss_mb: float  # the largest of the process and the children it waited for
+    cpu_s: float  # user + system CPU of the process and the children it waited for
     returncode: int
     stdout: str
     stderr: str
@@ -52,17 +53,20 @@ def run(cmd: Sequence[str], env: Mapping[str, str], *, capture: bool = True) -> 
         stdout, stderr = out.read(), err.read()
     # ru_maxrss is in KiB on Linux (bytes on macOS).
     scale = 1024 * 1024 if sys.platform == "darwin" else 1024
-    return Run(seconds, usage.ru_maxrss / scale, proc.returncode, stdout, stderr)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(seconds, usage.ru_maxrss / scale, cpu, proc.returncode, stdout, stderr)
 
 
-def worker(spec: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Run bench/worker.py with a spec; its JSON result, or an error naming what went wrong."""
-    done = run([sys.executable, WORKER, json.dumps(spec)], env)
+def worker(spec: dict[str, Any], env: Mapping[str, str], script: str = WORKER) -> dict[str, Any]:
+    """Run bench/worker.py (this checkout's, or `script`: another revision's) with a spec; its
+    JSON result, or an error naming what went wrong."""
+    done = run([sys.executable, script, json.dumps(spec)], env)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
             result = dict(json.loads(line[len(RESULT_MARK) :]))
             result["process_s"] = done.seconds
             result["process_peak_rss_mb"] = done.peak_rss_mb
+            result["process_cpu_s"] = done.cpu_s
             return result
     raise RuntimeError(
         f"worker {spec['op']} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"

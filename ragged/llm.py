@@ -113,7 +113,7 @@ class LLM:
         # One client per thread (the embedder calls from a pool): each call then sets its own
         # client's timeout to what is left of its deadline without racing another thread.
         self._local = threading.local()
-        self._warmed = False  # the library import started on a thread (once)
+        self._loaded = False  # the client library imported (once)
 
     @property
     def _client(self) -> Any:
@@ -151,12 +151,16 @@ class LLM:
         time.sleep(delay)
         return True
 
-    def warm_up(self) -> None:
-        """Import the client library on a thread (~70 ms, more on a busy machine) before its
-        first use; each thread then makes its own client cheaply."""
-        if not self._warmed:
-            self._warmed = True
-            threading.Thread(target=_import_client, daemon=True, name="ollama").start()
+    def load(self) -> None:
+        """Import the client library and build the TLS context now, on this thread (~0.15 s
+        in a fresh process), before the first request; each thread then makes its own client
+        cheaply. An ingest calls it before it sends anything: on a thread of its own beside
+        the tokenizer, the parsing and chromadb's import (all holding the GIL, two sharing
+        pydantic and httpx with it), the same import took 0.4-0.6 s, and every embedding
+        thread sat on its module lock meanwhile (docs/benchmarks.md, fourth pass)."""
+        if not self._loaded:
+            _import_client()
+            self._loaded = True
 
     # -- error translation -------------------------------------------------------------
 

@@ -14,25 +14,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """bench/run.py on the tests' small docs folder, without the peers."""
+    cmd = [sys.executable, str(ROOT / "bench" / "run.py"), *args, "--no-peers"]
+    cmd += ["--corpus", str(ROOT / "tests" / "data" / "docs")]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
 def test_bench_quick_runs_every_section(tmp_path: Path) -> None:
-    cmd = [
-        sys.executable,
-        str(ROOT / "bench" / "run.py"),
-        "--quick",
-        "--sizes",
-        "200",
-        "--reps",
-        "1",
-        "--queries",
-        "3",
-        "--reingest-files",
-        "20",
-        "--corpus",
-        str(ROOT / "tests" / "data" / "docs"),
-        "--no-peers",
-        "--json",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = run_bench(
+        tmp_path,
+        *("--quick", "--sizes", "200", "--reps", "1", "--queries", "3"),
+        *("--reingest-files", "20", "--json"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads(done.stdout)
     sections = {row["section"] for row in payload["rows"]}
@@ -41,6 +35,29 @@ def test_bench_quick_runs_every_section(tmp_path: Path) -> None:
     assert statuses <= {"PASS", "MISS", "info"}
     (ragged,) = payload["data"]["ingest"]["corpus"]["ragged"]
     assert ragged["embedded"] == ragged["embedded_inputs"]
+
+
+def test_bench_against_ingests_another_revision_beside_this_checkout(tmp_path: Path) -> None:
+    # HEAD exported with git archive: the same code as this checkout when nothing is
+    # uncommitted, but run from its own tree (bench/run.py --against measures changes).
+    done = run_bench(
+        tmp_path, "--quick", "--sections", "ingest", "--reps", "1", "--against", "HEAD", "--json"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads(done.stdout)
+    measures = [row["measure"] for row in payload["rows"]]
+    assert "corpus: ragged at HEAD (medians)" in measures
+    assert "corpus: this checkout's wall / HEAD's" in measures
+    runs = payload["data"]["ingest"]["corpus"]
+    (mine,), (theirs,) = runs["ragged"], runs["against"]
+    assert mine["chunks"] == theirs["chunks"] > 0
+    assert theirs["embedded"] == theirs["embedded_inputs"] == mine["embedded"]
+
+
+def test_bench_against_names_a_revision_git_does_not_know(tmp_path: Path) -> None:
+    done = run_bench(tmp_path, "--sections", "ingest", "--against", "no-such-revision")
+    assert done.returncode != 0
+    assert "--against no-such-revision: git archive failed" in done.stderr
 
 
 def test_bench_memory_runs_both_sections(tmp_path: Path) -> None:

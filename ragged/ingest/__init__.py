@@ -163,10 +163,12 @@ class Embedder:
         batch: int,
         concurrency: int,
         sink: Callable[[list[ChunkRow], Sequence[Sequence[float]]], None],
+        on_wait: Callable[[], None] = lambda: None,
     ) -> None:
         self.llm, self.model = llm, model
         self.batch, self.concurrency = batch, concurrency
         self.sink = sink
+        self.on_wait = on_wait  # called before the parsing thread blocks on Ollama
         self.buffer: list[ChunkRow] = []
         self.in_flight: deque[tuple[list[ChunkRow], Future[list[array[float]]]]] = deque()
         self.pool = ThreadPoolExecutor(
@@ -186,6 +188,7 @@ class Embedder:
     def _submit(self, rows: list[ChunkRow]) -> None:
         # Back-pressure: parsing may run ahead of Ollama by a bounded number of batches.
         while len(self.in_flight) >= self.concurrency * AHEAD_PER_SLOT:
+            self.on_wait()
             self._collect(block=True)
         if self.error is None:
             self.in_flight.append(
@@ -250,6 +253,11 @@ class Embedder:
             future.cancel()
         self.in_flight.clear()
         self.buffer.clear()
+
+    @property
+    def answered(self) -> bool:
+        """Ollama has answered at least one of this run's requests."""
+        return self.embedded > 0 or bool(self.in_flight and self.in_flight[0][1].done())
 
     def poll(self) -> None:
         """Collect what came back; send a short batch rather than leave Ollama's queue short.
@@ -359,6 +367,8 @@ def ingest(
         settings.embed_batch,
         settings.embed_concurrency,
         writer.add,
+        # Waiting on Ollama (a model still loading, say) leaves the CPU free for the import.
+        on_wait=index.store.prefetch,
     )
     parsers = Parsers(settings)
 
@@ -388,19 +398,21 @@ def ingest(
         progress()
 
     def warm_up() -> None:
-        """Work is coming: load the tokenizer and the Ollama client on threads while files are
-        read and the first PDFs parsed. Not before: an unchanged re-ingest needs neither."""
+        """Work is coming: import the Ollama client here and now (the first request needs it),
+        then load the tokenizer on a thread while the file is read. Not before: an unchanged
+        re-ingest needs neither."""
         from ragged.tokens import warm_up as load_tokenizer
 
+        llm.load()
         load_tokenizer()
-        llm.warm_up()
 
     def open_store(now: bool = False) -> None:
         """Open the store (import chromadb: 0.5-1 s of CPU, holding the GIL) on a thread while
         Ollama embeds. It is first needed at the first write, a few hundred chunks later.
-        Not before every slot has a request: started with the first one, the import slowed
-        the parsing and the requests behind it (the PDFs' first embedding came 0.2 s later)."""
-        if now or len(embedder.in_flight) >= embedder.concurrency:
+        Not before Ollama has answered (or the parsing has to wait for it anyway): started
+        earlier, the import held the GIL while the first requests were being built and sent,
+        and Ollama sat idle 0.4 s longer at the start of a run (docs/benchmarks.md)."""
+        if now or embedder.answered:
             index.store.prefetch()
 
     def handle(cand: Candidate) -> None:
@@ -431,8 +443,12 @@ def ingest(
             state.bytes_done = before + cand.size
             record_outcome(outcome)
         else:
-            warm_up()
+            # A PDF goes to its worker first, to be parsed while the client library imports;
+            # a text file is parsed here, after it.
+            if not Parsers.pooled(cand.path):
+                warm_up()
             parsers.submit(prepared[0], prepared[1])
+            warm_up()
         for done in parsers.ready():
             finish(*done)
         embedder.poll()
