@@ -119,9 +119,10 @@ class Store:
     def prefetch(self) -> None:
         """Import chromadb and open the client on a thread, while the caller does other work.
 
-        The import is ~0.5-1 s of a fresh process; an ingest starts it when the first file
-        needs parsing, so it overlaps with parsing and the first embedding requests. A failure
-        is left for the first real use, which tries again and raises it with its usual message.
+        The import is ~0.5-1 s of a fresh process; an ingest starts it once Ollama has
+        answered a first request (or parsing has to wait for Ollama), so it overlaps with the
+        embedding without delaying the first requests. A failure is left for the first real
+        use, which tries again and raises it with its usual message.
         """
         if self._made is not None or self._factory is None or self._prefetch is not None:
             return
