@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from ragged.answer import CANNOT_ANSWER_PHRASE
 from ragged.cli import app
 from tests.ollama_standin import OllamaStandIn
+from tests.pdfgen import write_pdf
 
 # Every test runs against the embedded store and against a real `chroma run` server.
 pytestmark = pytest.mark.usefixtures("chroma_mode")
@@ -232,6 +233,45 @@ def test_config_shows_where_values_come_from(
     assert data["settings"]["top_k"] == {"value": 9, "source": "env RAGGED_TOP_K"}
     assert data["settings"]["embed_model"]["source"] == "default"
     assert "RAGGED_TOP_K" in run(runner, "config").stdout
+
+
+def test_the_ragged_command_s_pdf_workers_do_not_load_the_cli(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """PDFs are parsed in spawned processes, and a spawned process first re-runs the script
+    that started its parent (as `__mp_main__`). The `ragged` console script must therefore
+    not import the CLI at its top: each worker would load Typer and every command (30-60 ms
+    of CPU) before its first page."""
+    script = Path(sys.executable).parent / "ragged"
+    if not script.exists():
+        pytest.skip(f"no `ragged` console script beside {sys.executable}: ragged is not installed")
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    for n in range(3):
+        write_pdf(folder / f"report-{n}.pdf", [[f"Quarterly report {n}: revenue grew."]])
+    environ = {
+        **os.environ,
+        "OLLAMA_HOST": ollama.host,
+        "RAGGED_HOME": str(env),
+        "PYTHONPROFILEIMPORTTIME": "1",  # every process lists its imports on stderr
+    }
+    done = subprocess.run(
+        [str(script), "ingest", str(folder)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3 added" in done.stdout
+    imported = [
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert imported.count("pypdfium2") >= 1  # a worker parsed the PDFs
+    assert imported.count("typer") == 1  # the parent only
+    assert imported.count("ragged.cli") == 1
 
 
 def test_real_subprocess_ingest_and_ask(ollama: OllamaStandIn, docs: Path, env: Path) -> None:
