@@ -562,7 +562,11 @@ def test_ollama_that_never_answers_times_out_clearly(mute_host: str) -> None:
     with pytest.raises(OllamaFailed) as info:
         llm.embed(["hello"], "nomic-embed-text")
     assert time.monotonic() - began < 3  # two attempts of 0.5 s and one 0.1 s pause
-    assert info.value.message == f"Ollama at http://{mute_host} did not answer within 0.5 s"
+    # The message gives the time actually waited: the timeout, or a little more when the
+    # machine is busy (this read 0.6 s once in a slow full run).
+    prefix = f"Ollama at http://{mute_host} did not answer within "
+    assert info.value.message.startswith(prefix) and info.value.message.endswith(" s")
+    assert 0.5 <= float(info.value.message[len(prefix) : -2]) < 3
     assert "RAGGED_TIMEOUT" in (info.value.hint or "")
 
 
