@@ -77,6 +77,7 @@ QUICK_CORPORA: tuple[tuple[str, tuple[str, ...], float | None], ...] = (
 # Put first on a child's PYTHONPATH, this hides the OCR extra (as if not installed).
 HIDE_OCR = "import sys\nsys.modules['rapidocr'] = None\n"
 PEERS = ("llamaindex", "langchain")
+PDF_REPS = 7  # default runs of the "pdf" corpus (3 for the others)
 AGAINST = "against"  # ragged at the revision given by --against, as a tool of its own
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 
@@ -281,9 +282,12 @@ class Bench:
             # Peers read markdown only; the PDFs are ragged's alone, as in the table.
             pdf = name.startswith("pdf")
             tools = ["ragged"] + ([AGAINST] if self.against else []) + (peers if not pdf else [])
-            log(f"ingest {name}: {', '.join(map(str, paths))}; {reps} interleaved runs of {tools}")
+            # The PDF row swung 1.90-2.53x between runs of 3 of the same code, around its
+            # target; its runs are short (~1.5 s), so it gets more of them by default.
+            n = reps if a.reps or a.quick or name != "pdf" else PDF_REPS
+            log(f"ingest {name}: {', '.join(map(str, paths))}; {n} interleaved runs of {tools}")
             runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
-            for rep in range(reps):
+            for rep in range(n):
                 for i in range(len(tools)):
                     tool = tools[(rep + i) % len(tools)]
                     where = self.tmp / f"ingest-{tool}"
@@ -787,7 +791,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--reps",
         type=int,
-        help="Repetitions of each timed command (default 25 start-up, 5 others).",
+        help="Repetitions of each timed command (default: 25 start-up; 3 each ingest, 7 for "
+        "the PDFs; 5 re-ingest; 15 cold commands; fewer with --quick).",
     )
     p.add_argument("--queries", type=int, help="Timed searches per size (default 60; quick 20).")
     p.add_argument(
