@@ -368,11 +368,18 @@ class Bench:
         rev = self.args.against
 
         def summary(runs: list[dict[str, Any]]) -> str:
-            wall = median([x["wall"] for x in runs])
-            ratio = median([x["wall"] / x["busy_union"] for x in runs if x["busy_union"]])
-            lead = median([x["first_start"] - x["t0"] for x in runs if x["first_start"]])
-            cpu = median([x["process_cpu_s"] for x in runs])
-            return f"{wall:.2f} s, wall / busy {ratio:.2f}x, idle before first {lead:.2f} s, CPU {cpu:.2f} s"
+            parts = [f"{median([x['wall'] for x in runs]):.2f} s"]
+            # Runs that sent Ollama nothing (every file unreadable) have no busy time.
+            busy = [x for x in runs if x["busy_union"] and x["first_start"] is not None]
+            if busy:
+                parts.append(
+                    f"wall / busy {median([x['wall'] / x['busy_union'] for x in busy]):.2f}x"
+                )
+                parts.append(
+                    f"idle before first {median([x['first_start'] - x['t0'] for x in busy]):.2f} s"
+                )
+            parts.append(f"CPU {median([x['process_cpu_s'] for x in runs]):.2f} s")
+            return ", ".join(parts)
 
         r = self.results
         r.add("ingest", f"{name}: this checkout (medians)", summary(mine))
@@ -827,11 +834,14 @@ def export_revision(rev: str, dest: Path) -> Path:
 
     dest.mkdir(parents=True)
     tar = dest.with_suffix(".tar")
-    done = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--output", str(tar), rev],
-        capture_output=True,
-        text=True,
-    )
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--output", str(tar), rev],
+            capture_output=True,
+            text=True,
+        )
+    except OSError as exc:  # no git on this machine
+        raise SystemExit(f"--against {rev}: cannot run git: {exc}") from exc
     if done.returncode != 0:
         raise SystemExit(f"--against {rev}: git archive failed: {done.stderr.strip()}")
     shutil.unpack_archive(tar, dest)

@@ -240,7 +240,7 @@ def test_the_ragged_command_s_pdf_workers_do_not_load_the_cli(
 ) -> None:
     """PDFs are parsed in spawned processes, and a spawned process first re-runs the script
     that started its parent (as `__mp_main__`). The `ragged` console script must therefore
-    not import the CLI at its top: each worker would load Typer and every command (30-60 ms
+    not import the CLI at its top: each worker would load Typer and every command (~15 ms
     of CPU) before its first page."""
     script = Path(sys.executable).parent / "ragged"
     if not script.exists():

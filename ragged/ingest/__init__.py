@@ -445,10 +445,12 @@ def ingest(
         else:
             # A PDF goes to its worker first, to be parsed while the client library imports;
             # a text file is parsed here, after it.
-            if not Parsers.pooled(cand.path):
+            pooled = Parsers.pooled(cand.path)
+            if not pooled:
                 warm_up()
             parsers.submit(prepared[0], prepared[1])
-            warm_up()
+            if pooled:
+                warm_up()
         for done in parsers.ready():
             finish(*done)
         embedder.poll()
