@@ -78,6 +78,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 
 FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"
 CHUNK_COLUMNS = "id, path, idx, text, page, heading, tokens, content_hash"
@@ -178,13 +179,13 @@ class Catalog:
                 private_file(private_dir(path.parent) / path.name)
                 # One connection used from one thread at a time; the ingest writer owns it.
                 self._db = sqlite3.connect(
-                    path, timeout=30, check_same_thread=False, isolation_level=None
+                    path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
                 )
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{path}: cannot open the catalog: {exc}") from exc
         try:
             if not self.read_only:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                _use_wal(self._db)
                 # NORMAL is durable across a killed process (not a power cut) and much faster.
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 # Deleted rows (a removed file, a replaced version) are overwritten with zeros
@@ -198,15 +199,18 @@ class Catalog:
                 hint="run `ragged doctor --fix` to rebuild it from the vector store",
             ) from exc
 
-    def _migrate(self) -> None:
-        """Bring the schema to SCHEMA_VERSION, one numbered step per transaction."""
+    def _version(self) -> int:
         has_meta = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
         ).fetchone()
-        version = 0
-        if has_meta:
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+        if not has_meta:
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION, one numbered step per transaction."""
+        version = self._version()
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: the catalog was written by a newer ragged "
@@ -220,11 +224,21 @@ class Catalog:
                 hint="run any ragged command once where the data dir is writable",
             )
         for number in range(version + 1, SCHEMA_VERSION + 1):
-            # executescript commits first, so the step and its version go in one script.
-            self._db.executescript(
-                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\n"
-                f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{number}');\nCOMMIT;"
-            )
+            # The version is read again under the write lock: another process opening the same
+            # new catalog (a search started beside the first ingest) may have applied this step
+            # since, and step 2 run twice drops a column that is gone ("no such column: root").
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._version() < number:
+                    for statement in _statements(MIGRATIONS[number - 1]):
+                        self._db.execute(statement)
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number),)
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self.commit_batch()  # every step in it finished: what it holds is sound
@@ -757,6 +771,40 @@ def catalog_path(settings: Settings, collection: str | None = None) -> Path:
         key = f"{settings.chroma_url}|{settings.chroma_tenant}|{settings.chroma_database}"
         where = "server-" + hashlib.sha256(key.encode()).hexdigest()[:12]
     return Path(settings.home) / "catalog" / where / f"{collection or settings.collection}.sqlite"
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (it stays so), waiting out another process doing the same.
+
+    Switching a new file's journal needs it alone, and SQLite answers "database is locked" at
+    once rather than through the busy timeout: seen when a search opened the catalog while
+    the first ingest was creating it.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A migration's statements one by one, for execute() inside a transaction we hold.
+
+    executescript() would commit that transaction first. sqlite3.complete_statement knows a
+    trigger's body (BEGIN ... END;) from the end of its statement, which splitting on ";" does not.
+    """
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete statement in a migration: {pending.strip()[:60]}")
 
 
 def open_catalog(settings: Settings, collection: str | None = None) -> Catalog:

@@ -1,4 +1,7 @@
-"""One writer at a time per data dir: a second `ragged ingest` must not interleave its writes."""
+"""One writer at a time per data dir: a second `ragged ingest` must not interleave its writes.
+
+And one process at a time opening the embedded store, whose library migrates it unlocked.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +38,30 @@ def write_lock(home: Path, wait: bool = False) -> Iterator[None]:
         _lock(fd, path, wait)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def opening(path: Path) -> Iterator[None]:
+    """Hold the lock file `path` while a store is opened, waiting while another process does.
+
+    Chroma applies its schema migrations as a client opens the store, with no lock between
+    processes: a `search` started beside the very first `ingest` failed with "table
+    collections already exists". Held only while the client is made (milliseconds), so
+    readers never wait on a writer's work. Where the file cannot be made (a read-only data
+    dir, whose store nobody can be creating), the store opens without it.
+    """
+    from ragged.config import PRIVATE_FILE
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    except OSError:
+        yield
+        return
+    try:
+        _lock(fd, path, wait=True)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

@@ -41,6 +41,7 @@ CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 120.0
 HEARTBEAT_PATH = "/api/v2/heartbeat"
 CHROMA_SQLITE = "chroma.sqlite3"  # the embedded store's SQLite file, in its folder
+OPEN_LOCK = "chroma.lock"  # beside the store, not in it: its files are fingerprinted (see Store)
 LOG_DELETE = 3  # the `operation` code of a delete in Chroma's log (0 add, 1 update, 2 upsert)
 SERVER_DOWN_HINT = (
     "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`) and "
@@ -701,6 +702,7 @@ def _client(settings: Settings) -> Any:
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
     if not settings.chroma_url:
         from ragged.config import private_dir, private_file
+        from ragged.lock import opening
 
         path = Path(settings.home) / "chroma"
         if path.is_dir() and not os.access(path, os.W_OK):
@@ -714,7 +716,8 @@ def _client(settings: Settings) -> Any:
         try:
             # Chroma would create its file as the umask says (0644): made private first.
             private_file(private_dir(path) / CHROMA_SQLITE)
-            return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            with opening(path.parent / OPEN_LOCK):
+                return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         except Exception as exc:
             raise StoreError(
                 f"cannot open Chroma at {path}: {exc}", hint="check that the data dir is writable"
