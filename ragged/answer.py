@@ -76,9 +76,15 @@ def fence(text: str) -> str:
 
 
 def attribute(value: str) -> str:
-    """A label safe inside a double-quoted attribute (a file may be named `a" id="2.md`)."""
+    """A label safe inside a double-quoted attribute (a file may be named `a" id="2.md`), and
+    on one line: a newline in a name would split the source's opening tag."""
     return (
-        value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+        value.replace("&", "&amp;")
+        .replace('"', "&quot;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\n", "&#10;")
+        .replace("\r", "&#13;")
     )
 
 

@@ -31,6 +31,7 @@ UNBOUNDED = 1 << 15
 # What a terminal acts on instead of showing: C0 controls but tab and newline (ESC starts
 # "clear screen" or "set title"), DEL, C1 controls (U+009B is CSI on its own), and the
 # bidirectional overrides and isolates that make a name read backwards ("Trojan Source").
+_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # The same, minus what JSON already escapes (everything under U+0020).
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -111,6 +112,19 @@ def escape(text: str) -> str:
     return _escape(clean(text))
 
 
+def one_line(text: str) -> str:
+    """A file name or path on one line: `clean`, and newline, return and tab as escapes too
+    ("a\nb.md" prints as a\\nb.md), so one file is one line of a report or one table row."""
+    return clean(text).translate(_BREAKS)
+
+
+def escape_name(text: str) -> str:
+    """`one_line` for rich: markup taken literally."""
+    from rich.markup import escape as _escape
+
+    return _escape(one_line(text))
+
+
 def shorten_path(path: str, width: int) -> str:
     """Fit a path into `width` by dropping leading folders, never the file name.
 
@@ -150,7 +164,7 @@ class FittedPath:
     """A path that shortens itself to whatever width the layout gives it (rich protocol)."""
 
     def __init__(self, path: str, style: str = "") -> None:
-        self.path, self.style = clean(path), style  # a file name may carry escape sequences
+        self.path, self.style = one_line(path), style  # a file name may carry escape sequences
 
     def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
         from rich.text import Text
@@ -362,7 +376,7 @@ def search_results(retrieval: Retrieval) -> None:
         out.print("No matching passages.")
         return
     hits = retrieval.hits
-    labels = [hit.label for hit in hits]
+    labels = [one_line(hit.label) for hit in hits]
     wheres = [hit.location or "" for hit in hits]
     table = _table()
     if out.is_terminal:
@@ -408,7 +422,7 @@ def answer_sources(answer: Answer) -> None:
     if answer.cited:
         out.print("[bold]Sources[/]")
         for s in answer.cited:
-            out.print(f"  [{s.n}] {escape(s.label)}")
+            out.print(f"  [{s.n}] {escape_name(s.label)}")
         uncited = len(answer.given) - len(answer.cited)
         if uncited:
             also = "passage was" if uncited == 1 else "passages were"
@@ -416,7 +430,7 @@ def answer_sources(answer: Answer) -> None:
     else:
         out.print("[bold]Sources given (none cited)[/]")
         for s in answer.given:
-            out.print(f"  [{s.n}] {escape(s.label)}")
+            out.print(f"  [{s.n}] {escape_name(s.label)}")
     if answer.unknown_citations:
         cited = ", ".join(f"[{n}]" for n in answer.unknown_citations)
         notice(
@@ -677,7 +691,7 @@ def sources_table(sources: Sequence[SourceInfo]) -> None:
         s.status if s.status == "ok" else f"[yellow]{s.status}[/] {escape(s.reason)}".rstrip()
         for s in sources
     ]
-    labels = [s.label for s in sources]
+    labels = [one_line(s.label) for s in sources]
     counts = [(str(s.chunks), str(s.pages or "")) for s in sources]
     # A narrow terminal drops the year: the path needs the room more.
     short = out.is_terminal and out.width < 100

@@ -84,6 +84,38 @@ def test_a_pipe_gets_whole_lines_and_no_escape_codes(
         assert not any(line != line.rstrip() for line in out.splitlines())  # no padding
 
 
+def test_a_name_with_a_newline_is_one_line_everywhere_it_is_printed(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """Reproduced: `✗ …/empty` then `name.md: empty file` on the next line, and a source
+    split over two table rows. A newline in a name prints as \\n, as ESC prints as \\x1b."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "empty\nname.md").write_bytes(b"")
+    (docs / "quetzal\nnotes.md").write_text("# Quetzal\n\nThe quetzal nests in cloud forest.\n")
+    (docs / "tab\there.txt").write_text("Capybaras are the largest living rodents.\n")
+    run = environ(env, ollama)
+
+    done = ragged(run, "ingest", str(docs))
+    failures = [line for line in done.stderr.splitlines() if line.startswith("✗")]
+    assert failures == [f"✗ {docs}/empty\\nname.md: empty file"], done.stderr
+    assert "name.md" not in done.stderr.replace("empty\\nname.md", "")
+
+    listed = ragged(run, "list").stdout
+    assert f"{docs}/quetzal\\nnotes.md" in listed and f"{docs}/tab\\there.txt" in listed
+    assert "notes.md" not in listed.replace("quetzal\\nnotes.md", ""), listed
+    found = ragged(run, "search", "quetzal cloud forest").stdout
+    row = next(line for line in found.splitlines() if "quetzal\\nnotes.md" in line)
+    assert "cloud forest" in row, found
+    asked = ragged(run, "ask", "quetzal nests in cloud forest").stdout
+    assert re.search(r"\[\d\] .*quetzal\\nnotes\.md", asked), asked
+    # JSON keeps the real name: it is data, not display.
+    hits = json.loads(ragged(run, "search", "quetzal", "--json").stdout)["hits"]
+    assert hits[0]["path"] == str(docs / "quetzal\nnotes.md")
+    removed = ragged(run, "remove", str(docs / "quetzal\nnotes.md"), "--yes")
+    assert removed.stdout == f"removed {docs}/quetzal\\nnotes.md\n", removed.stdout
+
+
 def test_the_ingest_summary_fits_80_columns_and_counts_moves(
     ollama: OllamaStandIn, docs: Path, env: Path
 ) -> None:

@@ -284,7 +284,7 @@ class Session:
         out = render.console()
         for s in turn.sources:
             mark = "" if s.cited else " [dim](not cited)[/]"
-            out.print(f"[bold][{s.n}] {render.escape(s.label)}[/]{mark}")
+            out.print(f"[bold][{s.n}] {render.escape_name(s.label)}[/]{mark}")
             out.print(render.escape(s.text.strip()))
             out.print()
 

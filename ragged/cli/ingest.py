@@ -109,7 +109,7 @@ def ingest(
         err = render.console(stderr=True)
 
         def on_file(outcome: FileOutcome) -> None:
-            path, reason = render.escape(outcome.path), render.escape(outcome.reason)
+            path, reason = render.escape_name(outcome.path), render.escape_name(outcome.reason)
             if outcome.status == "failed" and not outcome.known:
                 err.print(f"[red]✗[/] {path}: {reason}")
             elif outcome.status == "skipped" and not quiet:

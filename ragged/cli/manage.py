@@ -107,7 +107,7 @@ def remove(
             render.print_json({"removed": removed, "unmatched": plan.unmatched})
         else:
             for p in removed:
-                render.console().print(f"removed {render.escape(p)}")
+                render.console().print(f"removed {render.escape_name(p)}")
         if not removed:
             render.error("none of those paths is stored", "`ragged list` shows what is stored")
             raise typer.Exit(1)

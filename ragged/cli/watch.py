@@ -60,7 +60,7 @@ def watch(
         live = None if quiet or json_out or not err.is_terminal else err.status("starting")
 
         def on_file(outcome: FileOutcome) -> None:
-            path, reason = render.escape(outcome.path), render.escape(outcome.reason)
+            path, reason = render.escape_name(outcome.path), render.escape_name(outcome.reason)
             if outcome.status == "failed" and not outcome.known:
                 err.print(f"[red]✗[/] {path}: {reason}")
             elif outcome.status == "removed" and not quiet and not json_out:
