@@ -51,6 +51,38 @@ def console(stderr: bool = False) -> Console:
     return _consoles[stderr]
 
 
+def can_ask() -> bool:
+    """Whether someone can answer a question: stdin and stderr (where it is asked) are a terminal."""
+    return sys.stdin.isatty() and console(stderr=True).is_terminal
+
+
+def confirm(question: str) -> bool:
+    """Ask a yes/no question on stderr and read the answer from stdin; no unless "y"/"yes".
+
+    Nothing goes to stdout, which holds the command's result (click's prompt wrote the space
+    after the question there). A live progress display is stopped for the rest of the run
+    first, or it would redraw over the question while it waits. Not restarted: rich would
+    position it over the question's lines, and the one question asked (ingest's, about a
+    folder that came back empty) comes at the end of the run anyway.
+    """
+    err = console(stderr=True)
+    while _live_progress:
+        _live_progress.pop().stop()
+    # soft_wrap: the terminal folds a long question; rich would break it with newlines.
+    err.print(f"{clean(question)} [y/N]: ", end="", markup=False, highlight=False, soft_wrap=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        err.print()
+        raise
+    if not answer.endswith("\n"):
+        err.print()  # end of input: the next output starts on its own line
+    return answer.strip().lower() in ("y", "yes")
+
+
+_live_progress: list[Any] = []  # the rich Progress on screen now, for confirm() to stop
+
+
 def reset_consoles() -> None:
     """CliRunner swaps sys.stdout per invocation; consoles must follow."""
     _consoles.clear()
@@ -272,16 +304,23 @@ def ingest_progress(enabled: bool) -> Iterator[Any]:
     )
     chunks = progress.add_task("chunks", total=None, kind="chunks", snap=None, current="")
     eta = Eta()
-    with progress:
+    _live_progress.append(progress)
+    try:
+        with progress:
 
-        def update(p: Progress) -> None:
-            eta.observe(p, progress.tasks[0].elapsed or 0.0)
-            progress.update(
-                files, completed=p.files_done, total=p.files_total, snap=p, current=p.current
-            )
-            progress.update(chunks, completed=p.chunks_done, total=max(p.chunks_total, 1), snap=p)
+            def update(p: Progress) -> None:
+                eta.observe(p, progress.tasks[0].elapsed or 0.0)
+                progress.update(
+                    files, completed=p.files_done, total=p.files_total, snap=p, current=p.current
+                )
+                progress.update(
+                    chunks, completed=p.chunks_done, total=max(p.chunks_total, 1), snap=p
+                )
 
-        yield update
+            yield update
+    finally:
+        if progress in _live_progress:
+            _live_progress.remove(progress)
 
 
 SUMMARY_WIDTH = 80

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -364,6 +365,70 @@ def test_a_wide_removal_asks_on_a_terminal(
     subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
     text = run_in_terminal([*RAGGED, "remove", str(corpus)], environ, send=("?", b"n\n")).output
     assert "Remove 5 files from collection 'default'?" in text
+    listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
+    assert len(json.loads(listed.stdout)) == 5
+
+
+@pytest.mark.parametrize("command", ["remove", "reset"])
+def test_a_question_on_the_terminal_leaves_stdout_to_the_result(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, command: str
+) -> None:
+    """Reproduced: `ragged remove DIR --json > out`, answered y, left " {" in out: the
+    prompt went to stderr but the space after it to stdout."""
+    from tests.terminal import run_in_terminal
+
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    out = tmp_path / "out.json"
+    argv = [*RAGGED, command, *([str(corpus)] if command == "remove" else []), "--json"]
+    shell = " ".join(shlex.quote(a) for a in argv) + f" > {shlex.quote(str(out))}"
+    asked = run_in_terminal(["sh", "-c", shell], environ, send=("?", b"y\n"))
+    assert asked.returncode == 0, asked.plain
+    assert "? [y/N]" in asked.plain
+    result = json.loads(out.read_text())
+    assert out.read_text().startswith("{")
+    assert len(result["removed"]) == 5 if command == "remove" else result["files"] == 5
+
+
+def test_reset_without_a_terminal_refuses_with_the_flag_that_confirms(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    """Reproduced: `ragged reset < /dev/null` printed the question, then "Aborted!"."""
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    refused = subprocess.run(
+        [*RAGGED, "reset"], env=environ, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "Error: Delete collection 'default' and all it holds (5 files): nobody is here to "
+        "confirm it",
+        "hint: run again with --yes to delete it",
+    ]
+    listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
+    assert len(json.loads(listed.stdout)) == 5
+
+
+def test_the_question_about_a_folder_that_came_back_empty_stays_on_screen(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    """Reproduced: the progress display redrew over the question at once, so the screen
+    showed only a progress bar that seemed to hang while ragged waited for an answer."""
+    from tests.terminal import run_in_terminal
+
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    shutil.rmtree(corpus)
+    corpus.mkdir()
+    asked = run_in_terminal(
+        [*RAGGED, "ingest", str(corpus)], environ, send=("Remove them?", b"n\n")
+    )
+    question = [line for line in asked.screen if "Remove them? [y/N]" in line]
+    assert question and question[-1].rstrip().endswith("n"), asked.screen
+    assert asked.returncode == 1
     listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
     assert len(json.loads(listed.stdout)) == 5
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -120,12 +119,11 @@ def ingest(
         def confirm_prune(held: HeldBack) -> bool:
             if yes:
                 return True
-            if not sys.stdin.isatty():
+            if not render.can_ask():
                 return False
-            return typer.confirm(
-                f"{render.clean(held.folder)} has no files now, but the collection holds {held.files} from "
-                "it (an unmounted disk looks like this). Remove them?",
-                err=True,
+            return render.confirm(
+                f"{render.one_line(held.folder)} has no files now, but the collection holds "
+                f"{held.files} from it (an unmounted disk looks like this). Remove them?"
             )
 
         with write_lock(Path(settings.home), wait=wait):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -101,7 +100,11 @@ def remove(
             for raw in plan.unmatched:
                 render.notice(f"{raw}: not stored in collection '{index.name}'")
             if plan.paths and plan.wide and not yes:
-                _confirm(f"Remove {len(plan.paths)} files from collection '{index.name}'?")
+                _confirm(
+                    f"Remove {len(plan.paths)} files from collection '{index.name}'?",
+                    "more than the files named (a folder or a pattern)",
+                    "run again with --yes to remove them",
+                )
             removed = run_remove(index, plan.paths, on_problem=_purge_notice)
         if json_out:
             render.print_json({"removed": removed, "unmatched": plan.unmatched})
@@ -119,17 +122,14 @@ def _purge_notice(problem: str) -> None:
     render.notice(f"{problem}; deleted text may remain in the store's files until `chroma vacuum`")
 
 
-def _confirm(question: str) -> None:
-    """Ask on a terminal; refuse in a script, where nobody can answer."""
+def _confirm(question: str, why: str, hint: str) -> None:
+    """Ask on a terminal; refuse in a script, where nobody can answer, saying `why` and `hint`."""
     from ragged import render
 
-    if not sys.stdin.isatty():
-        render.error(
-            f"{question.rstrip('?')}: more than the files named (a folder or a pattern)",
-            "run again with --yes to remove them",
-        )
+    if not render.can_ask():
+        render.error(f"{question.rstrip('?')}: {why}", hint)
         raise typer.Exit(1)
-    if not typer.confirm(question, err=True):
+    if not render.confirm(question):
         raise typer.Exit(1)
 
 
@@ -167,11 +167,13 @@ def reset(
     with reporting(state):
         settings = state.settings(collection=collection)
         with write_lock(Path(settings.home)), open_collection(settings) as index:
-            if not yes and not typer.confirm(
-                f"Delete collection '{index.name}' and all it holds?", err=True
-            ):
-                raise typer.Exit(1)
             files = index.catalog.file_count()
+            if not yes:
+                _confirm(
+                    f"Delete collection '{index.name}' and all it holds ({files} files)?",
+                    "nobody is here to confirm it",
+                    "run again with --yes to delete it",
+                )
             problem = index.drop()
         if problem:
             _purge_notice(problem)
