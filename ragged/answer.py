@@ -146,7 +146,14 @@ def build_messages(
     if _all_fit(SYSTEM_PROMPT + prompt, hits, blocks, budget):
         kept = len(blocks)
     else:
-        fixed = count_tokens(SYSTEM_PROMPT) + count_tokens(prompt)
+        asked = count_tokens(prompt)
+        fixed = count_tokens(SYSTEM_PROMPT) + asked
+        if hits and fixed >= budget:
+            raise ConfigError(
+                f"the question is {asked:,} tokens, more than the context window holds "
+                f"({budget:,} tokens after the answer's share)",
+                hint="shorten the question, or raise RAGGED_NUM_CTX",
+            )
         room = int((budget - fixed) * (1 - TOKEN_MARGIN))
         kept = 0
         for block in blocks:

@@ -199,9 +199,18 @@ def retrieve(
             notice = "no Ollama connection: showing lexical (keyword) results only"
             ollama_down = True
         else:
+            from ragged.llm import InputTooLong
+
             try:
                 index.store.check_model(settings.embed_model)
                 dense = index.dense(embedding.result(), pool, paths)
+            except InputTooLong:
+                # The question's fault, not Ollama's: a model can still answer it from the
+                # keyword passages (the question alone is checked against its window later).
+                notice = (
+                    f"the question is too long to embed ({settings.embed_model} takes at most "
+                    "its context length): showing lexical (keyword) results only"
+                )
             except (OllamaUnavailable, ModelMissing, OllamaFailed) as exc:
                 # Down, missing the model, or up but failing (HTTP 500s, resets, a stall
                 # beyond the timeout): keyword search still answers, and says why.

@@ -4,6 +4,7 @@ models, and documents that try to pose as sources or instructions."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,39 @@ def test_a_citation_of_the_forged_number_is_dropped(
     sources = result.stdout.split("Sources", 1)[-1]
     assert "memo.md" not in sources and "[2]" not in sources and "[3]" not in sources
     assert "names no source given" in result.stderr
+
+
+# -- a question too long for a model -----------------------------------------------------------
+
+
+def test_a_question_too_long_to_embed_is_answered_from_the_keyword_passages(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    """Reproduced: a question beyond the embedding model's context (2,048 tokens) made ask
+    say "cannot generate an answer without Ollama" and exit 1, with Ollama up."""
+    run(runner, "ingest", str(docs), "--quiet")
+    question = "Do capybaras live near rivers? " * 500  # ~3,500 tokens, as a pasted text is
+    data = json.loads(run(runner, "ask", question, "--json").stdout)
+    assert data["answered"] is True and data["mode"] == "lexical"
+    assert any(s["cited"] and s["path"].endswith("notes.txt") for s in data["sources"])
+    shown = run(runner, "ask", question)
+    assert "without Ollama" not in shown.stderr
+    assert "the question is too long to embed" in shown.stderr, shown.stderr
+    assert len(chats(ollama)) == 2
+
+
+def test_a_question_longer_than_the_context_window_is_refused_in_one_line(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    run(runner, "ingest", str(docs), "--quiet")
+    question = "Do capybaras live near rivers? " * 1800
+    refused = run(runner, "ask", question, ok=False)
+    assert refused.exit_code == 1 and refused.stdout == ""
+    lines = refused.stderr.splitlines()
+    assert re.fullmatch(
+        r"Error: the question is 16,\d{3} tokens, more than the context window holds "
+        r"\(7,168 tokens after the answer's share\)",
+        lines[-2],
+    ), lines
+    assert lines[-1].startswith("hint: shorten the question"), refused.stderr
+    assert chats(ollama) == []
