@@ -292,3 +292,17 @@ def test_real_subprocess_ingest_and_ask(ollama: OllamaStandIn, docs: Path, env: 
     )
     assert done.returncode == 0, done.stderr
     assert "7341" in done.stdout and "install.md" in done.stdout.split("Sources", 1)[1]
+
+
+@pytest.mark.parametrize("argv", [["search", ""], ["search", "  \t"], ["ask", ""], ["ask", "\n"]])
+def test_an_empty_question_is_a_usage_error(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path, argv: list[str]
+) -> None:
+    """Reproduced: `ragged search ""` printed six arbitrary passages (exit 0), where the HTTP
+    API refuses an empty query."""
+    ingested(runner, docs)
+    before = len(ollama.requests)
+    done = run(runner, *argv, ok=False)
+    assert done.exit_code == 2 and done.stdout == ""
+    assert "is empty: give some words to look for" in done.stderr, done.stderr
+    assert ollama.requests[before:] == []

@@ -184,3 +184,11 @@ RerankOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def has_words(value: str) -> str:
+    """An argument callback: a question or query that is empty or blank is a usage error (2),
+    as the HTTP API refuses it, rather than a search for nothing that returns anything."""
+    if not value.strip():
+        raise typer.BadParameter("it is empty: give some words to look for")
+    return value

@@ -16,6 +16,7 @@ from ragged.cli._common import (
     RerankOpt,
     State,
     TopK,
+    has_words,
     open_collection,
     reporting,
 )
@@ -23,7 +24,9 @@ from ragged.cli._common import (
 
 def search(
     ctx: typer.Context,
-    query: Annotated[str, typer.Argument(metavar="QUERY", help="What to look for.")],
+    query: Annotated[
+        str, typer.Argument(metavar="QUERY", help="What to look for.", callback=has_words)
+    ],
     top_k: TopK = None,
     mode: ModeOpt = None,
     path: PathOpt = None,
@@ -71,7 +74,9 @@ def search(
 
 def ask(
     ctx: typer.Context,
-    question: Annotated[str, typer.Argument(metavar="QUESTION", help="Your question.")],
+    question: Annotated[
+        str, typer.Argument(metavar="QUESTION", help="Your question.", callback=has_words)
+    ],
     model: ModelOpt = None,
     top_k: TopK = None,
     mode: ModeOpt = None,
