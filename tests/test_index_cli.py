@@ -176,27 +176,6 @@ def test_a_folder_that_comes_back_empty_is_not_wiped(
     assert confirmed["removed"] == 5 and listing(runner) == {}
 
 
-def test_headings_of_small_sections_that_share_a_chunk_stay_searchable(
-    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
-) -> None:
-    """Reproduced: three short sections merged into one chunk under the first heading, and
-    `ragged search Bravo --mode lexical` found nothing; with text above the first heading,
-    not even the title was kept."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "merged.md").write_text(
-        "# Alpha\n\nfirst para\n\n## Bravo\n\nsecond para\n\n## Charlie\n\nthird para\n"
-    )
-    (docs / "intro.md").write_text("An opening line.\n\n# Delta\n\nfourth para\n")
-    ingest(runner, str(docs))
-    for word, name in [("Bravo", "merged.md"), ("Charlie", "merged.md"), ("Delta", "intro.md")]:
-        found = hits(runner, word, "--mode", "lexical")
-        assert [Path(h["path"]).name for h in found] == [name], (word, found)
-    (merged,) = hits(runner, "Bravo", "--mode", "lexical")
-    assert merged["heading"] == "Alpha"
-    assert merged["text"] == "first para\n\nBravo\n\nsecond para\n\nCharlie\n\nthird para"
-
-
 # -- the catalog lost, emptied or damaged: rebuilt from the store, never a deletion -------------
 
 

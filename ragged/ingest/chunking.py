@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from ragged.ingest.loaders import HEADING_SEPARATOR, Document, Section
+from ragged.ingest.loaders import Document, Section
 from ragged.ingest.tables import ROW, SEPARATOR
 from ragged.tokens import count_tokens, encoding
 
@@ -41,10 +41,8 @@ def chunk(
 ) -> list[Chunk]:
     """Split a document into chunks of at most `max_tokens`, `overlap` tokens shared in a section.
 
-    Small neighbouring sections on the same page share a chunk: it takes the first one's
-    heading, and each later section's own heading levels go in its text, before the section
-    ("A > B" then "A > C": "C"). Otherwise chunk text is the document's text only: callers
-    add the chunk's heading if they want it.
+    Small neighbouring sections on the same page share a chunk (it takes the first one's
+    heading). Chunk text is the document's text only: callers add the heading if they want it.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
@@ -68,7 +66,6 @@ def _groups(
     (encoding was a third of ingest's own CPU time on the shared docs, done twice).
     """
     first: Section | None = None
-    last = ""  # the heading of the group's last section
     texts: list[str] = []
     encoded: list[int] | None = None
     used = 0
@@ -77,36 +74,20 @@ def _groups(
         if not text:
             continue
         tokens = _encode(text)
-        if first is not None and section.page == first.page:
-            # The chunk keeps the first section's heading; a later one's own heading goes
-            # into the text, or its words could be found neither by keyword nor by meaning.
-            label = _new_levels(last, section.heading)
-            joined = f"{label}{SECTION_SEPARATOR}{text}" if label else text
-            cost = len(_encode(label)) + 1 + len(tokens) if label else len(tokens)
-            # +1 for the separator; an estimate only, since split_text checks the merged text.
-            if used + 1 + cost <= max_tokens:
-                texts.append(joined)
-                used += 1 + cost
-                last = section.heading
-                continue
+        # +1 for the separator; an estimate only, since split_text checks the merged text.
+        if (
+            first is not None
+            and section.page == first.page
+            and used + 1 + len(tokens) <= max_tokens
+        ):
+            texts.append(text)
+            used += 1 + len(tokens)
+            continue
         if first is not None:
             yield first, SECTION_SEPARATOR.join(texts), encoded if len(texts) == 1 else None
         first, texts, used, encoded = section, [text], len(tokens), tokens
-        last = section.heading
     if first is not None:
         yield first, SECTION_SEPARATOR.join(texts), encoded if len(texts) == 1 else None
-
-
-def _new_levels(before: str, heading: str) -> str:
-    """The levels of `heading` below what it shares with `before`, e.g. ("A > B", "A > C > D")
-    -> "C > D"; "" when the heading is the same (a section continued after a table, say)."""
-    if heading == before:
-        return ""
-    old, new = before.split(HEADING_SEPARATOR), heading.split(HEADING_SEPARATOR)
-    shared = 0
-    while shared < min(len(old), len(new)) and old[shared] == new[shared]:
-        shared += 1
-    return HEADING_SEPARATOR.join(new[shared:]).strip()
 
 
 def split_text(
