@@ -20,8 +20,11 @@ class Busy(RaggedError):
 
 
 @contextmanager
-def write_lock(home: Path, wait: bool = False) -> Iterator[None]:
-    """Hold an exclusive OS lock on the data dir; the OS drops it if the process dies (kill -9)."""
+def write_lock(home: Path, wait: bool = False, waitable: bool = False) -> Iterator[None]:
+    """Hold an exclusive OS lock on the data dir; the OS drops it if the process dies (kill -9).
+
+    `waitable`: the command has a --wait option, which the refusal then suggests.
+    """
     from ragged.config import PRIVATE_FILE, private_dir
 
     path = home / LOCK_NAME
@@ -35,7 +38,7 @@ def write_lock(home: Path, wait: bool = False) -> Iterator[None]:
             "and ask work on a read-only one",
         ) from exc
     try:
-        _lock(fd, path, wait)
+        _lock(fd, path, wait, waitable)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield
@@ -67,7 +70,7 @@ def opening(path: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _lock(fd: int, path: Path, wait: bool) -> None:
+def _lock(fd: int, path: Path, wait: bool, waitable: bool = False) -> None:
     if os.name == "nt":  # pragma: no cover - exercised on Windows only
         import msvcrt
 
@@ -75,17 +78,17 @@ def _lock(fd: int, path: Path, wait: bool) -> None:
         try:
             msvcrt.locking(fd, mode, 1)  # type: ignore[attr-defined]
         except OSError as exc:
-            raise _busy(path) from exc
+            raise _busy(path, waitable) from exc
         return
     import fcntl
 
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError as exc:
-        raise _busy(path) from exc
+        raise _busy(path, waitable) from exc
 
 
-def _busy(path: Path) -> Busy:
+def _busy(path: Path, waitable: bool) -> Busy:
     try:
         pid = path.read_text().strip()
     except OSError:
@@ -93,5 +96,7 @@ def _busy(path: Path) -> Busy:
     who = f" (pid {pid})" if pid else ""
     return Busy(
         f"another ragged process{who} is writing to {path.parent}",
-        hint="wait for it to finish, or run again with --wait",
+        hint="wait for it to finish, or run again with --wait"
+        if waitable
+        else "run this again when it has finished",
     )

@@ -129,6 +129,24 @@ def test_second_ingest_while_one_runs_exits_clearly(
     assert ollama.count("/api/embed") == 0
 
 
+@pytest.mark.parametrize("argv", [["remove", "notes.txt"], ["reset", "--yes"]])
+def test_a_command_without_wait_is_not_told_to_use_it(
+    ollama: OllamaStandIn, docs: Path, env: Path, argv: list[str]
+) -> None:
+    """Reproduced: `remove` and `reset` under another's lock hinted "run again with --wait",
+    an option they do not have."""
+    subprocess.run([*RAGGED, "ingest", str(docs), "-q"], env=environ(env, ollama), check=True)
+    with write_lock(env):
+        done = subprocess.run(
+            [*RAGGED, *argv], env=environ(env, ollama), capture_output=True, text=True, cwd=docs
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"Error: another ragged process (pid {os.getpid()}) is writing to {env}",
+        "hint: run this again when it has finished",
+    ]
+
+
 def test_a_file_that_vanishes_during_the_run(ollama: OllamaStandIn, docs: Path) -> None:
     from ragged.index import open_index
     from ragged.ingest import ingest

@@ -126,7 +126,7 @@ def ingest(
                 f"{held.files} from it (an unmounted disk looks like this). Remove them?"
             )
 
-        with write_lock(Path(settings.home), wait=wait):
+        with write_lock(Path(settings.home), wait=wait, waitable=True):
             with open_collection(settings, create=True) as index:
                 with render.ingest_progress(not quiet) as progress:
                     report = run_ingest(
