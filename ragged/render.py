@@ -152,9 +152,7 @@ def one_line(text: str) -> str:
 
 def escape_name(text: str) -> str:
     """`one_line` for rich: markup taken literally."""
-    from rich.markup import escape as _escape
-
-    return _escape(one_line(text))
+    return escape(text).translate(_BREAKS)
 
 
 def shorten_path(path: str, width: int) -> str:

@@ -74,9 +74,7 @@ def _open_on_cue(home: str, barrier: Any, what: str, results: Any) -> None:
     try:
         if what == "catalog":
             catalog = open_catalog(settings)
-            version = catalog._db.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()[0]
+            version = catalog.meta("schema_version")
             catalog.close()
             results.put(f"ok {version}")
         else:

@@ -355,18 +355,30 @@ def test_a_removal_wider_than_the_named_files_asks_first(
     assert chunk_ids() == set()
 
 
+def ingested_by_command(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> tuple[Path, dict[str, str]]:
+    """`tree`'s 5 files ingested by a `ragged` process, and the environment it ran in."""
+    corpus = tree(tmp_path / "corpus")
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    return corpus, environ
+
+
+def stored_files(environ: dict[str, str]) -> int:
+    listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
+    return len(json.loads(listed.stdout))
+
+
 def test_a_wide_removal_asks_on_a_terminal(
     ollama: OllamaStandIn, tmp_path: Path, env: Path
 ) -> None:
     from tests.terminal import run_in_terminal
 
-    corpus = tree(tmp_path / "corpus")
-    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
-    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    corpus, environ = ingested_by_command(ollama, tmp_path, env)
     text = run_in_terminal([*RAGGED, "remove", str(corpus)], environ, send=("?", b"n\n")).output
     assert "Remove 5 files from collection 'default'?" in text
-    listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
-    assert len(json.loads(listed.stdout)) == 5
+    assert stored_files(environ) == 5
 
 
 @pytest.mark.parametrize("command", ["remove", "reset"])
@@ -377,9 +389,7 @@ def test_a_question_on_the_terminal_leaves_stdout_to_the_result(
     prompt went to stderr but the space after it to stdout."""
     from tests.terminal import run_in_terminal
 
-    corpus = tree(tmp_path / "corpus")
-    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
-    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    corpus, environ = ingested_by_command(ollama, tmp_path, env)
     out = tmp_path / "out.json"
     argv = [*RAGGED, command, *([str(corpus)] if command == "remove" else []), "--json"]
     shell = " ".join(shlex.quote(a) for a in argv) + f" > {shlex.quote(str(out))}"
@@ -395,9 +405,7 @@ def test_reset_without_a_terminal_refuses_with_the_flag_that_confirms(
     ollama: OllamaStandIn, tmp_path: Path, env: Path
 ) -> None:
     """Reproduced: `ragged reset < /dev/null` printed the question, then "Aborted!"."""
-    corpus = tree(tmp_path / "corpus")
-    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
-    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    corpus, environ = ingested_by_command(ollama, tmp_path, env)
     refused = subprocess.run(
         [*RAGGED, "reset"], env=environ, stdin=subprocess.DEVNULL, capture_output=True, text=True
     )
@@ -407,8 +415,7 @@ def test_reset_without_a_terminal_refuses_with_the_flag_that_confirms(
         "confirm it",
         "hint: run again with --yes to delete it",
     ]
-    listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
-    assert len(json.loads(listed.stdout)) == 5
+    assert stored_files(environ) == 5
 
 
 def test_the_question_about_a_folder_that_came_back_empty_stays_on_screen(
@@ -418,9 +425,7 @@ def test_the_question_about_a_folder_that_came_back_empty_stays_on_screen(
     showed only a progress bar that seemed to hang while ragged waited for an answer."""
     from tests.terminal import run_in_terminal
 
-    corpus = tree(tmp_path / "corpus")
-    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
-    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    corpus, environ = ingested_by_command(ollama, tmp_path, env)
     shutil.rmtree(corpus)
     corpus.mkdir()
     asked = run_in_terminal(
@@ -429,8 +434,7 @@ def test_the_question_about_a_folder_that_came_back_empty_stays_on_screen(
     question = [line for line in asked.screen if "Remove them? [y/N]" in line]
     assert question and question[-1].rstrip().endswith("n"), asked.screen
     assert asked.returncode == 1
-    listed = subprocess.run([*RAGGED, "list", "--json"], env=environ, capture_output=True)
-    assert len(json.loads(listed.stdout)) == 5
+    assert stored_files(environ) == 5
 
 
 @pytest.mark.server
@@ -661,9 +665,7 @@ def test_a_reader_never_waits_for_a_writer_to_record_its_reads(
     from ragged.llm import connect
     from ragged.retrieve import retrieve
 
-    corpus = tree(tmp_path / "corpus")
-    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
-    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    ingested_by_command(ollama, tmp_path, env)
     settings = load_settings({"min_score": 0.05})
     index = open_index(settings)
     recorded = index.catalog.store_fingerprint
@@ -694,9 +696,7 @@ def test_a_long_lived_process_opens_chroma_once_while_nobody_writes(
     from ragged.llm import connect
     from ragged.retrieve import retrieve
 
-    corpus = tree(tmp_path / "corpus")
-    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
-    subprocess.run([*RAGGED, "ingest", str(corpus), "-q"], env=environ, check=True)
+    ingested_by_command(ollama, tmp_path, env)
     opened: list[object] = []
     real = ragged.store._client
     monkeypatch.setattr(ragged.store, "_client", lambda s: opened.append(s) or real(s))
