@@ -296,7 +296,14 @@ class Store:
                     embedding_function=None,
                 )
             except Exception as exc:
-                raise explain(exc, self.where, f"cannot create collection '{self.name}'") from exc
+                # Another machine (or process) sharing the server created it since we looked:
+                # use theirs, if it was made with this model. Chroma names the race "already
+                # exists" in an error class that differs by client, so look rather than parse.
+                if self._get() is None:
+                    raise explain(
+                        exc, self.where, f"cannot create collection '{self.name}'"
+                    ) from exc
+                self.check_model(model, dim)
 
     def add(
         self,

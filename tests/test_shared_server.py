@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from ragged.cli import app
 from ragged.config import load_settings
-from ragged.store import open_store
+from ragged.store import Store, open_store
 from tests.chroma_server import ChromaServer, ChromaTokenServer
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
@@ -199,6 +199,41 @@ def test_two_machines_ingesting_different_folders_at_once_end_with_the_union(
     assert set(ids) == clean_ids(tmp_path, ollama, x, y)  # nothing lost, nothing orphaned
     listed = {Path(f["path"]).parent for f in b.listing()}
     assert listed == {x, y}  # and B's catalog knows A's files
+
+
+def test_machines_creating_the_collection_at_the_same_moment_all_use_it(
+    tmp_path: Path, server: ChromaServer
+) -> None:
+    """Two first ingests on two machines both see no collection and both create it: the one
+    that loses the race must use the winner's collection, not fail with "already exists"."""
+    for n in range(5):
+        stores = [
+            open_store(load_settings({"home": tmp_path / f"m{i}"}), f"race-{n}") for i in range(4)
+        ]
+        assert not any(store.exists for store in stores)  # each has looked, as ingest does
+        assert create_at_once(stores) == []
+        assert all(store.embedding == ("nomic-embed-text", 768) for store in stores)
+
+
+def create_at_once(stores: list[Store]) -> list[Exception]:
+    """`ensure` the collection from every store at the same moment; what they raised."""
+    import threading
+
+    barrier, failures = threading.Barrier(len(stores)), []
+
+    def create(store: Store) -> None:
+        barrier.wait()
+        try:
+            store.ensure("nomic-embed-text", 768)
+        except Exception as exc:  # noqa: BLE001 - the test reports what any machine raised
+            failures.append(exc)
+
+    threads = [threading.Thread(target=create, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
 
 
 def test_the_same_folder_from_both_machines_is_stored_once(
