@@ -384,7 +384,8 @@ class Index:
         model = (store.embedding or (self.settings.embed_model, 0))[0]
         if server & pending:
             catalog.mark_embedded(sorted(server & pending), model)
-        new = sorted(server - cached - pending)
+        # Tombstoned ids are this machine's removals the server has not heard of yet.
+        new = sorted(server - cached - pending - set(catalog.tombstones()))
         for found in files_from_store(store.get(new), model):
             record, rows, stale = found.record, found.rows, list(found.stale)
             known = catalog.file(record.path)
@@ -652,7 +653,10 @@ def open_index(settings: Settings, collection: str | None = None, *, create: boo
                 index.stale = exc.message
             if empty and index.catalog.chunk_count():
                 index.rebuilt = index.catalog.chunk_count()  # a first copy, not an update
-        if index.catalog.file_count() == 0 and index.catalog.chunk_count() == 0:
+        catalog = index.catalog
+        if catalog.file_count() == 0 and catalog.chunk_count() == 0 and not catalog.tombstones():
+            # Empty and lost look alike, but a `remove` of every file leaves tombstones until
+            # the store has forgotten them: that catalog is right, and the next write finishes.
             if store.exists and store.count() > 0:
                 index.rebuilt = index.rebuild_from_store()
             elif not create and not store.exists:

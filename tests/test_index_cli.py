@@ -523,6 +523,32 @@ def test_a_removed_file_is_never_served_even_before_the_store_forgets_it(
     assert len(chunk_ids()) == 4
 
 
+@both_stores
+def test_removing_every_file_killed_before_the_store_forgot_them_stays_removed(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """Reproduced: `remove` of every file, killed at ~0.5 s, brought all five back: the empty
+    catalog (with its tombstones) was taken for a lost one and rebuilt from the store."""
+    from ragged.index import open_index
+
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    with open_index(load_settings()) as index:
+        index.catalog.remove_files([f.path for f in index.catalog.files()])
+    assert len(chunk_ids()) == 5  # the store has not forgotten them yet
+    assert listing(runner) == {}
+    listed = run(runner, "list")
+    assert "rebuilt" not in listed.stderr
+    assert hits(runner, "largest living rodents capybaras", "--mode", "dense") == []
+    assert hits(runner, "largest living rodents capybaras", "--mode", "lexical") == []
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "ferry.md").write_text("# Ferry\n\nThe ferry to Zanzibar takes two hours.\n")
+    run(runner, "ingest", str(other))  # any write finishes the removal
+    assert set(listing(runner)) == {str(other / "ferry.md")}
+    assert len(chunk_ids()) == 1
+
+
 # -- collections: only ingest makes one -------------------------------------------------------
 
 
