@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # FTS5 segment; in batches an ingest of 1,538 small files staged them in half the time.
 STAGE_BATCH_FILES = 64
 STAGE_BATCH_SECONDS = 0.25
+DROPPING = "dropping"  # catalog meta key: `reset` is deleting this collection (see Index.drop)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,22 @@ class Index:
         self._wrote = False  # anything written to a shared store: other machines must look
         self.stale: str | None = None  # why the shared server could not be asked, if it could not
         self._staged = 0  # files staged in the catalog's open batch
+
+    def outdated(self) -> bool:
+        """Whether the collection this index opened was deleted since (`reset` in another
+        process, or being deleted now): a long-lived process (serve, chat) then opens it
+        again, or it would answer from the deleted catalog it still holds open."""
+        return self.catalog.replaced() or self.catalog.meta(DROPPING) is not None
+
+    def follow(self) -> None:
+        """Before a long-lived process reuses this index: catch up with a shared server
+        (one request while nothing changed), as opening it would."""
+        if self.store.shared:
+            try:
+                self.refresh()
+                self.stale = None
+            except StoreError as exc:
+                self.stale = exc.message
 
     def close(self) -> None:
         self._remember_reads()
@@ -454,6 +471,9 @@ class Index:
 
         Returns why deleted text may remain in the store's files, if it may (see `purge`).
         """
+        # Marked first, so that a reader opening the collection meanwhile (or after a crash
+        # half-way) takes it for gone, not for a catalog whose vectors were lost.
+        self.catalog.set_meta(DROPPING, "1")
         problem = self.store.drop()
         self.catalog.close()
         for suffix in ("", "-wal", "-shm"):
@@ -623,13 +643,22 @@ def _idx(row: ChunkRow) -> int:
     return row.idx
 
 
-def open_index(settings: Settings, collection: str | None = None, *, create: bool = False) -> Index:
+def open_index(
+    settings: Settings,
+    collection: str | None = None,
+    *,
+    create: bool = False,
+    deleting: bool = False,
+) -> Index:
     """The one factory for a collection's catalog + store pair.
 
     A collection that does not exist is refused, naming those that do, unless `create`
     (only `ingest` and `copy` make collections). A catalog that was lost or emptied while
     the store still holds the collection is rebuilt from the store: Chroma keeps every
     chunk's text and metadata, so nothing needs to be embedded again.
+
+    A collection a `reset` is deleting is gone for readers; `ingest` (`create`) finishes the
+    deletion of one a stopped reset left, and `reset` (`deleting`) gets it to finish itself.
     """
     from ragged.catalog import catalog_path, open_catalog
     from ragged.store import open_store
@@ -640,6 +669,17 @@ def open_index(settings: Settings, collection: str | None = None, *, create: boo
     if not create and not had_catalog and not store.exists:
         raise missing_collection(settings, name)
     index = Index(settings, open_catalog(settings, name), store)
+    if index.catalog.meta(DROPPING) is not None:
+        # A `reset` under way, or one that stopped half-way: gone for readers; a writer
+        # finishes the deletion and starts the collection anew.
+        if deleting:
+            return index
+        if not create:
+            index.close()
+            raise missing_collection(settings, name)
+        with index:
+            index.drop()
+        return open_index(settings, collection, create=True)
     try:
         if store.shared:
             empty = index.catalog.chunk_count() == 0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import os
 import sqlite3
 import threading
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ragged.errors import EmbeddingMismatch, StoreError
@@ -55,6 +58,71 @@ SERVER_DOWN_HINT = (
 _generation = 0
 
 
+class _Gate:
+    """Threads hold it shared while they use a Chroma client; reopening holds it alone.
+
+    chromadb keeps one system per process (`SharedSystemClient`), and reopening it stops the
+    system every client of that process uses: a request thread of `serve` using a client at
+    that moment failed ("cannot open Chroma", a KeyError beneath). Readers never wait for
+    each other and may nest; a reopening waits until no thread is inside, and new readers
+    wait for it to finish (~ms).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._inside = 0
+        self._mine = threading.local()  # how deep this thread is inside
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._inside += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._mine.depth -= 1
+            with self._cond:
+                self._inside -= 1
+                if not self._inside:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Yields False, without waiting, to a thread that is itself inside (it would wait
+        for itself): that one goes on with the clients it has."""
+        if getattr(self._mine, "depth", 0):
+            yield False
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: not self._inside)
+            yield True
+
+
+_gate = _Gate()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _using_chroma(method: _F) -> _F:
+    """Run a Store method inside the gate (shared), from its first client use to its last."""
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def walking(*args: Any, **kwargs: Any) -> Any:
+            with _gate.shared():  # for as long as the caller walks the pages
+                yield from method(*args, **kwargs)
+
+        return cast(_F, walking)
+
+    @functools.wraps(method)
+    def inside(*args: Any, **kwargs: Any) -> Any:
+        with _gate.shared():
+            return method(*args, **kwargs)
+
+    return cast(_F, inside)
+
+
 class Store:
     """One Chroma collection, with the embedding model it was built with recorded on it."""
 
@@ -95,14 +163,16 @@ class Store:
         files ingested beside it. Its files' fingerprint says when that happened: ~0.2 ms.
         """
         global _generation
-        if self.shared or self._factory is None:
-            return
+        if self.shared or self._factory is None or self._generation != _generation:
+            return  # reopened since this store last looked: its next use opens the files anew
         now = self.fingerprint()
         if self._seen is not None and now != self._seen:
             from chromadb.api.client import SharedSystemClient
 
-            SharedSystemClient.clear_system_cache()
-            _generation += 1
+            with _gate.alone() as alone:
+                if alone and self._generation == _generation:  # not reopened meanwhile
+                    SharedSystemClient.clear_system_cache()
+                    _generation += 1
 
     def _settled(self) -> None:
         """Remember the files as this process left them (opening and writing change them)."""
@@ -130,7 +200,8 @@ class Store:
 
         def run() -> None:
             try:
-                _ = self._client
+                with _gate.shared():
+                    _ = self._client
             except BaseException:  # the first real use tries again and raises it
                 pass
 
@@ -178,6 +249,7 @@ class Store:
         return self._collection
 
     @property
+    @_using_chroma
     def exists(self) -> bool:
         return self._get() is not None
 
@@ -239,6 +311,7 @@ class Store:
         return self.where.startswith(("http://", "https://"))
 
     @property
+    @_using_chroma
     def embedding(self) -> tuple[str, int] | None:
         """(model, dimension) the collection was built with, or None if it does not exist yet."""
         col = self._get()
@@ -250,12 +323,14 @@ class Store:
         return str(meta[EMBED_MODEL_KEY]), int(meta[EMBED_DIM_KEY])
 
     @property
+    @_using_chroma
     def revision(self) -> str | None:
         """The token the last writer left on the collection (None: none, or no collection)."""
         col = self._get()
         value = (col.metadata or {}).get(REVISION_KEY) if col is not None else None
         return str(value) if value is not None else None
 
+    @_using_chroma
     def bump_revision(self) -> None:
         """Say that the collection changed: a new random revision token."""
         import uuid
@@ -285,6 +360,7 @@ class Store:
                 f"or `ragged reset --collection {self.name}` and ingest again",
             )
 
+    @_using_chroma
     def ensure(self, model: str, dim: int) -> None:
         """Create the collection for this model, or check that it was made with it."""
         self.check_model(model, dim)
@@ -305,6 +381,7 @@ class Store:
                     ) from exc
                 self.check_model(model, dim)
 
+    @_using_chroma
     def add(
         self,
         ids: Sequence[str],
@@ -331,7 +408,13 @@ class Store:
         self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, str, dict[str, Any], float]]:
         """The k nearest chunks as (id, text, metadata, cosine similarity), best first."""
-        self._catch_up()
+        self._catch_up()  # outside the gate: it may need the gate alone
+        return self._nearest(vector, k, where)
+
+    @_using_chroma
+    def _nearest(
+        self, vector: Sequence[float], k: int, where: dict[str, Any] | None
+    ) -> list[tuple[str, str, dict[str, Any], float]]:
         col = self._get()
         if col is None:
             return []
@@ -356,6 +439,7 @@ class Store:
             )
         ]
 
+    @_using_chroma
     def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
         col = self._get()
         if col is None or not ids:
@@ -369,6 +453,7 @@ class Store:
                 out[id_] = [float(x) for x in vec]
         return out
 
+    @_using_chroma
     def get(self, ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
         """(id, text, metadata) of these chunks, those that exist."""
         col = self._get()
@@ -385,6 +470,7 @@ class Store:
                 out.append((id_, *_unpack(doc, meta)))
         return out
 
+    @_using_chroma
     def _pages(self, include: list[str], batch: int) -> Iterator[dict[str, Any]]:
         """The whole collection, `batch` records at a time, so memory stays flat."""
         col = self._get()
@@ -414,10 +500,12 @@ class Store:
             for id_, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True):
                 yield (id_, *_unpack(doc, meta))
 
+    @_using_chroma
     def ids(self) -> set[str]:
         # Ids alone are small: big pages mean few round trips (100k ids: 0.4 s on a server).
         return {id_ for res in self._pages([], 50_000) for id_ in res["ids"]}
 
+    @_using_chroma
     def delete(self, ids: Sequence[str]) -> None:
         col = self._get()
         if col is None or not ids:
@@ -425,10 +513,12 @@ class Store:
         for start in range(0, len(ids), WRITE_BATCH):
             self._guard(lambda s=start: col.delete(ids=list(ids[s : s + WRITE_BATCH])))
 
+    @_using_chroma
     def count(self) -> int:
         col = self._get()
         return 0 if col is None else int(self._guard(col.count))
 
+    @_using_chroma
     def drop(self) -> str | None:
         """Delete the collection; embedded, also what Chroma leaves of it on disk (`purge`).
 
@@ -638,6 +728,7 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
     return StoreError(general + text, hint="see the Chroma server's log for the cause")
 
 
+@_using_chroma
 def list_collections(settings: Settings) -> list[tuple[str, int, str | None]]:
     """(name, chunk count, embedding model) of every collection in the configured Chroma."""
     client = _client(settings)
@@ -827,6 +918,7 @@ def open_store(settings: Settings, collection: str | None = None) -> Store:
     )
 
 
+@_using_chroma
 def describe(settings: Settings) -> dict[str, Any]:
     """What `ragged doctor` reports about the store: mode, location, version, health.
 

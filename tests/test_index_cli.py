@@ -549,6 +549,40 @@ def test_removing_every_file_killed_before_the_store_forgot_them_stays_removed(
     assert len(chunk_ids()) == 1
 
 
+@both_stores
+@pytest.mark.parametrize("store_dropped", [False, True], ids=["marked", "store-dropped"])
+@pytest.mark.parametrize("finisher", ["ingest", "reset"])
+def test_a_reset_under_way_or_stopped_half_way_is_a_deleted_collection(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, store_dropped: bool, finisher: str
+) -> None:
+    """Reproduced: searches beside a `reset` said the collection's vectors were lost or
+    damaged (one in six failed outright): the store went first, the catalog after it. These
+    are the states a reader can meet, and a kill can leave, between those steps."""
+    from ragged.index import DROPPING, open_index
+
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    with open_index(load_settings()) as index:
+        index.catalog.set_meta(DROPPING, "1")
+        if store_dropped:
+            index.store.drop()
+    for command in (("search", "capybaras"), ("ask", "What are capybaras?"), ("list",)):
+        refused = run(runner, *command, ok=False)
+        assert refused.exit_code == 1, refused.output
+        assert "collection 'default' does not exist" in refused.stderr
+        assert "lost" not in refused.stderr
+    if finisher == "reset":  # run again, it finishes what the stopped one began
+        assert "collection 'default' deleted (5 files)" in run(runner, "reset", "--yes").stdout
+        assert chunk_ids() == set()
+        assert not catalog_path(load_settings()).exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "ferry.md").write_text("# Ferry\n\nThe ferry to Zanzibar takes two hours.\n")
+    run(runner, "ingest", str(other))  # a writer finishes the deletion, then starts anew
+    assert set(listing(runner)) == {str(other / "ferry.md")}
+    assert len(chunk_ids()) == 1
+
+
 # -- collections: only ingest makes one -------------------------------------------------------
 
 

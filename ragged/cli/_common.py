@@ -54,12 +54,14 @@ def reporting(state: State) -> Iterator[None]:
 
 
 @contextmanager
-def open_collection(settings: Settings, *, create: bool = False) -> Iterator[Index]:
+def open_collection(
+    settings: Settings, *, create: bool = False, deleting: bool = False
+) -> Iterator[Index]:
     """The configured collection, opened; says so when its lost catalog had to be rebuilt."""
     from ragged import render
     from ragged.index import open_index
 
-    with open_index(settings, create=create) as index:
+    with open_index(settings, create=create, deleting=deleting) as index:
         if index.rebuilt is not None:
             render.notice(
                 f"the catalog of collection '{index.name}' was missing or empty; rebuilt it "

@@ -123,6 +123,18 @@ class Session:
         self.index = self._indexes[name]
         self.conversation.collection = name
 
+    def current(self) -> Index:
+        """The collection in use, opened again if a `reset` deleted it since (the next ingest
+        makes a new one); refused, naming the others, while it does not exist."""
+        assert self.index is not None
+        if self.index.outdated():
+            self.index.close()
+            self._indexes.pop(self.conversation.collection, None)
+            self.open(self.conversation.collection)
+        else:
+            self.index.follow()
+        return self.index
+
     def run(self) -> int:
         """Read questions until /exit or end of input; returns the number of failed turns."""
         from ragged import render
@@ -197,7 +209,6 @@ class Session:
         from ragged.conversation import reply, save_conversation
         from ragged.errors import RaggedError
 
-        assert self.index is not None
         streamed: list[str] = []
 
         def on_token(piece: str) -> None:
@@ -212,7 +223,7 @@ class Session:
             result = reply(
                 question,
                 self.conversation.history,
-                self.index,
+                self.current(),
                 self.llm,
                 model=self.model,
                 on_standalone=_show_standalone,

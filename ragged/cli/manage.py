@@ -166,7 +166,7 @@ def reset(
     state: State = ctx.obj
     with reporting(state):
         settings = state.settings(collection=collection)
-        with write_lock(Path(settings.home)), open_collection(settings) as index:
+        with write_lock(Path(settings.home)), open_collection(settings, deleting=True) as index:
             files = index.catalog.file_count()
             if not yes:
                 _confirm(

@@ -113,9 +113,15 @@ class Service:
         with self._lock:
             idle = self._idle.get(name)
             index = idle.pop() if idle else None
+        if index is not None and index.outdated():
+            index.close()  # deleted by `reset` since: open what is there now, if anything
+            index = None
+        reused = index is not None
         if index is None:
             index = open_index(replace(self.settings, collection=name))
         try:
+            if reused:
+                index.follow()  # what other machines wrote to a shared server since
             yield index
         except BaseException:
             index.close()
