@@ -547,6 +547,13 @@ class Index:
     def lexical(self, question: str, k: int, paths: Sequence[str] | None = None) -> list[Hit]:
         return [hit_from_row(row, s) for row, s in self.catalog.search(question, k, paths)]
 
+    def held_now(self, *found: list[Hit]) -> list[list[Hit]]:
+        """Each list of hits without those the catalog no longer holds, all judged by one
+        read: two searches made a moment apart (keyword, then vector) would otherwise show
+        the old and the new version of a file an ingest replaced between them."""
+        held = self.catalog.chunks_by_id(list({hit.id for hits in found for hit in hits}))
+        return [[hit for hit in hits if hit.id in held] for hits in found]
+
     def dense(
         self, vector: Sequence[float], k: int, paths: Sequence[str] | None = None
     ) -> list[Hit]:

@@ -226,6 +226,8 @@ def retrieve(
 
     if mode in ("lexical", "hybrid") and not searched:
         lexical = index.lexical(question, pool, paths)
+    if mode == "hybrid" and lexical and dense:
+        lexical, dense = index.held_now(lexical, dense)
 
     if mode == "dense":
         ranked = [h for h in dense if h.score >= floor]

@@ -241,3 +241,35 @@ def test_a_word_in_a_heading_outweighs_the_same_word_in_the_text(
     # Unweighted, three mentions in the text beat one in the title: the weight decides.
     monkeypatch.setattr(catalog, "BM25_WEIGHTS", (1.0, 1.0))
     assert first() == "mentions.md"
+
+
+def test_a_file_changed_between_the_two_searches_shows_one_version(
+    ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """Reproduced with `serve` during an ingest: 2-9 of ~1,700 hybrid searches returned the
+    old and the new text of one file. The keyword search read the catalog before the ingest
+    committed the new version, the vector search after it."""
+    from ragged.index import Index
+
+    folder = tmp_path / "quokkas"
+    folder.mkdir()
+    note = folder / "note.md"
+    note.write_text("# Quokkas\n\nGeneration zero: quokkas smile on Rottnest Island.\n")
+    settings = load_settings()
+    llm = connect(settings)
+    with open_index(settings, create=True) as index:
+        assert ingest([folder], index, llm).ok
+
+    class ChangedMeanwhile(Index):
+        def lexical(self, question, k, paths=None):  # type: ignore[no-untyped-def]
+            found = super().lexical(question, k, paths)
+            note.write_text("# Quokkas\n\nGeneration one: quokkas smile on Rottnest Island.\n")
+            with open_index(settings) as writer:  # another process's ingest, landing now
+                assert ingest([folder], writer, llm).ok
+            return found
+
+    with open_index(settings) as opened:
+        index = ChangedMeanwhile(settings, opened.catalog, opened.store)
+        result = retrieve("quokkas smile on Rottnest Island", index, llm, mode="hybrid", k=5)
+    texts = [hit.text for hit in result.hits if hit.path == str(note)]
+    assert len(texts) == 1, texts
