@@ -223,6 +223,9 @@ def test_remove_list_collections_reset(
     run(runner, "reset", "--yes")
     gone = run(runner, "list", "--json", ok=False)
     assert gone.exit_code == 1 and "collection 'default' does not exist" in gone.stderr
+    # Reproduced: with none left, `collections` drew the header of an empty table.
+    assert run(runner, "collections").stdout == "No collections yet.\n"
+    assert json.loads(run(runner, "collections", "--json").stdout) == []
 
 
 def test_config_shows_where_values_come_from(

@@ -146,6 +146,8 @@ def collections(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         rows = list_collections(state.settings())
         if json_out:
             render.print_json([{"name": n, "chunks": c, "embed_model": m} for n, c, m in rows])
+        elif not rows:
+            render.console().print("No collections yet.")
         else:
             render.simple_table(["collection", "chunks", "embedding model"], rows)
 
