@@ -64,20 +64,24 @@ class _Gate:
     chromadb keeps one system per process (`SharedSystemClient`), and reopening it stops the
     system every client of that process uses: a request thread of `serve` using a client at
     that moment failed ("cannot open Chroma", a KeyError beneath). Readers never wait for
-    each other and may nest; a reopening waits until no thread is inside, and new readers
-    wait for it to finish (~ms).
+    each other and may nest; a reopening waits until no thread is inside, and readers that
+    come meanwhile wait for it to finish (~ms).
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._inside = 0
+        self._waiting = 0  # reopenings waiting for the threads inside to leave
         self._mine = threading.local()  # how deep this thread is inside
 
     @contextmanager
     def shared(self) -> Iterator[None]:
+        depth = getattr(self._mine, "depth", 0)
         with self._cond:
+            if not depth:  # a new reader lets a waiting reopening go first, or under steady
+                self._cond.wait_for(lambda: not self._waiting)  # load it might never run
             self._inside += 1
-        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        self._mine.depth = depth + 1
         try:
             yield
         finally:
@@ -95,8 +99,13 @@ class _Gate:
             yield False
             return
         with self._cond:
-            self._cond.wait_for(lambda: not self._inside)
-            yield True
+            self._waiting += 1
+            try:
+                self._cond.wait_for(lambda: not self._inside)
+                yield True
+            finally:
+                self._waiting -= 1
+                self._cond.notify_all()
 
 
 _gate = _Gate()
