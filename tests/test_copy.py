@@ -239,3 +239,20 @@ def test_copy_errors_are_clear(
 
     with pytest.raises(StoreError, match="does not exist"):
         copy_collection(open_store(load_settings(), "absent"), open_store(load_settings(), "x"))
+
+
+@pytest.mark.parametrize("flag", ["--to", "--from"])
+def test_a_server_named_by_the_flag_that_is_down_is_blamed_on_the_flag(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path, flag: str
+) -> None:
+    """Reproduced: `copy --to URL` of a server that is down hinted "unset RAGGED_CHROMA_URL",
+    a variable that was not set: the URL came from --to."""
+    from tests.chroma_server import free_port
+
+    run(runner, "ingest", str(docs), "-q")
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run(runner, "copy", flag, url, ok=False)
+    assert result.exit_code == 1
+    assert f"the Chroma server at {url} is not running" in result.stderr
+    assert "RAGGED_CHROMA_URL" not in result.stderr
+    assert f"the URL given to {flag}" in result.stderr

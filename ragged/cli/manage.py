@@ -21,6 +21,8 @@ from ragged.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from ragged.config import Settings
+    from ragged.errors import StoreError
     from ragged.transfer import CopyReport
 
 
@@ -220,6 +222,7 @@ def copy(
     from dataclasses import replace
 
     from ragged import render
+    from ragged.errors import StoreError
     from ragged.lock import write_lock
     from ragged.transfer import copy as run_copy
     from ragged.transfer import settings_for
@@ -235,8 +238,13 @@ def copy(
             source, target = settings_for(settings, from_ or ""), settings
         # The target's catalog lives in this data dir, whichever side it is.
         target = replace(target, home=settings.home)
+        flag, named = ("--to", target) if to is not None else ("--from", source)
         with write_lock(Path(settings.home)), _progress(not quiet) as progress:
-            report = run_copy(source, target, settings.collection, on_progress=progress)
+            try:
+                report = run_copy(source, target, settings.collection, on_progress=progress)
+            except StoreError as exc:
+                _blame_the_flag(exc, flag, named)
+                raise
         if json_out:
             render.print_json(report)
         else:
@@ -246,6 +254,19 @@ def copy(
                 f"{report.pending_in_source} chunks of '{report.collection}' await embeddings "
                 f"at {report.source} and were not copied; run `ragged ingest` there, then copy again"
             )
+
+
+def _blame_the_flag(exc: StoreError, flag: str, named: Settings) -> None:
+    """The store hints speak of RAGGED_CHROMA_URL, where a server's URL usually comes from;
+    for the server named by --to/--from, the flag is what to check."""
+    from ragged.store import store_location
+
+    where = store_location(named)
+    if named.chroma_url and where in exc.message and "RAGGED_CHROMA_URL" in (exc.hint or ""):
+        exc.hint = (
+            f"check the URL given to {flag} and that a Chroma server runs there "
+            "(`chroma run --path DIR --port PORT`), then run the command again"
+        )
 
 
 def _summary(report: CopyReport) -> None:
