@@ -76,12 +76,34 @@ MIGRATIONS: tuple[str, ...] = (
         failed_at REAL NOT NULL
     );
     """,
+    # 3: a chunk shared by small sections keeps its later sections' headings (subheadings),
+    # indexed beside its heading path. FTS5 cannot add a column, so the index is made anew
+    # from the rows (rows stored before have none: their files are not read again for it).
+    """
+    ALTER TABLE chunks ADD COLUMN subheadings TEXT NOT NULL DEFAULT '';
+    DROP TRIGGER chunks_ai;
+    DROP TRIGGER chunks_ad;
+    DROP TABLE chunks_fts;
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, heading, subheadings, content='chunks', content_rowid='rowid',
+        tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text, heading, subheadings)
+        VALUES (new.rowid, new.text, new.heading, new.subheadings);
+    END;
+    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text, heading, subheadings)
+        VALUES ('delete', old.rowid, old.text, old.heading, old.subheadings);
+    END;
+    INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 
 FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"
-CHUNK_COLUMNS = "id, path, idx, text, page, heading, tokens, content_hash"
+CHUNK_COLUMNS = "id, path, idx, text, page, heading, tokens, content_hash, subheadings"
 
 # Common English words carry no signal for BM25 and slow FTS5 OR-queries down.
 STOPWORDS = frozenset(
@@ -96,13 +118,14 @@ STOPWORDS = frozenset(
 )
 WORD = re.compile(r"\w+", re.UNICODE)
 PREFIX_MIN = 4  # shorter keywords match as whole words only ("go" must not count "good")
-# chunks_fts's tokenizer, as migration 1 created it; a scratch index must split words alike.
+# chunks_fts's tokenizer, as migrations 1 and 3 created it; a scratch index must split words alike.
 TOKENIZER = "porter unicode61 remove_diacritics 2"
-# BM25 column weights (text, heading): a match in a chunk's heading path, whose first element
-# is its document's title, counts three times a match in its text. Chosen on SciFact's train
-# claims with titles as headings (lexical nDCG@10 0.703 at 1, 0.710 at 3, 0.707 at 5); see
-# docs/benchmarks.md.
-BM25_WEIGHTS = (1.0, 3.0)
+# BM25 column weights (text, heading, subheadings): a match in a chunk's heading path, whose
+# first element is its document's title, counts three times a match in its text. Chosen on
+# SciFact's train claims with titles as headings (lexical nDCG@10 0.703 at 1, 0.710 at 3, 0.707
+# at 5); see docs/benchmarks.md. A later section's heading in a shared chunk weighs what it
+# would as the heading of a chunk of its own.
+BM25_WEIGHTS = (1.0, 3.0, 3.0)
 
 
 class CatalogDamaged(StoreError):
@@ -132,6 +155,8 @@ class ChunkRow:
     heading: str
     tokens: int
     content_hash: str
+    # Headings of the later sections that share this chunk (chunking.Chunk.subheadings).
+    subheadings: str = ""
 
 
 @dataclass(frozen=True)
@@ -448,10 +473,10 @@ class Catalog:
         self, db: sqlite3.Connection, chunks: Sequence[ChunkRow], embedded: bool
     ) -> None:
         db.executemany(
-            f"INSERT INTO chunks({CHUNK_COLUMNS}, embedded) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO chunks({CHUNK_COLUMNS}, embedded) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [
                 (c.id, c.path, c.idx, c.text, c.page, c.heading, c.tokens, c.content_hash)
-                + (int(embedded),)
+                + (c.subheadings, int(embedded))
                 for c in chunks
             ],
         )
@@ -640,7 +665,7 @@ class Catalog:
         except sqlite3.OperationalError as exc:
             raise StoreError(f"{self.path}: lexical search failed: {exc}") from exc
         # FTS5's bm25() is negative, lower is better; flip it so all scores read the same way.
-        return [(ChunkRow(*r[:8]), -float(r[8])) for r in rows]
+        return [(ChunkRow(*r[:-1]), -float(r[-1])) for r in rows]
 
     def sample(self, n: int) -> list[ChunkRow]:
         """Up to n embedded chunks, the same ones every time for the same chunks (ids are
@@ -694,18 +719,19 @@ class Catalog:
         """
         self._db.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.probe USING fts5("
-            f"text, heading, tokenize='{TOKENIZER}')"
+            f"text, heading, subheadings, tokenize='{TOKENIZER}')"
         )
         self._db.execute("DELETE FROM temp.probe")
         if not ids:
             return {}
         rows = self._db.execute(
-            f"SELECT rowid, id, text, heading FROM chunks WHERE id IN ({','.join('?' * len(ids))})",
+            "SELECT rowid, id, text, heading, subheadings FROM chunks "
+            f"WHERE id IN ({','.join('?' * len(ids))})",
             list(ids),
         ).fetchall()
         self._db.executemany(
-            "INSERT INTO temp.probe(rowid, text, heading) VALUES (?, ?, ?)",
-            [(r[0], r[2], r[3]) for r in rows],
+            "INSERT INTO temp.probe(rowid, text, heading, subheadings) VALUES (?, ?, ?, ?)",
+            [(r[0], r[2], r[3], r[4]) for r in rows],
         )
         return {r[0]: r[1] for r in rows}
 

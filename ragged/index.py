@@ -96,7 +96,13 @@ def chunk_id(path: str, content_hash: str, index: int) -> str:
 
 
 def make_row(
-    record: FileRecord, idx: int, text: str, page: int | None, heading: str, tokens: int
+    record: FileRecord,
+    idx: int,
+    text: str,
+    page: int | None,
+    heading: str,
+    tokens: int,
+    subheadings: str = "",
 ) -> ChunkRow:
     """A chunk of this version of this file, under its deterministic id."""
     return ChunkRow(
@@ -141,6 +147,8 @@ def chunk_metadata(row: ChunkRow, record: FileRecord | None = None) -> dict[str,
     }
     if row.page is not None:
         meta["page"] = row.page
+    if row.subheadings:  # most chunks have none: their metadata stays as it was
+        meta["subheadings"] = row.subheadings
     if record is not None and record.content_hash == row.content_hash:
         meta["size"] = record.size
         meta["mtime_ns"] = record.mtime_ns
@@ -158,6 +166,7 @@ def row_from_store(id_: str, text: str, meta: dict[str, Any], tokens: int = 0) -
         heading=str(meta.get("heading") or ""),
         tokens=tokens,
         content_hash=str(meta.get("content_hash") or ""),
+        subheadings=str(meta.get("subheadings") or ""),
     )
 
 
@@ -320,7 +329,10 @@ class Index:
             vectors = self.store.vectors([c.id for c in old])
             if not old or len(vectors) != len(old):
                 continue
-            rows = [make_row(record, c.idx, c.text, c.page, c.heading, c.tokens) for c in old]
+            rows = [
+                make_row(record, c.idx, c.text, c.page, c.heading, c.tokens, c.subheadings)
+                for c in old
+            ]
             # Same order as a parsed file: catalog first (as pending), then the vectors.
             self.stage(dataclasses.replace(record, pages=donor.pages), rows)
             self.write_vectors(rows, [vectors[c.id] for c in old], record.embed_model or "")

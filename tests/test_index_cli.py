@@ -252,8 +252,12 @@ def test_a_catalog_from_ragged_0_1_0_is_upgraded_in_place(
     assert files["/tmp/fx-docs/report.pdf"]["pages"] == 2
     top = hits(runner, "lighthouse keeper", "--mode", "lexical")[0]
     assert (top["path"], top["page"]) == ("/tmp/fx-docs/report.pdf", 2)
+    # Migration 3 made the BM25 index anew, with a column for a shared chunk's later headings.
+    top = hits(runner, "Quorum Ravenholm", "--mode", "lexical")[0]
+    assert (Path(top["path"]).name, top["heading"]) == ("reference.rst", "Glossary > Quorum")
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+    assert db.execute("SELECT count(*) FROM chunks WHERE subheadings != ''").fetchone()[0] == 0
 
 
 # -- the vector store lost or damaged: doctor sees it, search says so ---------------------------
