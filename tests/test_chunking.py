@@ -149,6 +149,30 @@ def test_small_sections_on_one_page_merge_under_the_first_heading() -> None:
     ]
 
 
+def test_a_shared_chunk_keeps_the_headings_of_its_later_sections() -> None:
+    """Reproduced: "# Alpha / ## Bravo / ## Charlie" became one chunk under "Alpha" and the
+    words "Bravo" and "Charlie" were nowhere. Each later section's own heading levels are
+    kept beside the text (not in it), so what is shown and cited does not change."""
+    chunks = chunk(
+        doc(
+            Section("Intro text.", page=1, heading=""),
+            Section("Alpha text.", page=1, heading="A"),
+            Section("Beta text.", page=1, heading="A > B"),
+            Section("More beta.", page=1, heading="A > B"),  # after a table, say: no repeat
+            Section("Delta text.", page=1, heading="A > C > D"),
+            Section("Gamma text.", page=2, heading="C"),
+        )
+    )
+    assert [(c.text, c.heading, c.subheadings) for c in chunks] == [
+        (
+            "Intro text.\n\nAlpha text.\n\nBeta text.\n\nMore beta.\n\nDelta text.",
+            "",
+            "A\nB\nC > D",
+        ),
+        ("Gamma text.", "C", ""),
+    ]
+
+
 def test_sections_merge_only_while_they_fit() -> None:
     a, b, c = prose(1, seed=1), prose(1, seed=2), prose(1, seed=3)
     limit = count_tokens(a) + count_tokens(b) + 1

@@ -176,6 +176,38 @@ def test_a_folder_that_comes_back_empty_is_not_wiped(
     assert confirmed["removed"] == 5 and listing(runner) == {}
 
 
+def test_headings_of_small_sections_that_share_a_chunk_are_searchable(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """Reproduced: three short sections merged into one chunk under the first heading, and
+    `ragged search Bravo --mode lexical` found nothing; with text above the first heading,
+    not even the title was kept. The chunk still shows and cites as before."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "merged.md").write_text(
+        "# Alpha\n\nfirst para\n\n## Bravo\n\nsecond para\n\n## Charlie\n\nthird para\n"
+    )
+    (docs / "intro.md").write_text("An opening line.\n\n# Delta\n\nfourth para\n")
+    ingest(runner, str(docs))
+
+    def found_by_keyword() -> None:
+        # By keyword: the headings are indexed for BM25, not embedded (see embed_text).
+        for word, name in [("Bravo", "merged.md"), ("Charlie", "merged.md"), ("Delta", "intro.md")]:
+            found = hits(runner, word, "--mode", "lexical")
+            assert [Path(h["path"]).name for h in found] == [name], (word, found)
+        (merged,) = hits(runner, "Bravo", "--mode", "lexical")
+        assert merged["heading"] == "Alpha"
+        assert merged["text"] == "first para\n\nsecond para\n\nthird para"
+
+    found_by_keyword()
+    # A catalog rebuilt from the store keeps them: they travel in the chunks' metadata.
+    path = catalog_path(load_settings())
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    assert "rebuilt it from the vector store" in run(runner, "list").stderr
+    found_by_keyword()
+
+
 # -- the catalog lost, emptied or damaged: rebuilt from the store, never a deletion -------------
 
 

@@ -380,7 +380,10 @@ def ingest(
             record_outcome(FileOutcome(job.record.path, "failed", reason=parsed))
             return
         pages, pieces = parsed
-        rows = [make_row(job.record, c.index, c.text, c.page, c.heading, c.tokens) for c in pieces]
+        rows = [
+            make_row(job.record, c.index, c.text, c.page, c.heading, c.tokens, c.subheadings)
+            for c in pieces
+        ]
         index.stage(dataclasses.replace(job.record, pages=pages), rows)
         report.chunks += len(rows)
         state.chunks_total += len(rows)
@@ -643,7 +646,10 @@ def _stream_file(
         for pieces in stream_chunks(
             Path(record.path), settings.chunk_tokens, settings.chunk_overlap, on_read
         ):
-            rows = [make_row(record, c.index, c.text, c.page, c.heading, c.tokens) for c in pieces]
+            rows = [
+                make_row(record, c.index, c.text, c.page, c.heading, c.tokens, c.subheadings)
+                for c in pieces
+            ]
             if count == 0:
                 index.stage(placeholder, rows)
             else:

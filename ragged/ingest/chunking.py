@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from ragged.ingest.loaders import Document, Section
+from ragged.ingest.loaders import HEADING_SEPARATOR, Document, Section
 from ragged.ingest.tables import ROW, SEPARATOR
 from ragged.tokens import count_tokens, encoding
 
@@ -21,6 +21,7 @@ MIN_FILL = 0.5
 # Long texts are encoded in blocks of this many characters (see _encode).
 BLOCK_CHARS = 1 << 16
 SECTION_SEPARATOR = "\n\n"  # between small sections merged into one chunk; one cl100k token
+SUBHEADING_SEPARATOR = "\n"  # between the headings of a shared chunk's later sections
 
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|[。！？]")
 _WHITESPACE = re.compile(r"\s")
@@ -34,6 +35,9 @@ class Chunk:
     tokens: int
     page: int | None = None
     heading: str = ""
+    # The own heading levels of the later sections that share this chunk, one a line ("A > B"
+    # then "A > C > D": "C > D"), indexed for keyword search; not shown, cited or embedded.
+    subheadings: str = ""
 
 
 def chunk(
@@ -41,8 +45,9 @@ def chunk(
 ) -> list[Chunk]:
     """Split a document into chunks of at most `max_tokens`, `overlap` tokens shared in a section.
 
-    Small neighbouring sections on the same page share a chunk (it takes the first one's
-    heading). Chunk text is the document's text only: callers add the heading if they want it.
+    Small neighbouring sections on the same page share a chunk: it takes the first one's
+    heading, and the later ones' headings go in its `subheadings`. Chunk text is the
+    document's text only: callers add the headings if they want them.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
@@ -51,21 +56,39 @@ def chunk(
             f"overlap must be from 0 to max_tokens - 1 ({max_tokens - 1}), not {overlap}"
         )
     chunks: list[Chunk] = []
-    for first, text, encoded in _groups(document.sections, max_tokens):
-        for piece, tokens in split_text(text, max_tokens, overlap, encoded):
-            chunks.append(Chunk(piece, len(chunks), tokens, first.page, first.heading))
+    for first, later, text, encoded in _groups(document.sections, max_tokens):
+        pieces = split_text(text, max_tokens, overlap, encoded)
+        for piece, tokens in pieces:
+            # A run is split only when the estimate in _groups fell short by a token or
+            # two; then each piece takes the headings of the sections that start in it.
+            labels = [h for h, start in later if len(pieces) == 1 or start in piece]
+            chunks.append(
+                Chunk(
+                    piece,
+                    len(chunks),
+                    tokens,
+                    first.page,
+                    first.heading,
+                    SUBHEADING_SEPARATOR.join(labels),
+                )
+            )
     return chunks
 
 
 def _groups(
     sections: Sequence[Section], max_tokens: int
-) -> Iterator[tuple[Section, str, list[int] | None]]:
-    """Runs of sections on one page that fit in one chunk together, each with its first section.
+) -> Iterator[tuple[Section, list[tuple[str, str]], str, list[int] | None]]:
+    """Runs of sections on one page that fit in one chunk together: each with its first
+    section, and (own heading levels, first line) of each later section whose heading adds any.
 
     A run of one section comes with its tokens, so that split_text need not encode it again
     (encoding was a third of ingest's own CPU time on the shared docs, done twice).
+    The later headings are not counted against the window: they are not part of the text,
+    so which sections share a chunk, and so every chunk's text and id, stays as it was.
     """
     first: Section | None = None
+    last = ""  # the heading of the run's last section
+    later: list[tuple[str, str]] = []
     texts: list[str] = []
     encoded: list[int] | None = None
     used = 0
@@ -80,14 +103,31 @@ def _groups(
             and section.page == first.page
             and used + 1 + len(tokens) <= max_tokens
         ):
+            label = _new_levels(last, section.heading)
+            if label and label not in (h for h, _ in later):
+                later.append((label, text.split("\n", 1)[0]))
             texts.append(text)
             used += 1 + len(tokens)
+            last = section.heading
             continue
         if first is not None:
-            yield first, SECTION_SEPARATOR.join(texts), encoded if len(texts) == 1 else None
-        first, texts, used, encoded = section, [text], len(tokens), tokens
+            yield first, later, SECTION_SEPARATOR.join(texts), encoded if len(texts) == 1 else None
+        first, later, texts, used, encoded = section, [], [text], len(tokens), tokens
+        last = section.heading
     if first is not None:
-        yield first, SECTION_SEPARATOR.join(texts), encoded if len(texts) == 1 else None
+        yield first, later, SECTION_SEPARATOR.join(texts), encoded if len(texts) == 1 else None
+
+
+def _new_levels(before: str, heading: str) -> str:
+    """The levels of `heading` below what it shares with `before`, e.g. ("A > B", "A > C > D")
+    -> "C > D"; "" when it adds none (the same section continued after a table, say)."""
+    if heading == before:
+        return ""
+    old, new = before.split(HEADING_SEPARATOR), heading.split(HEADING_SEPARATOR)
+    shared = 0
+    while shared < min(len(old), len(new)) and old[shared] == new[shared]:
+        shared += 1
+    return HEADING_SEPARATOR.join(new[shared:]).strip()
 
 
 def split_text(
