@@ -39,13 +39,21 @@ class Retrieval:
 
 
 def fuse(
-    dense: Sequence[Hit], lexical: Sequence[Hit], dense_weight: float, lexical_weight: float
+    dense: Sequence[Hit],
+    lexical: Sequence[Hit],
+    dense_weight: float,
+    lexical_weight: float,
+    *,
+    every_match: bool = False,
 ) -> list[tuple[Hit, float]]:
     """Weighted mean of cosine similarity and BM25 scaled by the question's best BM25.
 
     e.g. equal weights, a passage with cosine 0.62 whose BM25 is 9.0 where the best is 12.0:
     (0.62 + 9.0 / 12.0) / 2 = 0.685. A passage missing from one list gets that list's lowest
-    score, since it ranked below every candidate there.
+    score, since it ranked below every candidate there; but when `lexical` holds every
+    passage with any of the question's words (`every_match`: the search returned fewer than
+    it was asked for), one missing from it has none of them, and gets 0. Otherwise a word
+    only one passage holds gave every other passage that passage's own keyword score.
 
     Why scores and not reciprocal ranks: BM25 has no fixed scale, so it is divided by the
     question's best (its floor is 0), but cosine already has one, so it is left as it is. A
@@ -60,7 +68,7 @@ def fuse(
     best = max((h.score for h in lexical), default=0.0)
     scaled = {h.id: h.score / best if best > 0 else 0.0 for h in lexical}
     cosine = {h.id: h.score for h in dense}
-    lexical_floor = min(scaled.values(), default=0.0)
+    lexical_floor = 0.0 if every_match else min(scaled.values(), default=0.0)
     dense_floor = min(cosine.values(), default=0.0)
     first: dict[str, Hit] = {}
     for hit in [*dense, *lexical]:
@@ -85,6 +93,8 @@ def rrf(
     dense_weight: float,
     lexical_weight: float,
     k: int = 60,
+    *,
+    every_match: bool = False,  # as in `fuse`: a passage missing from a list scores 0 there
 ) -> list[tuple[Hit, float]]:
     """Weighted reciprocal rank fusion (Cormack et al. 2009): sum of w / (k + rank).
 
@@ -226,6 +236,7 @@ def retrieve(
 
     if mode in ("lexical", "hybrid") and not searched:
         lexical = index.lexical(question, pool, paths)
+    every_match = len(lexical) < pool  # the keyword search found all it could
     if mode == "hybrid" and lexical and dense:
         lexical, dense = index.held_now(lexical, dense)
 
@@ -239,7 +250,11 @@ def retrieve(
         lexical_ids = {h.id for h in lexical}
         relevant = [h for h in dense if h.score >= floor or h.id in lexical_ids]
         fused = FUSIONS[settings.fusion](
-            relevant, lexical, settings.dense_weight, settings.lexical_weight
+            relevant,
+            lexical,
+            settings.dense_weight,
+            settings.lexical_weight,
+            every_match=every_match,
         )
         ranked = [replace(h, score=s) for h, s in fused]
         considered = len({h.id for h in dense} | lexical_ids)

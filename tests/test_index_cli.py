@@ -200,6 +200,11 @@ def test_headings_of_small_sections_that_share_a_chunk_are_searchable(
         assert merged["text"] == "first para\n\nsecond para\n\nthird para"
 
     found_by_keyword()
+    # Hybrid too: a word only one passage holds lifts it over passages that lack the word.
+    # (Reproduced: with one keyword hit, every other passage was given that hit's keyword
+    # score, so the ranking was the vectors' alone and intro.md came first.)
+    top = hits(runner, "Bravo", "--mode", "hybrid")[0]
+    assert Path(top["path"]).name == "merged.md", top
     # A catalog rebuilt from the store keeps them: they travel in the chunks' metadata.
     path = catalog_path(load_settings())
     for suffix in ("", "-wal", "-shm"):

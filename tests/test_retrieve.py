@@ -41,6 +41,18 @@ def test_fuse_averages_cosine_and_bm25_scaled_by_the_best() -> None:
     assert fused["c"] == pytest.approx((0.40 + 1.0) / 2)
 
 
+def test_fuse_a_passage_without_any_of_the_words_scores_zero_for_them() -> None:
+    # The keyword search returned fewer than asked: it found every passage with the words,
+    # so the one it did not find has none of them, not "the lowest score found".
+    dense = [h("a", score=0.45), h("b", score=0.40)]
+    lexical = [h("b", score=5.0)]
+    fused = {x.id: s for x, s in fuse(dense, lexical, 1.5, 1.0, every_match=True)}
+    assert fused["a"] == pytest.approx(1.5 * 0.45 / 2.5)
+    assert fused["b"] == pytest.approx((1.5 * 0.40 + 1.0) / 2.5)
+    # Cut at the pool, a missing passage may hold the words with a lower score: the floor.
+    assert [x.id for x, _ in fuse(dense, lexical, 1.5, 1.0)] == ["a", "b"]
+
+
 def test_fuse_unsure_dense_cannot_overturn_a_clear_lexical_winner() -> None:
     # Low, close cosines (a weak model) against a clear BM25 gap: rank fusion would let the
     # dense order decide as much as the lexical one; score fusion keeps the lexical winner.
