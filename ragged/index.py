@@ -204,9 +204,18 @@ class Index:
 
     def outdated(self) -> bool:
         """Whether the collection this index opened was deleted since (`reset` in another
-        process, or being deleted now): a long-lived process (serve, chat) then opens it
-        again, or it would answer from the deleted catalog it still holds open."""
-        return self.catalog.replaced() or self.catalog.meta(DROPPING) is not None
+        process, or on another machine sharing the server, or being deleted now): a
+        long-lived process (serve, chat) then opens it again, or it would answer from the
+        deleted catalog it still holds open."""
+        if self.catalog.replaced() or self.catalog.meta(DROPPING) is not None:
+            return True
+        if not self.store.shared:
+            return False
+        self.store.reload()  # one request; `follow` then reads the revision from it
+        try:
+            return not self.store.exists
+        except StoreError:
+            return False  # the server is down: `follow` says so, and the cache answers
 
     def follow(self) -> None:
         """Before a long-lived process reuses this index: catch up with a shared server

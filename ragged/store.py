@@ -257,6 +257,11 @@ class Store:
             self._settled()  # opening changed the files, as reading does
         return self._collection
 
+    def reload(self) -> None:
+        """Forget the collection handle, so the next use asks the server again: the handle
+        keeps the collection's metadata (revision, model) as it was when it was fetched."""
+        self._collection = None
+
     @property
     @_using_chroma
     def exists(self) -> bool:

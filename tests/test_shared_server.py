@@ -144,6 +144,42 @@ def test_a_collection_reset_on_one_machine_is_gone_on_the_other(
     assert gone.exit_code == 1 and "collection 'default' does not exist" in gone.stderr
 
 
+def test_serve_on_one_machine_follows_the_other_machine(
+    ollama: OllamaStandIn, docs: Path, tmp_path: Path, a: Machine, server: ChromaServer
+) -> None:
+    """A long-lived `serve` on machine B sees what A ingests, removes and resets, as a new
+    command on B would: its keyword index (B's catalog) included."""
+    import httpx
+
+    from tests.ragged_server import RaggedServer, server_env
+
+    a.run("ingest", str(docs), "-q")
+    environ = server_env(
+        tmp_path / "machine-b",
+        ollama.host,
+        RAGGED_CHROMA_URL=os.environ["RAGGED_CHROMA_URL"],
+        RAGGED_CHROMA_DATABASE=os.environ["RAGGED_CHROMA_DATABASE"],
+        RAGGED_MIN_SCORE="0.05",
+    )
+    with RaggedServer(environ, log=tmp_path / "serve-b.log") as served:
+        with httpx.Client(base_url=served.url, timeout=60) as api:
+
+            def lexical(query: str) -> httpx.Response:
+                return api.post("/search", json={"query": query, "mode": "lexical"})
+
+            assert lexical("largest living rodent capybara").json()["hits"]
+            (docs / "okapi.md").write_text("# Okapis\n\nOkapis are related to giraffes.\n")
+            a.run("ingest", str(docs), "-q")
+            found = lexical("okapis giraffes").json()["hits"]
+            assert found and found[0]["path"].endswith("okapi.md"), found
+            a.run("remove", str(docs / "okapi.md"))
+            assert not any(h["path"].endswith("okapi.md") for h in lexical("okapis").json()["hits"])
+            a.run("reset", "--yes")
+            gone = lexical("largest living rodent capybara")
+            assert gone.status_code == 404, gone.text
+            assert "collection 'default' does not exist" in gone.json()["error"]["message"]
+
+
 def corpus(root: Path, name: str, n: int) -> Path:
     root.mkdir(parents=True)
     for i in range(n):
