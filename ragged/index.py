@@ -16,6 +16,7 @@ catalog does not hold, so a file removed is never cited again, even before Chrom
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
@@ -704,7 +705,16 @@ def open_index(
     if not create and not had_catalog and not store.exists:
         raise missing_collection(settings, name)
     index = Index(settings, open_catalog(settings, name), store)
-    if index.catalog.meta(DROPPING) is not None:
+    marked = index.catalog.meta(DROPPING) is not None
+    if marked and store.shared and not deleting and _still_shared(store):
+        # On a shared server the mark is this machine's alone: a reset that failed before the
+        # server dropped the collection left it to every other machine, who may have written
+        # to it since. Finishing that reset later would delete their work: the collection
+        # lives on, and the mark goes (the reset can be run again).
+        with contextlib.suppress(sqlite3.Error, StoreError):
+            index.catalog.set_meta(DROPPING, None)
+        marked = False
+    if marked:
         # A `reset` under way, or one that stopped half-way: gone for readers; a writer
         # finishes the deletion and starts the collection anew.
         if deleting:
@@ -740,6 +750,13 @@ def open_index(
         index.close()
         raise
     return index
+
+
+def _still_shared(store: Store) -> bool:
+    try:
+        return store.exists
+    except StoreError:
+        return False  # cannot tell: a reader takes it for gone, a writer's drop will say why
 
 
 def collection_names(settings: Settings) -> list[str]:
