@@ -19,8 +19,8 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -337,6 +337,37 @@ def save_conversation(conversation: Conversation, home: Path) -> Path:
     tmp.write_text(json.dumps(asdict(conversation), ensure_ascii=False, indent=1), "utf-8")
     os.replace(tmp, path)
     return path
+
+
+def forget_passages(home: Path, collection: str, paths: Iterable[str] | None = None) -> int:
+    """Blank the saved passages of these files (all of the collection's when None) in every
+    saved conversation: a removed file's text must be readable in no file of the data dir.
+    The questions and answers stay: they are the user's own conversation. Returns the
+    conversations rewritten."""
+    folder = conversations_dir(home)
+    if not folder.is_dir():
+        return 0
+    gone = None if paths is None else set(paths)
+    if gone is not None and not gone:
+        return 0
+    changed = 0
+    for path in sorted(folder.glob("*.json")):
+        try:
+            conversation = load_conversation(path)
+        except StoreError:
+            continue  # unreadable: nothing of it is shown either
+        touched = False
+        for turn in conversation.turns:
+            if turn.collection != collection:
+                continue
+            for i, source in enumerate(turn.sources):
+                if source.text and (gone is None or source.path in gone):
+                    turn.sources[i] = replace(source, text="")
+                    touched = True
+        if touched:
+            save_conversation(conversation, home)
+            changed += 1
+    return changed
 
 
 def load_conversation(path: Path) -> Conversation:

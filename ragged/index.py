@@ -358,10 +358,20 @@ class Index:
 
     def remove(self, paths: Iterable[str]) -> int:
         """Forget files: the catalog first (so reads stop serving them), then Chroma."""
+        paths = list(paths)
         removed = self.catalog.remove_files(paths)
         self.flush_tombstones()
         self.announce()
+        self._forget_passages(paths)
         return removed
+
+    def _forget_passages(self, paths: Sequence[str] | None) -> None:
+        """Saved chat conversations keep the passages given with each answer: blank those
+        of removed files (of every file, for None)."""
+        from ragged.conversation import forget_passages
+
+        with contextlib.suppress(OSError):
+            forget_passages(Path(self.settings.home), self.name, paths)
 
     def begin_run(self) -> None:
         """Finish what an interrupted run left, then mark this one as under way."""
@@ -507,6 +517,7 @@ class Index:
         self.catalog.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.catalog.path}{suffix}").unlink(missing_ok=True)
+        self._forget_passages(None)
         return problem
 
     def purge(self) -> str | None:

@@ -235,3 +235,32 @@ def test_terminal_session_follow_up_ctrl_c_and_ctrl_d(
             term.proc.kill()
     saved = json.loads(next((env / "conversations").glob("*.json")).read_text())
     assert [t["question"] for t in saved["turns"]] == ["What is rate limiting?", FOLLOW_UP]
+
+
+def test_removed_and_reset_files_leave_no_passage_in_saved_conversations(
+    runner: CliRunner, ingested: Path, env: Path
+) -> None:
+    """Reproduced (QA): after `remove` and after `reset`, conversations/*.json still held the
+    removed file's passages in full, though its text must be readable in no file."""
+
+    def passages(name: str) -> list[str]:
+        """The saved passages' texts of this file, in every saved conversation."""
+        saved = [json.loads(p.read_text("utf-8")) for p in (env / "conversations").glob("*.json")]
+        return [
+            s["text"]
+            for c in saved
+            for t in c["turns"]
+            for s in t["sources"]
+            if s["text"] and s["path"].endswith(name)
+        ]
+
+    chat(runner, "What is rate limiting?\nHow do I turn telemetry off?\n")
+    assert passages("limits.md") and passages("telemetry.md")
+    result = runner.invoke(app, ["remove", str(ingested / "limits.md"), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert passages("limits.md") == [] and passages("telemetry.md")
+    # The questions and answers stay: they are the user's own conversation (docs/design.md).
+    saved = "".join(p.read_text("utf-8") for p in (env / "conversations").glob("*.json"))
+    assert "What is rate limiting?" in saved
+    assert runner.invoke(app, ["reset", "--yes"]).exit_code == 0
+    assert passages("telemetry.md") == []
