@@ -237,8 +237,17 @@ def retrieve(
     if mode in ("lexical", "hybrid") and not searched:
         lexical = index.lexical(question, pool, paths)
     every_match = len(lexical) < pool  # the keyword search found all it could
-    if mode == "hybrid" and lexical and dense:
-        lexical, dense = index.held_now(lexical, dense)
+    if mode == "hybrid" and lexical:
+        held, dense = index.held_now(lexical, dense)
+        if len(held) < len(lexical):
+            # An ingest replaced a file between the two reads: its old passages are gone,
+            # and its new ones may be missing from the vectors yet. Ask the keywords again,
+            # or the file would be in neither ranking.
+            lexical = index.lexical(question, pool, paths)
+            every_match = len(lexical) < pool
+            lexical, dense = index.held_now(lexical, dense)
+        else:
+            lexical = held
 
     if mode == "dense":
         ranked = [h for h in dense if h.score >= floor]
