@@ -600,8 +600,21 @@ class Index:
         """Nearest chunks by cosine; only those the catalog holds, so nothing removed is served.
 
         Raises VectorsLost when the store returns fewer chunks than the catalog says it holds
-        (its vector files deleted or damaged): its answers would be garbage, not results.
+        (its vector files deleted or damaged): its answers would be garbage, not results;
+        and CollectionMissing when that is because a `reset` deleted the collection meanwhile.
         """
+        try:
+            return self._dense(vector, k, paths)
+        except CollectionMissing:
+            raise
+        except StoreError:
+            if self.outdated():  # opened before a reset marked it, asked after the drop
+                raise missing_collection(self.settings, self.name) from None
+            raise
+
+    def _dense(
+        self, vector: Sequence[float], k: int, paths: Sequence[str] | None = None
+    ) -> list[Hit]:
         if paths == []:
             return []
         lost = self.lost_vector_files()

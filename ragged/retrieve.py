@@ -209,6 +209,7 @@ def retrieve(
             notice = "no Ollama connection: showing lexical (keyword) results only"
             ollama_down = True
         else:
+            from ragged.index import CollectionMissing
             from ragged.llm import InputTooLong
 
             try:
@@ -226,6 +227,8 @@ def retrieve(
                 # beyond the timeout): keyword search still answers, and says why.
                 notice = f"{exc.message}: showing lexical (keyword) results only"
                 ollama_down = True
+            except CollectionMissing:
+                raise  # deleted by a `reset` meanwhile: no keyword results from its remains
             except StoreError as exc:
                 notice = (
                     f"{exc.message}: showing lexical (keyword) results only "

@@ -293,3 +293,26 @@ def test_a_file_changed_between_the_two_searches_shows_one_version(
         result = retrieve("quokkas smile on Rottnest Island", index, llm, mode="hybrid", k=5)
     texts = [hit.text for hit in result.hits if hit.path == str(note)]
     assert texts == ["Generation one: quokkas smile on Rottnest Island."], texts
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_a_search_opened_before_a_reset_and_asked_after_it_finds_the_collection_gone(
+    ollama: OllamaStandIn, tmp_path: Path, mode: str
+) -> None:
+    """QA: CLI searches started just before a `reset` said "the vector store returned 0 of
+    the 10 chunks ...: its vectors are lost or damaged" and showed the deleted passages by
+    keyword (or failed): they had opened the collection before the reset marked it."""
+    from ragged.index import CollectionMissing
+
+    folder = tmp_path / "quokkas"
+    folder.mkdir()
+    (folder / "note.md").write_text("# Quokkas\n\nQuokkas smile on Rottnest Island.\n")
+    settings = load_settings()
+    llm = connect(settings)
+    with open_index(settings, create=True) as index:
+        assert ingest([folder], index, llm).ok
+    with open_index(settings) as reader:
+        with open_index(settings) as resetting:
+            resetting.drop()
+        with pytest.raises(CollectionMissing, match="collection 'default' does not exist"):
+            retrieve("quokkas smile", reader, llm, mode=mode, k=5)
