@@ -344,12 +344,10 @@ def forget_passages(home: Path, collection: str, paths: Iterable[str] | None = N
     saved conversation: a removed file's text must be readable in no file of the data dir.
     The questions and answers stay: they are the user's own conversation. Returns the
     conversations rewritten."""
-    folder = conversations_dir(home)
-    if not folder.is_dir():
-        return 0
     gone = None if paths is None else set(paths)
-    if gone is not None and not gone:
-        return 0
+    folder = conversations_dir(home)
+    if gone == set() or not folder.is_dir():
+        return 0  # every ingest removes its vanished files, most often none
     changed = 0
     for path in sorted(folder.glob("*.json")):
         try:

@@ -94,7 +94,7 @@ def rrf(
     lexical_weight: float,
     k: int = 60,
     *,
-    every_match: bool = False,  # as in `fuse`: a passage missing from a list scores 0 there
+    every_match: bool = False,  # `fuse`'s signature; here a missing passage adds 0 anyway
 ) -> list[tuple[Hit, float]]:
     """Weighted reciprocal rank fusion (Cormack et al. 2009): sum of w / (k + rank).
 
@@ -248,9 +248,8 @@ def retrieve(
             # or the file would be in neither ranking.
             lexical = index.lexical(question, pool, paths)
             every_match = len(lexical) < pool
-            lexical, dense = index.held_now(lexical, dense)
-        else:
-            lexical = held
+            held, dense = index.held_now(lexical, dense)
+        lexical = held
 
     if mode == "dense":
         ranked = [h for h in dense if h.score >= floor]
