@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import os
 import sqlite3
+import struct
 import threading
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -633,6 +634,12 @@ class Store:
             return f"could not purge deleted text from {path}: {exc}"
         finally:
             db.close()
+        # Every collection's folder, not only this one's: the bytes are whatever the writing
+        # process had freed, which may be any collection's text.
+        for header in sorted(root.glob(f"*/{HNSW_HEADER}")):
+            problem = zero_unused_hnsw_slots(header.parent)
+            if problem:
+                return problem
         return None
 
     def _require(self) -> Any:
@@ -653,6 +660,59 @@ class Store:
             # rewrites its HNSW files, SQLite's mtime moves): what this process did must not
             # look, at the next query, like another process's write (see _catch_up).
             self._settled()
+
+
+# hnswlib's persisted header (chroma-core/hnswlib, HEADER_FIELDS): int32 version, then size_t
+# offsetLevel0, max_elements, cur_element_count, size_data_per_element, ... (native order).
+HNSW_HEADER = "header.bin"
+_HNSW_HEAD = struct.Struct("=iQQQQ")
+_HNSW_VERSION = 1
+_ZEROS = bytes(1 << 16)
+
+
+def zero_unused_hnsw_slots(folder: Path) -> str | None:
+    """Zero what an HNSW folder's files hold past their last element.
+
+    hnswlib allocates its vector and norm buffers with malloc for the index's whole capacity
+    and writes them out whole when it creates the index (and Chroma re-creates an empty one
+    at each open), so the slots past the last element hold whatever the process had freed:
+    seen here as a logged record with a chunk's text, and open upstream as
+    chroma-core/chroma#7688. No reader looks past the element count, which the header
+    gives, so zeroing those bytes changes nothing else. Returns a reason if the files are not
+    laid out as expected (another Chroma version): they are then left as they are.
+    """
+    try:
+        head = (folder / HNSW_HEADER).read_bytes()
+        version, _, capacity, count, per_element = _HNSW_HEAD.unpack_from(head)
+    except (OSError, struct.error) as exc:
+        return f"cannot read the vector index header in {folder}: {exc}"
+    if version != _HNSW_VERSION or per_element == 0 or count > capacity:
+        return f"the vector index in {folder} is not laid out as this version of ragged knows"
+    for name, size in (("data_level0.bin", per_element), ("length.bin", 4)):
+        try:
+            _zero_from(folder / name, count * size)
+        except OSError as exc:
+            return f"cannot clear unused space in {folder / name}: {exc}"
+    return None
+
+
+def _zero_from(path: Path, start: int) -> None:
+    """Overwrite path's bytes from `start` to its end with zeros, in place (same inode, same
+    size: Chroma may hold the file open), writing only blocks that are not zero already."""
+    if not path.exists():
+        return
+    with open(path, "r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = start
+        while pos < end:
+            f.seek(pos)
+            block = f.read(min(len(_ZEROS), end - pos))
+            if block.count(0) != len(block):
+                f.seek(pos)
+                f.write(_ZEROS[: len(block)])
+            pos += len(block)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _matrix(vectors: Sequence[Sequence[float]]) -> Any:
