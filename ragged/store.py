@@ -636,11 +636,9 @@ class Store:
             db.close()
         # Every collection's folder, not only this one's: the bytes are whatever the writing
         # process had freed, which may be any collection's text.
-        for header in sorted(root.glob(f"*/{HNSW_HEADER}")):
-            problem = zero_unused_hnsw_slots(header.parent)
-            if problem:
-                return problem
-        return None
+        # One folder Chroma laid out differently does not leave the others uncleared.
+        problems = [zero_unused_hnsw_slots(h.parent) for h in sorted(root.glob(f"*/{HNSW_HEADER}"))]
+        return next((p for p in problems if p), None)
 
     def _require(self) -> Any:
         col = self._get()

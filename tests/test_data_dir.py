@@ -106,10 +106,6 @@ def test_reset_leaves_no_text_and_no_vector_files(
     assert found["hits"][0]["path"].endswith("doc01.md")
 
 
-def hnsw_folders(home: Path) -> list[Path]:
-    return [p.parent for p in (home / "chroma").glob("*/header.bin")]
-
-
 def test_removed_text_left_by_hnswlib_in_unused_slots_is_zeroed(
     runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
 ) -> None:
@@ -119,11 +115,11 @@ def test_removed_text_left_by_hnswlib_in_unused_slots_is_zeroed(
     above). Planted here where it lands, so the test fails every time, not 1 in 60."""
     docs = secret_docs(tmp_path / "docs")
     run(runner, "ingest", str(docs), "--quiet")
-    [folder] = hnsw_folders(env)
+    [folder] = [p.parent for p in (env / "chroma").glob("*/header.bin")]
     stale = f'FLOAT32{{"ragged:text":"The vault code is {SECRET}"}}'.encode()
     for name in ("data_level0.bin", "length.bin"):
         data = bytearray((folder / name).read_bytes())
-        data[-len(stale) :] = stale  # the last slot: past the last element in any index
+        data[-len(stale) :] = stale  # the last slot: unused in a collection of 31 chunks
         (folder / name).write_bytes(bytes(data))
     kept = {n: (folder / n).read_bytes() for n in ("header.bin", "link_lists.bin")}
 
@@ -131,15 +127,33 @@ def test_removed_text_left_by_hnswlib_in_unused_slots_is_zeroed(
     assert files_holding(env, SECRET) == []
     # Only unused slots were touched: the rest of the index is as Chroma left it, and works.
     assert {n: (folder / n).read_bytes() for n in kept} == kept
-    child_env = environ(env, ollama, RAGGED_MIN_SCORE="0")
     done = subprocess.run(
         [*RAGGED, "search", " ".join(f"word5x{j}" for j in range(20)), "--mode", "dense", "--json"],
-        env=child_env,
+        env=environ(env, ollama, RAGGED_MIN_SCORE="0"),
         capture_output=True,
         text=True,
     )
     hits = json.loads(done.stdout)["hits"]
     assert hits and hits[0]["path"].endswith("doc05.md"), done.stdout + done.stderr
+
+
+def test_only_bytes_past_the_header_element_count_are_zeroed(tmp_path: Path) -> None:
+    """The offsets, on a folder laid out as hnswlib's: 2 elements of 10 bytes, capacity 5."""
+    import struct
+
+    from ragged.store import zero_unused_hnsw_slots
+
+    (tmp_path / "header.bin").write_bytes(struct.pack("=iQQQQ", 1, 0, 5, 2, 10) + bytes(60))
+    (tmp_path / "data_level0.bin").write_bytes(b"e" * 20 + b"secret" * 5)
+    (tmp_path / "length.bin").write_bytes(b"n" * 8 + b"secret" * 2)
+    assert zero_unused_hnsw_slots(tmp_path) is None
+    assert (tmp_path / "data_level0.bin").read_bytes() == b"e" * 20 + bytes(30)
+    assert (tmp_path / "length.bin").read_bytes() == b"n" * 8 + bytes(12)
+    # Another layout (a later Chroma): left alone, and said so.
+    (tmp_path / "header.bin").write_bytes(struct.pack("=iQQQQ", 2, 0, 5, 2, 10))
+    (tmp_path / "length.bin").write_bytes(b"secret")
+    assert "not laid out" in (zero_unused_hnsw_slots(tmp_path) or "")
+    assert (tmp_path / "length.bin").read_bytes() == b"secret"
 
 
 # -- permissions --------------------------------------------------------------------------------
