@@ -377,6 +377,7 @@ class Bench:
                 )
                 parts.append(
                     f"idle before first {median([x['first_start'] - x['t0'] for x in busy]):.2f} s"
+                    f" / after last {median([x['t1'] - x['last_end'] for x in busy]):.2f} s"
                 )
             parts.append(f"CPU {median([x['process_cpu_s'] for x in runs]):.2f} s")
             return ", ".join(parts)
