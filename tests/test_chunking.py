@@ -207,6 +207,75 @@ def test_sections_merge_only_while_they_fit() -> None:
     assert [(x.text, x.heading) for x in chunks] == [(f"{a}\n\n{b}", "a"), (c, "c")]
 
 
+# Endings and openings where cl100k's pre-tokenizer treats the separator differently.
+ENDINGS = [
+    "word",
+    "word.",
+    "word :",
+    "a  .",
+    "x\t.",
+    "x\n.)",
+    "```",
+    "---",
+    "1.5",
+    "12345",
+    "end)",
+    "it's",
+    "dogs'",
+    "x. .",
+    '"quoted"',
+    "café",
+    "日本",
+    "smile 😀",
+    "a\x0c.",
+    "...",
+    "=>",
+    "tab\t",
+    "[link](url).",
+    "**bold**:",
+    "`code`;",
+]
+OPENINGS = ["Word", "word", ". dot", "```py", "- item", "1. one", "   ", "'s", "日本", "\tx", "#"]
+
+
+def test_a_merged_run_is_counted_without_encoding_it_and_exactly() -> None:
+    """Merged sections are counted from their own token counts (encoding them again cost a
+    tenth of a docs ingest's CPU); the count must be the encoder's, or prompts are packed
+    from wrong numbers. Where it cannot be worked out, None: the caller encodes."""
+    from ragged.ingest.chunking import SECTION_SEPARATOR, _joined_count
+
+    rng = random.Random(5)
+    worked = 0
+    for _ in range(3000):
+        texts = [
+            (rng.choice(OPENINGS) + " " + rng.choice(ENDINGS)).strip()
+            for _ in range(rng.randint(2, 4))
+        ]
+        texts = [t for t in texts if t]
+        if len(texts) < 2:
+            continue
+        got = _joined_count(texts, [count_tokens(t) for t in texts])
+        if got is not None:
+            worked += 1
+            assert got == count_tokens(SECTION_SEPARATOR.join(texts)), texts
+    assert worked > 1500  # most endings are plain ASCII
+
+
+def test_merged_runs_of_the_shared_corpus_are_counted_exactly() -> None:
+    markdown = BENCH / "corpus" / "markdown"
+    if not markdown.is_dir():
+        pytest.skip(f"the shared corpus is not at {markdown}")
+    files = sorted(markdown.rglob("*.md"))[::7]
+    merged = 0
+    for path in files:
+        document = load(path)
+        assert isinstance(document, Document)
+        for c in chunk(document):
+            assert c.tokens == count_tokens(c.text), (path, c.index)
+            merged += "\n\n" in c.text
+    assert merged > 50
+
+
 def test_pdf_pages_stay_apart() -> None:
     chunks = chunk(load(REPORT_PDF))
     assert [c.page for c in chunks] == [1, 2]

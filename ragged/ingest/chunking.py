@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from bisect import bisect_left, bisect_right
@@ -57,7 +58,10 @@ def chunk(
         )
     chunks: list[Chunk] = []
     for first, later, text, encoded in _groups(document.sections, max_tokens):
-        pieces = split_text(text, max_tokens, overlap, encoded)
+        if isinstance(encoded, int) and encoded <= max_tokens:
+            pieces = [(text, encoded)]  # sections merged into one chunk, counted exactly
+        else:
+            pieces = split_text(text, max_tokens, overlap, _tokens_or_none(encoded))
         for piece, tokens in pieces:
             # A run is split only when the estimate in _groups fell short by a token or
             # two; then each piece takes the headings of the sections that start in it.
@@ -77,12 +81,14 @@ def chunk(
 
 def _groups(
     sections: Sequence[Section], max_tokens: int
-) -> Iterator[tuple[Section, list[tuple[str, str]], str, list[int] | None]]:
+) -> Iterator[tuple[Section, list[tuple[str, str]], str, list[int] | int | None]]:
     """Runs of sections on one page that fit in one chunk together: each with its first
     section, and (own heading levels, first line) of each later section whose heading adds any.
 
     A run of one section comes with its tokens, so that split_text need not encode it again
-    (encoding was a third of ingest's own CPU time on the shared docs, done twice).
+    (encoding was a third of ingest's own CPU time on the shared docs, done twice); a run of
+    several with the exact token count of their joined text, from their own counts
+    (`_joined_count`), or None where that cannot be worked out without encoding it.
     The later headings are not counted against the window: they are not part of the text,
     so which sections share a chunk, and so every chunk's text and id, stays as it was.
     """
@@ -90,8 +96,15 @@ def _groups(
     last = ""  # the heading of the run's last section
     later: list[tuple[str, str]] = []
     texts: list[str] = []
+    counts: list[int] = []
     encoded: list[int] | None = None
     used = 0
+
+    def run() -> tuple[str, list[int] | int | None]:
+        if len(texts) == 1:
+            return texts[0], encoded
+        return SECTION_SEPARATOR.join(texts), _joined_count(texts, counts)
+
     for section in sections:
         text = section.text.strip()
         if not text:
@@ -107,15 +120,74 @@ def _groups(
             if label and label not in (h for h, _ in later):
                 later.append((label, text.split("\n", 1)[0]))
             texts.append(text)
+            counts.append(len(tokens))
             used += 1 + len(tokens)
             last = section.heading
             continue
         if first is not None:
-            yield first, later, SECTION_SEPARATOR.join(texts), encoded if len(texts) == 1 else None
-        first, later, texts, used, encoded = section, [], [text], len(tokens), tokens
+            yield first, later, *run()
+        first, later, texts, counts = section, [], [text], [len(tokens)]
+        used, encoded = len(tokens), tokens
         last = section.heading
     if first is not None:
-        yield first, later, SECTION_SEPARATOR.join(texts), encoded if len(texts) == 1 else None
+        yield first, later, *run()
+
+
+def _tokens_or_none(encoded: list[int] | int | None) -> list[int] | None:
+    return encoded if isinstance(encoded, list) else None
+
+
+# Printable ASCII that is neither a letter, a digit nor a space: what cl100k's pattern calls
+# [^\s\p{L}\p{N}] there. Outside ASCII, Unicode's classes are left to the encoder.
+_SYMBOLS = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_SEPARATOR_TOKENS = (
+    1  # "\n\n" between a letter or digit and the next text: one pre-token, one token
+)
+
+
+def _joined_count(texts: Sequence[str], counts: Sequence[int]) -> int | None:
+    r"""len(encode(SECTION_SEPARATOR.join(texts))), from each text's own token count.
+
+    cl100k's pre-tokenizer cuts the joined text where it cuts each part, with one exception:
+    a part that ends in symbols (`.`, `:`, a code fence) gives them a pre-token that takes the
+    newlines after it (` ?[^\s\p{L}\p{N}]++[\r\n]*+`), so that pre-token is counted again
+    with the separator. Every part is stripped and starts the same way wherever it stands.
+    None where a part ends in something outside printable ASCII (Unicode classes), so that
+    the caller encodes the joined text instead. tests/test_chunking.py checks this against
+    the encoder on the shared corpus and on random text.
+    """
+    total = sum(counts) + _SEPARATOR_TOKENS * (len(texts) - 1)
+    for text in texts[:-1]:
+        end = len(text)
+        while end > 0 and text[end - 1] in _SYMBOLS:
+            end -= 1
+        if end == len(text):
+            last = text[-1]
+            if not (last.isascii() and last.isalnum()):
+                return None
+            continue
+        if end > 0 and text[end - 1] == " ":
+            end -= 1
+        elif end > 0 and not (text[end - 1].isascii() and text[end - 1] in _PLAIN_BEFORE):
+            return None
+        total += _symbols_with_separator(text[end:])
+    return total
+
+
+# What may stand before a run of trailing symbols for the run to start a pre-token of its own:
+# letters, digits, tab and line breaks (a space joins the run: see _joined_count).
+_PLAIN_BEFORE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\t\n\r")
+
+
+@functools.lru_cache(maxsize=1024)
+def _symbols_with_separator(symbols: str) -> int:
+    """Tokens the pre-token `symbols` + separator costs beyond `symbols` and a separator alone."""
+    enc = encoding()
+    return (
+        len(enc.encode_ordinary(symbols + SECTION_SEPARATOR))
+        - len(enc.encode_ordinary(symbols))
+        - _SEPARATOR_TOKENS
+    )
 
 
 def _new_levels(before: str, heading: str) -> str:
