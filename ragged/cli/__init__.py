@@ -6,18 +6,14 @@ below holds a few commands as plain functions, registered on `app` here.
 
 from __future__ import annotations
 
-from ragged.cli import _early
+from pathlib import Path
+from typing import Annotated
 
-_early.start()  # before Typer: see _early.py
+import typer
 
-from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
-
-import typer  # noqa: E402
-
-from ragged import __version__  # noqa: E402
-from ragged.cli import ask, chat, doctor, ingest, manage, serve, watch  # noqa: E402
-from ragged.cli._common import Command, IngestCommand, State  # noqa: E402
+from ragged import __version__
+from ragged.cli import ask, chat, doctor, ingest, manage, serve, watch
+from ragged.cli._common import Command, IngestCommand, State
 
 app = typer.Typer(
     no_args_is_help=True,
