@@ -123,6 +123,48 @@ def test_chat_follows_a_reset_and_the_collection_ingested_after_it(
     assert "deleted" not in err
 
 
+def test_chat_refuses_to_switch_to_a_collection_reset_since_it_was_opened(
+    ollama: OllamaStandIn, env: Path, folders: tuple[Path, Path]
+) -> None:
+    """Reproduced: `/collection docs` back to a collection chat had opened before, after a
+    `reset --collection docs` in another shell, said "now in collection 'docs'" from its
+    cache, and the next question failed on the deleted collection instead of the switch."""
+    before, after = folders
+    environ = served(env, ollama)
+    ragged(environ, "ingest", str(before), "-q")
+    ragged(environ, "ingest", str(after), "-q", "--collection", "docs")
+    chat = subprocess.Popen(
+        [*RAGGED, "chat", "--json"],
+        env=environ,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert chat.stdin is not None and chat.stdout is not None
+
+    def turn(lines: str) -> dict[str, Any]:
+        assert chat.stdin is not None and chat.stdout is not None
+        chat.stdin.write(lines)
+        chat.stdin.flush()
+        return json.loads(chat.stdout.readline())  # type: ignore[no-any-return]
+
+    try:
+        there = turn("/collection docs\nHow tall is the kangaroo lighthouse?\n")
+        assert all(s["path"].endswith("after.md") for s in there["sources"]), there
+        back = turn("/collection default\nWhat are the largest living rodents?\n")
+        assert all(s["path"].endswith("before.md") for s in back["sources"]), back
+        ragged(environ, "reset", "--collection", "docs", "--yes")
+        chat.stdin.write("/collection docs\nWhat are the largest living rodents?\n")
+    finally:
+        out, err = chat.communicate(timeout=60)
+    assert chat.returncode == 0, err
+    assert err.count("now in collection 'docs'") == 1, err
+    assert "collection 'docs' does not exist" in err
+    last = json.loads(out.splitlines()[-1])  # still in default, which answers
+    assert last["sources"] and all(s["path"].endswith("before.md") for s in last["sources"])
+
+
 def test_serve_answers_every_request_while_an_ingest_changes_the_collection(
     ollama: OllamaStandIn, tmp_path: Path, env: Path
 ) -> None:

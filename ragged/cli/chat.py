@@ -115,7 +115,14 @@ class Session:
     _indexes: dict[str, Index] = field(default_factory=dict)
 
     def open(self, name: str) -> None:
-        """Make `name` the collection in use; it is refused, naming the others, if absent."""
+        """Make `name` the collection in use; it is refused, naming the others, if absent.
+
+        One opened earlier in this chat is opened again if a `reset` has deleted it since:
+        refused then, not switched to (the next question would fail on it).
+        """
+        cached = self._indexes.get(name)
+        if cached is not None and cached.outdated():
+            self._forget(name)
         if name not in self._indexes:
             assert self.stack is not None
             settings = replace(self.settings, collection=name)
@@ -123,13 +130,17 @@ class Session:
         self.index = self._indexes[name]
         self.conversation.collection = name
 
+    def _forget(self, name: str) -> None:
+        index = self._indexes.pop(name, None)
+        if index is not None:
+            index.close()
+
     def current(self) -> Index:
         """The collection in use, opened again if a `reset` deleted it since (the next ingest
         makes a new one); refused, naming the others, while it does not exist."""
         assert self.index is not None
         if self.index.outdated():
-            self.index.close()
-            self._indexes.pop(self.conversation.collection, None)
+            self._forget(self.conversation.collection)
             self.open(self.conversation.collection)
         else:
             self.index.follow()
