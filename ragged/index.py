@@ -783,12 +783,38 @@ def _still_shared(store: Store) -> bool:
         return False  # cannot tell: a reader takes it for gone, a writer's drop will say why
 
 
+def collections(settings: Settings) -> list[tuple[str, int, str | None]]:
+    """The store's collections (name, chunks, embedding model), less those a `reset` is
+    deleting or stopped deleting: gone for readers (open_index), so not listed either. On a
+    shared server every collection it lists lives on: the mark is this machine's alone."""
+    from ragged.store import list_collections
+
+    rows = list_collections(settings)
+    if settings.chroma_url:
+        return rows
+    return [row for row in rows if not _being_dropped(settings, row[0])]
+
+
+def _being_dropped(settings: Settings, name: str) -> bool:
+    from ragged.catalog import CatalogDamaged, catalog_path, open_catalog
+
+    if not catalog_path(settings, name).exists():
+        return False
+    try:
+        catalog = open_catalog(settings, name)
+    except CatalogDamaged:
+        return False  # doctor says what it holds
+    try:
+        return catalog.meta(DROPPING) is not None
+    finally:
+        catalog.close()
+
+
 def collection_names(settings: Settings) -> list[str]:
     """Collections that exist: in the store, or only in a catalog (text awaiting vectors)."""
     from ragged.catalog import CatalogDamaged, catalog_path, open_catalog
-    from ragged.store import list_collections
 
-    names = {name for name, _, _ in list_collections(settings)}
+    names = {name for name, _, _ in collections(settings)}
     folder = catalog_path(settings).parent
     for path in folder.glob("*.sqlite") if folder.is_dir() else ():
         if path.stem in names:
@@ -799,7 +825,7 @@ def collection_names(settings: Settings) -> list[str]:
             names.add(path.stem)  # it held something once; doctor --fix can tell what
             continue
         try:
-            if catalog.file_count():
+            if catalog.file_count() and catalog.meta(DROPPING) is None:
                 names.add(path.stem)
         finally:
             catalog.close()

@@ -590,6 +590,10 @@ def test_removing_every_file_killed_before_the_store_forgot_them_stays_removed(
     assert len(chunk_ids()) == 1
 
 
+def collection_list(runner: CliRunner) -> list[str]:
+    return [c["name"] for c in json.loads(run(runner, "collections", "--json").stdout)]
+
+
 @both_stores
 @pytest.mark.parametrize("store_dropped", [False, True], ids=["marked", "store-dropped"])
 @pytest.mark.parametrize("finisher", ["ingest", "reset"])
@@ -612,6 +616,7 @@ def test_a_reset_under_way_or_stopped_half_way_is_a_deleted_collection(
         # written to it since. Reproduced (QA): this machine's next ingest finished the
         # failed reset and deleted the other machines' files. The collection lives on.
         assert len(listing(runner)) == 5
+        assert "default" in collection_list(runner)
         run(runner, "ingest", str(tmp_path / "corpus"))
         assert len(listing(runner)) == 5 and len(chunk_ids()) == 5
         return
@@ -620,6 +625,8 @@ def test_a_reset_under_way_or_stopped_half_way_is_a_deleted_collection(
         assert refused.exit_code == 1, refused.output
         assert "collection 'default' does not exist" in refused.stderr
         assert "lost" not in refused.stderr
+    # Reproduced: `collections` still listed it (with its chunks) while every reader refused it.
+    assert "default" not in collection_list(runner)
     if finisher == "reset":  # run again, it finishes what the stopped one began
         assert "collection 'default' deleted (5 files)" in run(runner, "reset", "--yes").stdout
         assert chunk_ids() == set()

@@ -141,11 +141,11 @@ def collections(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     Example: ragged collections
     """
     from ragged import render
-    from ragged.store import list_collections
+    from ragged.index import collections as live_collections
 
     state: State = ctx.obj
     with reporting(state):
-        rows = list_collections(state.settings())
+        rows = live_collections(state.settings())
         if json_out:
             render.print_json([{"name": n, "chunks": c, "embed_model": m} for n, c, m in rows])
         elif not rows:
