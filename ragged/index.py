@@ -783,7 +783,7 @@ def _still_shared(store: Store) -> bool:
         return False  # cannot tell: a reader takes it for gone, a writer's drop will say why
 
 
-def collections(settings: Settings) -> list[tuple[str, int, str | None]]:
+def live_collections(settings: Settings) -> list[tuple[str, int, str | None]]:
     """The store's collections (name, chunks, embedding model), less those a `reset` is
     deleting or stopped deleting: gone for readers (open_index), so not listed either. On a
     shared server every collection it lists lives on: the mark is this machine's alone."""
@@ -814,7 +814,7 @@ def collection_names(settings: Settings) -> list[str]:
     """Collections that exist: in the store, or only in a catalog (text awaiting vectors)."""
     from ragged.catalog import CatalogDamaged, catalog_path, open_catalog
 
-    names = {name for name, _, _ in collections(settings)}
+    names = {name for name, _, _ in live_collections(settings)}
     folder = catalog_path(settings).parent
     for path in folder.glob("*.sqlite") if folder.is_dir() else ():
         if path.stem in names:

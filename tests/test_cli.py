@@ -238,6 +238,26 @@ def test_config_shows_where_values_come_from(
     assert "RAGGED_TOP_K" in run(runner, "config").stdout
 
 
+def run_listing_imports(
+    command: list[str], ollama: OllamaStandIn, env: Path
+) -> tuple[str, list[str]]:
+    """Run a ragged command; its stdout, and every module imported by it and its workers."""
+    environ = {
+        **os.environ,
+        "OLLAMA_HOST": ollama.host,
+        "RAGGED_HOME": str(env),
+        "PYTHONPROFILEIMPORTTIME": "1",  # every process lists its imports on stderr
+    }
+    done = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = [
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    return done.stdout, imported
+
+
 def test_the_ragged_command_s_pdf_workers_do_not_load_the_cli(
     ollama: OllamaStandIn, env: Path, tmp_path: Path
 ) -> None:
@@ -252,26 +272,8 @@ def test_the_ragged_command_s_pdf_workers_do_not_load_the_cli(
     folder.mkdir()
     for n in range(3):
         write_pdf(folder / f"report-{n}.pdf", [[f"Quarterly report {n}: revenue grew."]])
-    environ = {
-        **os.environ,
-        "OLLAMA_HOST": ollama.host,
-        "RAGGED_HOME": str(env),
-        "PYTHONPROFILEIMPORTTIME": "1",  # every process lists its imports on stderr
-    }
-    done = subprocess.run(
-        [str(script), "ingest", str(folder)],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "3 added" in done.stdout
-    imported = [
-        line.rsplit("|", 1)[1].strip()
-        for line in done.stderr.splitlines()
-        if line.startswith("import time:")
-    ]
+    out, imported = run_listing_imports([str(script), "ingest", str(folder)], ollama, env)
+    assert "3 added" in out
     assert imported.count("pypdfium2") >= 1  # a worker parsed the PDFs
     assert imported.count("typer") == 1  # the parent only
     assert imported.count("ragged.cli") == 1
@@ -283,26 +285,11 @@ def test_commands_that_reach_ollama_and_chroma_skip_httpx_s_own_cli(
     """httpx, under both clients, imports its command-line tool (click, rich, pygments) on
     import when those are installed: 20-50 ms of CPU in every cold `search` and `ask`."""
     ingested(runner, docs)
-    environ = {
-        **os.environ,
-        "OLLAMA_HOST": ollama.host,
-        "RAGGED_HOME": str(env),
-        "PYTHONPROFILEIMPORTTIME": "1",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "ragged", "search", "Foxtrot daemon port"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out, listed = run_listing_imports(
+        [sys.executable, "-m", "ragged", "search", "Foxtrot daemon port"], ollama, env
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "install.md" in done.stdout
-    imported = {
-        line.rsplit("|", 1)[1].strip()
-        for line in done.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    assert "install.md" in out
+    imported = set(listed)
     assert {"httpx", "chromadb.api.client", "ollama._client"} <= imported
     # (httpx._main itself is still listed: the attempt that fails at once.)
     assert not {"pygments", "rich.syntax"} & imported

@@ -48,6 +48,26 @@ def served(home: Path, ollama: OllamaStandIn) -> dict[str, str]:
     return server_env(home, ollama.host, RAGGED_MIN_SCORE="0.05")
 
 
+def start_chat(environ: dict[str, str]) -> subprocess.Popen[str]:
+    """`ragged chat --json` with pipes: one JSON line on stdout per answered question."""
+    return subprocess.Popen(
+        [*RAGGED, "chat", "--json"],
+        env=environ,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def turn(chat: subprocess.Popen[str], lines: str) -> dict[str, Any]:
+    """Send `lines` (commands, then one question) and read that question's answer."""
+    assert chat.stdin is not None and chat.stdout is not None
+    chat.stdin.write(lines)
+    chat.stdin.flush()
+    return json.loads(chat.stdout.readline())  # type: ignore[no-any-return]
+
+
 def search(api: httpx.Client, query: str) -> httpx.Response:
     return api.post("/search", json={"query": query, "mode": "hybrid", "k": 3})
 
@@ -92,28 +112,13 @@ def test_chat_follows_a_reset_and_the_collection_ingested_after_it(
     before, after = folders
     environ = served(env, ollama)
     ragged(environ, "ingest", str(before), "-q")
-    chat = subprocess.Popen(
-        [*RAGGED, "chat", "--json"],
-        env=environ,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert chat.stdin is not None and chat.stdout is not None
-
-    def turn(question: str) -> dict[str, Any]:
-        assert chat.stdin is not None and chat.stdout is not None
-        chat.stdin.write(question + "\n")
-        chat.stdin.flush()
-        return json.loads(chat.stdout.readline())  # type: ignore[no-any-return]
-
+    chat = start_chat(environ)
     try:
-        first = turn("What are the largest living rodents?")
+        first = turn(chat, "What are the largest living rodents?\n")
         assert any(s["path"].endswith("before.md") for s in first["sources"])
         ragged(environ, "reset", "--yes")
         ragged(environ, "ingest", str(after), "-q")
-        second = turn("How tall is the kangaroo lighthouse?")
+        second = turn(chat, "How tall is the kangaroo lighthouse?\n")
         assert second.get("notice") is None, second
         assert second["sources"], second
         assert all(s["path"].endswith("after.md") for s in second["sources"])
@@ -133,28 +138,14 @@ def test_chat_refuses_to_switch_to_a_collection_reset_since_it_was_opened(
     environ = served(env, ollama)
     ragged(environ, "ingest", str(before), "-q")
     ragged(environ, "ingest", str(after), "-q", "--collection", "docs")
-    chat = subprocess.Popen(
-        [*RAGGED, "chat", "--json"],
-        env=environ,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert chat.stdin is not None and chat.stdout is not None
-
-    def turn(lines: str) -> dict[str, Any]:
-        assert chat.stdin is not None and chat.stdout is not None
-        chat.stdin.write(lines)
-        chat.stdin.flush()
-        return json.loads(chat.stdout.readline())  # type: ignore[no-any-return]
-
+    chat = start_chat(environ)
     try:
-        there = turn("/collection docs\nHow tall is the kangaroo lighthouse?\n")
+        there = turn(chat, "/collection docs\nHow tall is the kangaroo lighthouse?\n")
         assert all(s["path"].endswith("after.md") for s in there["sources"]), there
-        back = turn("/collection default\nWhat are the largest living rodents?\n")
+        back = turn(chat, "/collection default\nWhat are the largest living rodents?\n")
         assert all(s["path"].endswith("before.md") for s in back["sources"]), back
         ragged(environ, "reset", "--collection", "docs", "--yes")
+        assert chat.stdin is not None
         chat.stdin.write("/collection docs\nWhat are the largest living rodents?\n")
     finally:
         out, err = chat.communicate(timeout=60)

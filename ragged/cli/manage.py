@@ -141,7 +141,7 @@ def collections(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     Example: ragged collections
     """
     from ragged import render
-    from ragged.index import collections as live_collections
+    from ragged.index import live_collections
 
     state: State = ctx.obj
     with reporting(state):

@@ -57,11 +57,11 @@ def chunk(
             f"overlap must be from 0 to max_tokens - 1 ({max_tokens - 1}), not {overlap}"
         )
     chunks: list[Chunk] = []
-    for first, later, text, encoded in _groups(document.sections, max_tokens):
-        if isinstance(encoded, int) and encoded <= max_tokens:
-            pieces = [(text, encoded)]  # sections merged into one chunk, counted exactly
+    for first, later, text, encoded, count in _groups(document.sections, max_tokens):
+        if count is not None and count <= max_tokens:
+            pieces = [(text, count)]  # sections merged into one chunk, counted exactly
         else:
-            pieces = split_text(text, max_tokens, overlap, _tokens_or_none(encoded))
+            pieces = split_text(text, max_tokens, overlap, encoded)
         for piece, tokens in pieces:
             # A run is split only when the estimate in _groups fell short by a token or
             # two; then each piece takes the headings of the sections that start in it.
@@ -81,13 +81,13 @@ def chunk(
 
 def _groups(
     sections: Sequence[Section], max_tokens: int
-) -> Iterator[tuple[Section, list[tuple[str, str]], str, list[int] | int | None]]:
+) -> Iterator[tuple[Section, list[tuple[str, str]], str, list[int] | None, int | None]]:
     """Runs of sections on one page that fit in one chunk together: each with its first
     section, and (own heading levels, first line) of each later section whose heading adds any.
 
     A run of one section comes with its tokens, so that split_text need not encode it again
     (encoding was a third of ingest's own CPU time on the shared docs, done twice); a run of
-    several with the exact token count of their joined text, from their own counts
+    several with the exact token count of their joined text instead, from their own counts
     (`_joined_count`), or None where that cannot be worked out without encoding it.
     The later headings are not counted against the window: they are not part of the text,
     so which sections share a chunk, and so every chunk's text and id, stays as it was.
@@ -100,10 +100,10 @@ def _groups(
     encoded: list[int] | None = None
     used = 0
 
-    def run() -> tuple[str, list[int] | int | None]:
+    def run() -> tuple[str, list[int] | None, int | None]:
         if len(texts) == 1:
-            return texts[0], encoded
-        return SECTION_SEPARATOR.join(texts), _joined_count(texts, counts)
+            return texts[0], encoded, None
+        return SECTION_SEPARATOR.join(texts), None, _joined_count(texts, counts)
 
     for section in sections:
         text = section.text.strip()
@@ -133,16 +133,11 @@ def _groups(
         yield first, later, *run()
 
 
-def _tokens_or_none(encoded: list[int] | int | None) -> list[int] | None:
-    return encoded if isinstance(encoded, list) else None
-
-
 # Printable ASCII that is neither a letter, a digit nor a space: what cl100k's pattern calls
 # [^\s\p{L}\p{N}] there. Outside ASCII, Unicode's classes are left to the encoder.
 _SYMBOLS = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
-_SEPARATOR_TOKENS = (
-    1  # "\n\n" between a letter or digit and the next text: one pre-token, one token
-)
+# "\n\n" between a letter or digit and the next text: one pre-token, one token.
+_SEPARATOR_TOKENS = 1
 
 
 def _joined_count(texts: Sequence[str], counts: Sequence[int]) -> int | None:

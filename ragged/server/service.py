@@ -213,7 +213,7 @@ class Service:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Ollama and the store reachable, with the collections' chunk counts."""
         from ragged import __version__
-        from ragged.index import collections
+        from ragged.index import live_collections
         from ragged.store import store_location
 
         ollama: dict[str, Any] = {"host": self.settings.ollama_host}
@@ -224,7 +224,7 @@ class Service:
         store: dict[str, Any] = {"where": store_location(self.settings)}
         counts: dict[str, int] = {}
         try:
-            counts = {name: count for name, count, _ in collections(self.settings)}
+            counts = {name: count for name, count, _ in live_collections(self.settings)}
             store["reachable"] = True
         except RaggedError as exc:
             store.update(reachable=False, error=exc.message)
