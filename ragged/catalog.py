@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
 from ragged.errors import StoreError
@@ -104,6 +104,11 @@ BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 
 FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"
 CHUNK_COLUMNS = "id, path, idx, text, page, heading, tokens, content_hash, subheadings"
+# Bound values one statement may take on every SQLite build (999 before SQLite 3.32), and so
+# the chunk rows (10 values each) one INSERT carries.
+MAX_VARIABLES = 999
+ROWS_PER_STATEMENT = MAX_VARIABLES // 10
+_T = TypeVar("_T")
 
 # Common English words carry no signal for BM25 and slow FTS5 OR-queries down.
 STOPWORDS = frozenset(
@@ -472,16 +477,30 @@ class Catalog:
     def _insert_chunks(
         self, db: sqlite3.Connection, chunks: Sequence[ChunkRow], embedded: bool
     ) -> None:
-        db.executemany(
-            f"INSERT INTO chunks({CHUNK_COLUMNS}, embedded) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [
-                (c.id, c.path, c.idx, c.text, c.page, c.heading, c.tokens, c.content_hash)
-                + (c.subheadings, int(embedded))
-                for c in chunks
-            ],
-        )
+        """A file's chunks in statements of up to ROWS_PER_STATEMENT rows, not one per row.
+
+        Why: every statement step hands the GIL back, and while another thread holds it
+        (chromadb's import, Ollama's replies being read) each step waits up to a switch
+        interval (5 ms) to get it back: staging a 197-chunk PDF one row at a time took
+        0.45 s beside the import, against a few ms alone (docs/benchmarks.md, "Seventh pass").
+        """
+        for part in _parts(chunks, ROWS_PER_STATEMENT):
+            db.execute(
+                f"INSERT INTO chunks({CHUNK_COLUMNS}, embedded) VALUES "
+                + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * len(part)),
+                [
+                    value
+                    for c in part
+                    for value in (c.id, c.path, c.idx, c.text, c.page, c.heading, c.tokens)
+                    + (c.content_hash, c.subheadings, int(embedded))
+                ],
+            )
         # An id may have been tombstoned by an earlier version of this file: it lives again.
-        db.executemany("DELETE FROM tombstones WHERE id = ?", [(c.id,) for c in chunks])
+        for part in _parts(chunks, MAX_VARIABLES):
+            db.execute(
+                f"DELETE FROM tombstones WHERE id IN ({','.join('?' * len(part))})",
+                [c.id for c in part],
+            )
 
     def remove_files(self, paths: Iterable[str]) -> int:
         """Forget files and tombstone their chunks; returns how many files were known."""
@@ -576,7 +595,7 @@ class Catalog:
     def mark_embedded(self, ids: Sequence[str], embed_model: str) -> None:
         """Record vectors as stored; a file whose chunks are all embedded becomes 'ok'."""
         with self.transaction() as db:
-            db.executemany("UPDATE chunks SET embedded = 1 WHERE id = ?", [(i,) for i in ids])
+            self._set_embedded(db, ids, 1)
             db.execute(
                 "UPDATE files SET status = 'ok', embed_model = ? WHERE status = 'pending' AND "
                 "NOT EXISTS (SELECT 1 FROM chunks c WHERE c.path = files.path AND c.embedded = 0)",
@@ -585,11 +604,18 @@ class Catalog:
 
     def mark_unembedded(self, ids: Iterable[str]) -> None:
         with self.transaction() as db:
-            db.executemany("UPDATE chunks SET embedded = 0 WHERE id = ?", [(i,) for i in ids])
+            self._set_embedded(db, list(ids), 0)
             db.execute(
                 "UPDATE files SET status = 'pending' WHERE EXISTS "
                 "(SELECT 1 FROM chunks c WHERE c.path = files.path AND c.embedded = 0)"
             )
+
+    @staticmethod
+    def _set_embedded(db: sqlite3.Connection, ids: Sequence[str], value: int) -> None:
+        # A statement per MAX_VARIABLES ids, not one per id (see _insert_chunks).
+        for part in _parts(ids, MAX_VARIABLES):
+            marks = ",".join("?" * len(part))
+            db.execute(f"UPDATE chunks SET embedded = {int(value)} WHERE id IN ({marks})", part)
 
     def embedded_count(self, paths: Sequence[str] | None = None) -> int:
         """Chunks whose vectors are in the store, of every file or of these files."""
@@ -851,6 +877,12 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def open_catalog(settings: Settings, collection: str | None = None) -> Catalog:
     return Catalog(catalog_path(settings, collection))
+
+
+def _parts(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """`items` in consecutive slices of at most `size`."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def now() -> float:

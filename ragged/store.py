@@ -197,6 +197,11 @@ class Store:
         now = self.fingerprint()
         return now if now == self._seen else None
 
+    @property
+    def opened(self) -> bool:
+        """The client is open: a write now does not wait for chromadb's import."""
+        return self._made is not None
+
     def prefetch(self) -> None:
         """Import chromadb and open the client on a thread, while the caller does other work.
 

@@ -221,3 +221,34 @@ def test_chunk_longer_than_the_embedding_context_is_not_truncated(
     assert any("firstword" in i[0] and "lastword" not in i[0] for i in inputs)
     assert any("lastword" in i[0] and "firstword" not in i[0] for i in inputs)
     rag.consistent()
+
+
+def test_a_long_pdf_is_chunked_in_its_worker_as_it_would_be_here(
+    ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """PDFs are chunked in the parsing workers: with this run's chunk sizes, into exactly the
+    chunks chunking the same text here gives, and all of them stored (more chunks than one
+    catalog statement carries)."""
+    from ragged.catalog import ROWS_PER_STATEMENT
+    from ragged.ingest.chunking import chunk
+    from ragged.ingest.loaders import load
+    from tests.pdfgen import write_pdf
+
+    pages = [
+        [
+            f"Page {p} line {n}: the harbour ledger lists mooring fee {p * 100 + n}."
+            for n in range(12)
+        ]
+        for p in range(1, 41)
+    ]
+    pdf = write_pdf(tmp_path / "ledger.pdf", pages)
+    rag = Env(chunk_tokens=64, chunk_overlap=8)
+    report = rag.ingest(pdf)
+    expected = chunk(load(pdf), 64, 8)
+    stored = rag.catalog.chunks_of(str(pdf.resolve()))
+    assert len(expected) > ROWS_PER_STATEMENT
+    assert report.chunks == len(stored) == len(expected)
+    assert [(c.idx, c.text, c.page, c.heading, c.tokens) for c in stored] == [
+        (c.index, c.text, c.page, c.heading, c.tokens) for c in expected
+    ]
+    assert rag.consistent() == len(expected)

@@ -400,14 +400,16 @@ def ingest(
         state.files += 1
         progress()
 
-    def warm_up() -> None:
+    def warm_up(chunking_here: bool = True) -> None:
         """Work is coming: import the Ollama client here and now (the first request needs it),
-        then load the tokenizer on a thread while the file is read. Not before: an unchanged
-        re-ingest needs neither."""
+        then, if a file is to be chunked in this process, load the tokenizer on a thread while
+        it is read (PDFs are chunked in their workers). Not before: an unchanged re-ingest
+        needs neither."""
         from ragged.tokens import warm_up as load_tokenizer
 
         llm.load()
-        load_tokenizer()
+        if chunking_here:
+            load_tokenizer()
 
     def open_store(now: bool = False) -> None:
         """Open the store (import chromadb: 0.5-1 s of CPU, holding the GIL) on a thread while
@@ -417,6 +419,14 @@ def ingest(
         and Ollama sat idle 0.4 s longer at the start of a run (docs/benchmarks.md)."""
         if now or embedder.answered:
             index.store.prefetch()
+
+    def write_while_waiting() -> None:
+        """About to wait for the PDF workers: write the vectors buffered so far, if the store
+        is open already and there are enough of them for a write to be worth its fixed cost.
+        Otherwise a PDF run, whose chunks rarely fill a full write, stored every vector after
+        Ollama's last reply (0.25-0.3 s of its end, docs/benchmarks.md, "Seventh pass")."""
+        if index.store.opened and len(writer.rows) >= settings.embed_batch * 4:
+            writer.flush()
 
     def handle(cand: Candidate) -> None:
         state.current = cand.rel_path
@@ -453,7 +463,7 @@ def ingest(
                 warm_up()
             parsers.submit(prepared[0], prepared[1])
             if pooled:
-                warm_up()
+                warm_up(chunking_here=False)
         for done in parsers.ready():
             finish(*done)
         embedder.poll()
@@ -478,6 +488,7 @@ def ingest(
             while not parsers.has_room():
                 embedder.poll()
                 open_store()
+                write_while_waiting()
                 parsers.wait()
                 for done in parsers.ready():
                     finish(*done)
@@ -485,6 +496,7 @@ def ingest(
         while parsers.busy:
             embedder.poll()
             open_store()
+            write_while_waiting()
             parsers.wait()
             for done in parsers.ready():
                 finish(*done)
@@ -685,14 +697,14 @@ class Job:
 
 
 def parse_file(path: str, data: bytes, max_tokens: int, overlap: int) -> Parsed:
-    """Load and chunk one file."""
+    """Load and chunk one file. Runs in a worker process for PDFs and images, so it returns
+    why a file cannot be read instead of raising."""
     loaded = load_file(path, data)
     return loaded if isinstance(loaded, str) else chunk_document(loaded, max_tokens, overlap)
 
 
 def load_file(path: str, data: bytes) -> Document | str:
-    """One file's text, or why it cannot be read. Runs in a worker process for PDFs, so it
-    returns, never raises, and leaves chunking (and loading the tokenizer) to the caller."""
+    """One file's text, or why it cannot be read (returned, never raised)."""
     from ragged.ingest.loaders import load
 
     try:
@@ -711,19 +723,23 @@ def chunk_document(document: Document, max_tokens: int, overlap: int) -> Parsed:
 
 
 class Parsers:
-    """Parses files: text formats inline, PDFs' text in a pool of processes meanwhile.
+    """Parses files: text formats inline, PDFs in a pool of processes meanwhile.
 
     Extracting a PDF's text is CPU-bound (pdfium, or pure-Python pypdf), so threads would not
-    help; a crash in pdfium's C++ then costs one file, not the run. Workers only extract: the
-    tokenizer stays loaded once, here, and chunking is quick. The pool is started when the
-    first PDF needs parsing, since spawning workers costs a few hundred ms.
+    help; a crash in pdfium's C++ then costs one file, not the run. Workers chunk what they
+    extract too: every tokenizer call hands the GIL back, and in this process another thread
+    (chromadb's import, Ollama's replies) keeps it for up to a switch interval each time, so a
+    117-page PDF that chunks in 0.09 s alone took 0.6 s here (docs/benchmarks.md, "Seventh
+    pass"). Each worker loads the tokenizer once (~0.1 s, beside this process's work). The
+    pool is started when the first PDF needs parsing, since spawning workers costs a few
+    hundred ms.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.workers = max(1, min(4, os.cpu_count() or 1))
         self.pool: ProcessPoolExecutor | None = None
-        self.queue: list[tuple[Job, Future[Document | str]]] = []
+        self.queue: list[tuple[Job, Future[Parsed]]] = []
         self.done: list[tuple[Job, Parsed]] = []
 
     @staticmethod
@@ -752,7 +768,15 @@ class Parsers:
         # Bounded look-ahead keeps memory flat on folders of large PDFs.
         while not self.has_room():
             self._take(block=True)
-        self.queue.append((job, self.pool.submit(load_file, path, data)))
+        settings = self.settings
+        self.queue.append(
+            (
+                job,
+                self.pool.submit(
+                    parse_file, path, data, settings.chunk_tokens, settings.chunk_overlap
+                ),
+            )
+        )
 
     def _take(self, block: bool) -> None:
         """Collect the files whose text is ready, in whatever order they finished."""
@@ -766,14 +790,9 @@ class Parsers:
                 waiting.append((job, future))
                 continue
             try:
-                loaded = future.result()
+                parsed = future.result()
             except Exception as exc:  # a worker that died (out of memory, a crash in pdfium)
-                loaded = f"parser crashed: {exc.__class__.__name__}: {exc}"
-            parsed = (
-                loaded
-                if isinstance(loaded, str)
-                else chunk_document(loaded, self.settings.chunk_tokens, self.settings.chunk_overlap)
-            )
+                parsed = f"parser crashed: {exc.__class__.__name__}: {exc}"
             self.done.append((job, parsed))
         self.queue = waiting
 
