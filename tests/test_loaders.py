@@ -545,3 +545,76 @@ def test_bench_pdfs_load_or_say_why(path: Path) -> None:
         assert exc.reason
     else:
         assert doc.pages and all(s.text.strip() and s.page for s in doc.sections)
+
+
+# Pieces of hostile markup: stray carriage returns and NULs, trailing spaces of every kind,
+# runs of blank lines, headings of both syntaxes, fences, front matter, rST adornments.
+_PIECES = (
+    "word",
+    "two words",
+    " ",
+    "\t",
+    "\u00a0",
+    "\v",
+    "\f",
+    "\x00",
+    "\r",
+    "\r\n",
+    "\n",
+    "\n\n\n",
+    "# Heading",
+    "## Sub #",
+    "Title\n=====",
+    "Title\n-----",
+    "```",
+    "~~~~",
+    "---\nkey: value\n---\n",
+    "=====",
+    "-----\nTitle\n-----",
+    "  - item",
+)
+
+
+@pytest.mark.parametrize("suffix", [".md", ".rst"])
+def test_sections_come_out_normalised(suffix: str) -> None:
+    """A section's text is cut from text normalised once, so it must be normalised already:
+    no carriage returns or NULs, no line ending in spaces, no two blank lines in a row, no
+    blank line at either end (the loaders no longer normalise every section again)."""
+    import random
+
+    from ragged.ingest.loaders import normalise
+
+    rng = random.Random(15)
+    loaded = 0
+    for _ in range(1500):
+        text = "".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 40)))
+        try:
+            document = load(Path("doc" + suffix), text.encode())
+        except UnreadableDocument:
+            continue
+        loaded += 1
+        for section in document.sections:
+            assert section.text == normalise(section.text), repr(text)
+    assert loaded > 1000
+
+
+def test_normalise_is_the_rule_it_states() -> None:
+    """`normalise` against the rule written as regexes: CRLF and CR to LF, NULs gone, the
+    spaces (not every Unicode space) at line ends gone, runs of blank lines cut to one,
+    blank lines at either end gone."""
+    import random
+    import re
+
+    from ragged.ingest.loaders import normalise
+
+    def rule(text: str) -> str:
+        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+        text = re.sub(r"[ \t\f\v\u00a0]+$", "", text, flags=re.MULTILINE)
+        return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+
+    pieces = ["a", "b c", " ", "\t", "\u00a0", "\v", "\f", "\x00", "\r", "\r\n", "\n"]
+    pieces += ["\u2003", "\x1c", "\x85", "\u2028"]  # spaces and breaks the rule leaves alone
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert normalise(text) == rule(text), repr(text)
