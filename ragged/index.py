@@ -333,12 +333,13 @@ class Index:
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
         self.catalog.touch(path, size, mtime_ns)
 
-    def reuse(self, record: FileRecord) -> int | None:
-        """A moved, renamed or copied file: copy the vectors of a stored file with the same bytes.
+    def reuse(self, record: FileRecord, donors: Sequence[FileRecord]) -> int | None:
+        """A moved, renamed or copied file: copy the vectors of one of `donors`, the stored
+        files with the same bytes (`Catalog.files_with_hash`).
 
-        Returns the chunks written, or None when no stored file can give its vectors.
+        Returns the chunks written, or None when no donor can give its vectors.
         """
-        for donor in self.catalog.files_with_hash(record.content_hash):
+        for donor in donors:
             # The donor may be this very path, ingested before under another model.
             if donor.embed_model != record.embed_model:
                 continue

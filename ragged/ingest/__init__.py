@@ -881,13 +881,13 @@ def _prepare(
         embed_model=index.settings.embed_model,
         ingested_at=now(),
     )
-    donors = {f.path for f in catalog.files_with_hash(digest)}
+    donors = catalog.files_with_hash(digest)
     # A large file's vectors are not copied: that would hold all of them in memory at once.
-    reused = None if force or large else index.reuse(record)
+    reused = None if force or large or not donors else index.reuse(record, donors)
     if reused is not None:
         report.reused += reused
         report.chunks += reused
-        if status == "added" and any(not os.path.lexists(d) for d in donors - {path}):
+        if status == "added" and any(not os.path.lexists(d.path) for d in donors if d.path != path):
             report.moved += 1
         return FileOutcome(path, status, reused, reason="identical content already embedded")
     return Job(record, status, signature(cand)), data
