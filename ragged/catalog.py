@@ -105,9 +105,11 @@ BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"
 CHUNK_COLUMNS = "id, path, idx, text, page, heading, tokens, content_hash, subheadings"
 # Bound values one statement may take on every SQLite build (999 before SQLite 3.32), and so
-# the chunk rows (10 values each) one INSERT carries.
+# the chunk rows one INSERT carries (CHUNK_COLUMNS and `embedded`: 10 values a row).
 MAX_VARIABLES = 999
-ROWS_PER_STATEMENT = MAX_VARIABLES // 10
+_CHUNK_VALUES = len(CHUNK_COLUMNS.split(",")) + 1
+_CHUNK_ROW = "(" + ",".join("?" * _CHUNK_VALUES) + ")"
+ROWS_PER_STATEMENT = MAX_VARIABLES // _CHUNK_VALUES
 _T = TypeVar("_T")
 
 # Common English words carry no signal for BM25 and slow FTS5 OR-queries down.
@@ -487,7 +489,7 @@ class Catalog:
         for part in _parts(chunks, ROWS_PER_STATEMENT):
             db.execute(
                 f"INSERT INTO chunks({CHUNK_COLUMNS}, embedded) VALUES "
-                + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * len(part)),
+                + ",".join([_CHUNK_ROW] * len(part)),
                 [
                     value
                     for c in part
@@ -516,8 +518,7 @@ class Catalog:
         ids = list(ids)
         with self.transaction() as db:
             paths = set()
-            for start in range(0, len(ids), 500):
-                part = ids[start : start + 500]
+            for part in _parts(ids, MAX_VARIABLES):
                 marks = ",".join("?" * len(part))
                 paths |= {
                     r[0]
@@ -638,8 +639,7 @@ class Catalog:
 
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
         out: dict[str, ChunkRow] = {}
-        for start in range(0, len(ids), 500):
-            part = list(ids[start : start + 500])
+        for part in _parts(ids, MAX_VARIABLES):
             marks = ",".join("?" * len(part))
             for r in self._db.execute(
                 f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", part

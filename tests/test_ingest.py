@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from ragged.catalog import ROWS_PER_STATEMENT
 from ragged.config import load_settings
 from ragged.index import chunk_id, open_index
 from ragged.ingest import ingest
+from ragged.ingest.chunking import chunk
+from ragged.ingest.loaders import load
 from ragged.llm import LLM, connect
 from tests.conftest import bench_dir
 from tests.ollama_standin import OllamaStandIn
+from tests.pdfgen import write_pdf
 
 # Every test runs against the embedded store and against a real `chroma run` server.
 pytestmark = pytest.mark.usefixtures("chroma_mode")
@@ -229,11 +233,6 @@ def test_a_long_pdf_is_chunked_in_its_worker_as_it_would_be_here(
     """PDFs are chunked in the parsing workers: with this run's chunk sizes, into exactly the
     chunks chunking the same text here gives, and all of them stored (more chunks than one
     catalog statement carries)."""
-    from ragged.catalog import ROWS_PER_STATEMENT
-    from ragged.ingest.chunking import chunk
-    from ragged.ingest.loaders import load
-    from tests.pdfgen import write_pdf
-
     pages = [
         [
             f"Page {p} line {n}: the harbour ledger lists mooring fee {p * 100 + n}."

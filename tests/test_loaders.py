@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from ragged.errors import UnreadableDocument
-from ragged.ingest.loaders import LOADERS, SUPPORTED_SUFFIXES, Document, Section, load
+from ragged.ingest.loaders import (
+    LOADERS,
+    SUPPORTED_SUFFIXES,
+    Document,
+    Section,
+    load,
+    normalise,
+)
 from tests.pdfgen import REPORT_PAGES, REPORT_PDF, pdf_bytes, write_pdf
 
 DOCS = Path(__file__).parent / "data" / "docs"
@@ -580,10 +589,6 @@ def test_sections_come_out_normalised(suffix: str) -> None:
     """A section's text is cut from text normalised once, so it must be normalised already:
     no carriage returns or NULs, no line ending in spaces, no two blank lines in a row, no
     blank line at either end (the loaders no longer normalise every section again)."""
-    import random
-
-    from ragged.ingest.loaders import normalise
-
     rng = random.Random(15)
     loaded = 0
     for _ in range(1500):
@@ -602,10 +607,6 @@ def test_normalise_is_the_rule_it_states() -> None:
     """`normalise` against the rule written as regexes: CRLF and CR to LF, NULs gone, the
     spaces (not every Unicode space) at line ends gone, runs of blank lines cut to one,
     blank lines at either end gone."""
-    import random
-    import re
-
-    from ragged.ingest.loaders import normalise
 
     def rule(text: str) -> str:
         text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from ragged.catalog import ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, UnreadableDocument
 from ragged.index import embed_text, embed_title, make_row
-from ragged.ingest.writer import BATCHES_PER_WRITE, VectorWriter
+from ragged.ingest.writer import BATCHES_PER_WRITE, MIN_BATCHES_PER_WRITE, VectorWriter
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -425,7 +425,8 @@ def ingest(
         is open already and there are enough of them for a write to be worth its fixed cost.
         Otherwise a PDF run, whose chunks rarely fill a full write, stored every vector after
         Ollama's last reply (0.25-0.3 s of its end, docs/benchmarks.md, "Seventh pass")."""
-        if index.store.opened and len(writer.rows) >= settings.embed_batch * 4:
+        small = settings.embed_batch * MIN_BATCHES_PER_WRITE
+        if index.store.opened and len(writer.rows) >= small:
             writer.flush()
 
     def handle(cand: Candidate) -> None:
@@ -504,7 +505,9 @@ def ingest(
         open_store(now=bool(embedder.in_flight))  # overlaps with the last requests
         # From here every flush overlaps with requests still queued at Ollama, except the
         # last: smaller writes keep that one short.
-        writer.rows_per_write = min(writer.rows_per_write, settings.embed_batch * 4)
+        writer.rows_per_write = min(
+            writer.rows_per_write, settings.embed_batch * MIN_BATCHES_PER_WRITE
+        )
         embedder.finish()
         writer.flush()
         progress()
