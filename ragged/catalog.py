@@ -124,6 +124,11 @@ STOPWORDS = frozenset(
     yourselves""".split()
 )
 WORD = re.compile(r"\w+", re.UNICODE)
+# A keyword search scores the chunks that hold a word found in more than this share of the
+# collection only if they hold a rarer word too (when that leaves at least k chunks): the
+# "common terms" of Lucene's CommonTermsQuery. Chosen on SciFact and the 100k-chunk benchmark
+# (docs/benchmarks.md).
+COMMON_SHARE = 0.1
 PREFIX_MIN = 4  # shorter keywords match as whole words only ("go" must not count "good")
 # chunks_fts's tokenizer, as migrations 1 and 3 created it; a scratch index must split words alike.
 TOKENIZER = "porter unicode61 remove_diacritics 2"
@@ -176,16 +181,19 @@ class Failure:
     failed_at: float
 
 
-def lexical_query(text: str) -> str:
-    """An FTS5 OR-query of the question's words, each quoted so no word is read as syntax.
+def keywords(text: str) -> list[str]:
+    """The words a keyword search looks for: lowercased, once each, without stopwords.
 
-    e.g. 'What is the CPU-only mode?' -> '"cpu" OR "only" OR "mode"'
+    e.g. 'What is the CPU-only mode?' -> ['cpu', 'only', 'mode']
     """
-    words = []
-    for w in WORD.findall(text.lower()):
-        if w in STOPWORDS or w in words:
-            continue
-        words.append(w)
+    return [w for w in dict.fromkeys(WORD.findall(text.lower())) if w not in STOPWORDS]
+
+
+def lexical_query(words: Sequence[str]) -> str:
+    """An FTS5 OR-query of the words, each quoted so no word is read as syntax.
+
+    e.g. ['cpu', 'only', 'mode'] -> '"cpu" OR "only" OR "mode"'
+    """
     return " OR ".join(f'"{w}"' for w in words)
 
 
@@ -661,35 +669,81 @@ class Catalog:
     def search(
         self, question: str, k: int, paths: Sequence[str] | None = None
     ) -> list[tuple[ChunkRow, float]]:
-        """BM25 over chunk text and headings (weighted BM25_WEIGHTS); higher score is better."""
-        query = lexical_query(question)
-        if not query:
+        """BM25 over chunk text and headings (weighted BM25_WEIGHTS); higher score is better.
+
+        Chunks that hold only common words (COMMON_SHARE) are left out when at least k chunks
+        hold a rarer word of the question; the chunks returned keep their full scores.
+        """
+        words = keywords(question)
+        if not words or (paths is not None and not paths):
             return []
+        try:
+            common = self._common(words) if len(words) > 1 else set()
+            rarer = [w for w in words if w not in common]
+            if common and rarer:
+                rows = self._ranked(words, k, paths, among=rarer)
+                if len(rows) >= k:
+                    return rows
+            return self._ranked(words, k, paths)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.path}: lexical search failed: {exc}") from exc
+
+    def _common(self, words: Sequence[str]) -> set[str]:
+        """The words found in more than COMMON_SHARE of all chunks.
+
+        Scoring is most of a keyword search's cost, one bm25() call per chunk that holds any
+        of the words: a word found in most chunks was 60-90% of a search at 100k chunks, yet
+        adds little to any score (bm25's idf: none at all from half of the chunks on). Counting
+        where each word occurs only reads its posting list, ~4 ms for 84k chunks.
+        """
+        (total,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
+        common = set()
+        for word in words:
+            (found,) = self._db.execute(
+                "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (lexical_query([word]),)
+            ).fetchone()
+            if found > COMMON_SHARE * total:
+                common.add(word)
+        return common
+
+    def _ranked(
+        self,
+        words: Sequence[str],
+        k: int,
+        paths: Sequence[str] | None,
+        among: Sequence[str] = (),
+    ) -> list[tuple[ChunkRow, float]]:
+        """The k best chunks for all `words`, only among chunks that hold one of `among` if
+        given: the common words still count in their scores, they only no longer widen the
+        set of chunks scored."""
         cols = ", ".join(f"c.{c.strip()}" for c in CHUNK_COLUMNS.split(","))
         weights = ", ".join(map(str, BM25_WEIGHTS))
-        args: list[object] = [query]
+        args: list[object] = [lexical_query(words)]
+        # The unary + keeps SQLite from handing this rowid list to FTS5 as lookups: FTS5 would
+        # then run the whole OR-query once for every rowid in it.
+        narrowed = ""
+        if among:
+            narrowed = (
+                "AND +chunks_fts.rowid IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?) "
+            )
+            args.append(lexical_query(among))
         if paths is None:
             # Rank inside the FTS index alone, then fetch just the top k rows: joining every
             # match before sorting was 89% of a search at 100k chunks (docs/benchmarks.md).
             sql = (
                 f"SELECT {cols}, top.rank FROM (SELECT rowid, bm25(chunks_fts, {weights}) AS rank "
-                "FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS top "
+                f"FROM chunks_fts WHERE chunks_fts MATCH ? {narrowed}ORDER BY rank LIMIT ?) AS top "
                 "JOIN chunks c ON c.rowid = top.rowid ORDER BY top.rank"
             )
             args.append(k)
         else:
-            if not paths:
-                return []
             sql = (
                 f"SELECT {cols}, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
                 "JOIN chunks c ON c.rowid = chunks_fts.rowid WHERE chunks_fts MATCH ? "
-                f"AND c.path IN ({','.join('?' * len(paths))}) ORDER BY rank LIMIT ?"
+                f"{narrowed}AND c.path IN ({','.join('?' * len(paths))}) ORDER BY rank LIMIT ?"
             )
             args.extend([*paths, k])
-        try:
-            rows = self._db.execute(sql, args).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self.path}: lexical search failed: {exc}") from exc
+        rows = self._db.execute(sql, args).fetchall()
         # FTS5's bm25() is negative, lower is better; flip it so all scores read the same way.
         return [(ChunkRow(*r[:-1]), -float(r[-1])) for r in rows]
 
@@ -712,7 +766,7 @@ class Catalog:
         "swim", which Porter stemming keeps apart. e.g. 'boil an egg', ids [a, b] ->
         ({"boil": 0, "egg": 3}, {"a": {"egg"}, "b": set()}).
         """
-        terms = [w for w in dict.fromkeys(WORD.findall(question.lower())) if w not in STOPWORDS]
+        terms = keywords(question)
         frequency: dict[str, int] = {}
         matched: dict[str, set[str]] = {id_: set() for id_ in ids}
         try:
@@ -741,13 +795,15 @@ class Catalog:
         answers `MATCH "word"* AND rowid IN (...)` by first merging the posting lists of
         every word with that prefix in the whole collection, up to 300 ms a keyword at 100k
         chunks, where the scratch index of ~50 chunks answers in well under a millisecond.
-        The temp schema is written even when the catalog is opened read-only.
+        The temp schema is written even when the catalog is opened read-only. The index keeps
+        no copy of the text (content=''), so it is emptied at once by 'delete-all', where a
+        DELETE read every row back to unindex it (a third of the probe's time at 100k chunks).
         """
         self._db.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.probe USING fts5("
-            f"text, heading, subheadings, tokenize='{TOKENIZER}')"
+            f"text, heading, subheadings, content='', tokenize='{TOKENIZER}')"
         )
-        self._db.execute("DELETE FROM temp.probe")
+        self._db.execute("INSERT INTO temp.probe(probe) VALUES ('delete-all')")
         if not ids:
             return {}
         rows = self._db.execute(

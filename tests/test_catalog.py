@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ragged.catalog import MAX_VARIABLES, ROWS_PER_STATEMENT, ChunkRow, FileRecord, open_catalog
+from ragged.catalog import (
+    MAX_VARIABLES,
+    ROWS_PER_STATEMENT,
+    Catalog,
+    ChunkRow,
+    FileRecord,
+    open_catalog,
+)
 from ragged.config import load_settings
 from ragged.index import chunk_id
 
@@ -62,3 +69,77 @@ def test_marking_many_chunks_embedded_and_back(env: Path) -> None:
     catalog.mark_unembedded(ids)
     assert catalog.pending_count() == MANY
     assert catalog.file(PATH).status == "pending"  # type: ignore[union-attr]
+
+
+# -- keyword search: common words --------------------------------------------------------
+
+FILES = [f"/docs/part{n}.md" for n in range(4)]
+
+
+def keyword_collection(rare_every: int) -> Catalog:
+    """1,000 chunks over four files: "guide" in an eighth of them (a common word), "zebra"
+    in every `rare_every`-th; lengths differ so that no two scores tie."""
+    catalog = open_catalog(load_settings({}))
+    per_file = 250
+    for n, path in enumerate(FILES):
+        content_hash = f"{n}" * 64
+        rows = []
+        for j in range(per_file):
+            i = n * per_file + j
+            words = ["guide"] * (i % 8 == 0) * (1 + i // 8 % 4) + [f"filler{i}"]
+            if i % rare_every == 0:
+                words += ["zebra"] * (1 + i // rare_every % 3) + ["padding"] * (8 * i // rare_every)
+            else:
+                words += ["padding"] * (i // 4)
+            text = " ".join(words)
+            rows.append(
+                ChunkRow(chunk_id(path, content_hash, j), path, j, text, None, "", 5, content_hash)
+            )
+        catalog.replace_file(
+            FileRecord(path, 1, 1, content_hash, None, per_file, "ok", None, 0), rows
+        )
+    return catalog
+
+
+def ranking(found: list[tuple[ChunkRow, float]]) -> list[tuple[str, float]]:
+    return [(row.id, score) for row, score in found]
+
+
+def test_chunks_with_only_common_words_are_left_out_when_enough_hold_a_rarer_one(
+    env: Path,
+) -> None:
+    catalog = keyword_collection(rare_every=11)  # 91 chunks hold "zebra", 125 "guide"
+    # Asked for more than hold "zebra", the search scores every chunk with either word.
+    every = catalog.search("zebra guide", 1000)
+    assert len(every) == 91 + 125 - 12
+    assert any("zebra" not in row.text for row, _ in every[:91])  # "guide" alone ranks too
+    found = catalog.search("zebra guide", 50)
+    with_zebra = [hit for hit in every if "zebra" in hit[0].text]
+    # The same chunks and scores as the full search gives those holding "zebra": "guide"
+    # still counts in their scores.
+    assert ranking(found) == ranking(with_zebra[:50])
+    in_two = catalog.search("zebra guide", 20, FILES[:2])
+    assert ranking(in_two) == ranking([h for h in with_zebra if h[0].path in FILES[:2]][:20])
+
+
+def test_too_few_chunks_with_a_rarer_word_and_common_words_fill_the_list(env: Path) -> None:
+    catalog = keyword_collection(rare_every=100)  # 10 chunks hold "zebra"
+    every = catalog.search("zebra guide", 1000)
+    found = catalog.search("zebra guide", 50)
+    assert ranking(found) == ranking(every[:50])
+    assert sum("zebra" in row.text for row, _ in found) == 10
+    assert ranking(catalog.search("zebra guide", 50, FILES[:1])) == ranking(
+        [h for h in every if h[0].path == FILES[0]][:50]
+    )
+
+
+def test_keyword_statistics_for_one_set_of_chunks_then_another(env: Path) -> None:
+    catalog = keyword_collection(rare_every=11)
+    zebra = [row for row, _ in catalog.search("zebra", 3)]
+    guide = [row for row, _ in catalog.search("guide", 3) if "zebra" not in row.text]
+    frequency, first = catalog.term_matches("zebra guides", [r.id for r in zebra])
+    assert frequency == {"zebra": 91, "guides": 125}  # a word matches as a prefix: "guide"
+    assert first == {r.id: {"zebra", "guides"} if "guide" in r.text else {"zebra"} for r in zebra}
+    # The scratch index holds only the chunks asked about now, not those of the last call.
+    _, second = catalog.term_matches("zebra guides", [r.id for r in guide])
+    assert second == {r.id: {"guides"} for r in guide}
