@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ragged.memory import release_free_memory
+
 if TYPE_CHECKING:
     from ragged.catalog import ChunkRow
     from ragged.index import Index
@@ -59,4 +61,7 @@ class VectorWriter:
         self.rows, self.vectors = [], []
         self.index.write_vectors(rows, vectors, self.model)
         self.written += len(rows)
+        # What this write's rows and Chroma's batch freed goes back to the OS now: glibc
+        # would keep it in its per-thread arenas until exit (ragged/memory.py).
+        release_free_memory()
         self.on_written(len(rows))

@@ -1,0 +1,75 @@
+"""Freed heap memory handed back to the operating system (ragged.memory, used by ingest)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import pytest
+
+from ragged import memory
+
+needs_glibc = pytest.mark.skipif(
+    memory._glibc() is None, reason="malloc_trim is glibc's; elsewhere release is a no-op"
+)
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@needs_glibc
+def test_release_returns_freed_blocks_below_a_live_one() -> None:
+    # glibc's free() gives memory back only from the top of the heap: 32 MB of blocks freed
+    # under one still in use stay resident, as the memory freed between an ingest's store
+    # writes does. This is what release_free_memory() is for.
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size, count = 32 * 1024, 1024  # under the 128 KiB mmap threshold: heap, not mmap
+    blocks = [libc.malloc(size) for _ in range(count)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)  # resident, not just reserved
+    *freed, pinned = blocks  # the last one, at the top of the heap, stays in use
+    try:
+        for block in freed:
+            libc.free(block)
+        held = resident_bytes()
+        memory.release_free_memory()
+        released = held - resident_bytes()
+    finally:
+        libc.free(pinned)
+    assert released >= 24 * 1024 * 1024, f"only {released / 2**20:.1f} MiB released"
+
+
+@needs_glibc
+def test_large_blocks_are_unmapped_when_freed() -> None:
+    # glibc raises its mmap threshold when an mmapped block is freed (here to 4 MiB), and
+    # later blocks of that size then come from the heap and stay resident after free().
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(libc.malloc(4 * 1024 * 1024))
+    memory.map_large_blocks()
+    size, count = 256 * 1024, 128
+    blocks = [libc.malloc(size) for _ in range(count)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)
+    *freed, pinned = blocks  # the last one stays in use
+    try:
+        held = resident_bytes()
+        for block in freed:
+            libc.free(block)
+        released = held - resident_bytes()
+    finally:
+        libc.free(pinned)
+    assert released >= 24 * 1024 * 1024, f"only {released / 2**20:.1f} MiB released"
+
+
+def test_release_is_safe_to_call_anywhere() -> None:
+    # On macOS, musl or Windows there is nothing to call; ingest calls it unconditionally.
+    memory.release_free_memory()
+    memory.release_free_memory()
