@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ragged.__main__ import main
 from ragged.answer import CANNOT_ANSWER_PHRASE
 from ragged.cli import app
 from tests.ollama_standin import OllamaStandIn
@@ -313,6 +315,43 @@ def test_real_subprocess_ingest_and_ask(ollama: OllamaStandIn, docs: Path, env: 
     )
     assert done.returncode == 0, done.stderr
     assert "7341" in done.stdout and "install.md" in done.stdout.split("Sources", 1)[1]
+
+
+def test_the_entry_point_leaves_python_s_last_collection_nothing_to_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python's shutdown collects every object left, ~90 ms after chromadb's import: the
+    entry point freezes them once the command is done, whatever its exit."""
+    monkeypatch.setattr(sys, "argv", ["ragged", "--version"])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code in (0, None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_a_clean_exit_leaves_the_store_as_the_next_process_expects(
+    ollama: OllamaStandIn, docs: Path, env: Path, chroma_mode: str
+) -> None:
+    """Nothing is written after a command's work (the exit skips Python's last collection):
+    the catalog is checkpointed and closed, and an unchanged re-ingest after `ask` finds an
+    embedded store's files as ask left them, so it does not even import chromadb."""
+    environ = {**os.environ, "OLLAMA_HOST": ollama.host, "RAGGED_HOME": str(env)}
+    exe = [sys.executable, "-m", "ragged"]
+    for argv in (["ingest", str(docs)], ["ask", "Which port does the Foxtrot daemon listen on?"]):
+        done = subprocess.run(
+            [*exe, *argv], env=environ, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+    assert "7341" in done.stdout
+    assert not [p.name for p in env.rglob("*") if p.name.endswith(("-wal", "-journal"))]
+    out, imported = run_listing_imports([*exe, "ingest", str(docs)], ollama, env)
+    assert "unchanged" in out and "added" not in out
+    if chroma_mode == "embedded":  # a server's files are the server's
+        assert "chromadb" not in imported
 
 
 @pytest.mark.parametrize("argv", [["search", ""], ["search", "  \t"], ["ask", ""], ["ask", "\n"]])
