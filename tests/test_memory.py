@@ -19,15 +19,21 @@ def resident_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def allocator() -> ctypes.CDLL:
+    """This process's own malloc and free, to place blocks where the test needs them."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
 @needs_glibc
 def test_release_returns_freed_blocks_below_a_live_one() -> None:
     # glibc's free() gives memory back only from the top of the heap: 32 MB of blocks freed
     # under one still in use stay resident, as the memory freed between an ingest's store
     # writes does. This is what release_free_memory() is for.
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
+    libc = allocator()
     size, count = 32 * 1024, 1024  # under the 128 KiB mmap threshold: heap, not mmap
     blocks = [libc.malloc(size) for _ in range(count)]
     for block in blocks:
@@ -48,10 +54,7 @@ def test_release_returns_freed_blocks_below_a_live_one() -> None:
 def test_large_blocks_are_unmapped_when_freed() -> None:
     # glibc raises its mmap threshold when an mmapped block is freed (here to 4 MiB), and
     # later blocks of that size then come from the heap and stay resident after free().
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
+    libc = allocator()
     libc.free(libc.malloc(4 * 1024 * 1024))
     memory.map_large_blocks()
     size, count = 256 * 1024, 128
