@@ -72,7 +72,14 @@ def test_large_blocks_are_unmapped_when_freed() -> None:
     assert released >= 24 * 1024 * 1024, f"only {released / 2**20:.1f} MiB released"
 
 
-def test_release_is_safe_to_call_anywhere() -> None:
-    # On macOS, musl or Windows there is nothing to call; ingest calls it unconditionally.
-    memory.release_free_memory()
-    memory.release_free_memory()
+def test_off_linux_both_calls_do_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # macOS and Windows have no glibc: ingest calls both unconditionally, so they must not
+    # even try to load it there.
+    monkeypatch.setattr(memory.sys, "platform", "darwin")
+    memory._glibc.cache_clear()
+    try:
+        assert memory._glibc() is None
+        memory.map_large_blocks()
+        memory.release_free_memory()
+    finally:
+        memory._glibc.cache_clear()

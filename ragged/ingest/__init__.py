@@ -38,7 +38,6 @@ from ragged.catalog import ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, UnreadableDocument
 from ragged.index import embed_text, embed_title, make_row
 from ragged.ingest.writer import BATCHES_PER_WRITE, MIN_BATCHES_PER_WRITE, VectorWriter
-from ragged.memory import map_large_blocks
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -305,7 +304,6 @@ def ingest(
     """
     from ragged.ingest.walk import walk
 
-    map_large_blocks()  # with the trims after each store write (ragged/memory.py)
     settings = index.settings
     started = time.perf_counter()
     report = IngestReport()

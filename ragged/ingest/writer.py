@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ragged.memory import release_free_memory
+from ragged.memory import map_large_blocks, release_free_memory
 
 if TYPE_CHECKING:
     from ragged.catalog import ChunkRow
@@ -46,6 +46,9 @@ class VectorWriter:
         self.rows: list[ChunkRow] = []
         self.vectors: list[Sequence[float]] = []
         self.written = 0
+        # With the trim after each write: what the writes free goes back to the OS during
+        # the run instead of staying in glibc's arenas until exit (ragged/memory.py).
+        map_large_blocks()
 
     def add(self, rows: Sequence[ChunkRow], vectors: Sequence[Sequence[float]]) -> None:
         self.rows.extend(rows)
@@ -61,7 +64,5 @@ class VectorWriter:
         self.rows, self.vectors = [], []
         self.index.write_vectors(rows, vectors, self.model)
         self.written += len(rows)
-        # What this write's rows and Chroma's batch freed goes back to the OS now: glibc
-        # would keep it in its per-thread arenas until exit (ragged/memory.py).
         release_free_memory()
         self.on_written(len(rows))
