@@ -605,18 +605,27 @@ class Catalog:
         """Record vectors as stored; a file whose chunks are all embedded becomes 'ok'."""
         with self.transaction() as db:
             self._set_embedded(db, ids, 1)
-            db.execute(
-                "UPDATE files SET status = 'ok', embed_model = ? WHERE status = 'pending' AND "
-                "NOT EXISTS (SELECT 1 FROM chunks c WHERE c.path = files.path AND c.embedded = 0)",
-                (embed_model,),
-            )
+            # Only the files of these chunks can have just become whole: each is found by its
+            # key, so a write costs the same whatever else is still pending (every store write
+            # comes here). `+c.embedded` keeps SQLite on chunks_path: given chunks_pending, it
+            # read every pending chunk for every pending file (1,538 files: 90 ms a write).
+            for part in _parts(ids, MAX_VARIABLES):
+                marks = ",".join("?" * len(part))
+                db.execute(
+                    "UPDATE files SET status = 'ok', embed_model = ? WHERE status = 'pending' "
+                    f"AND path IN (SELECT path FROM chunks WHERE id IN ({marks})) AND NOT EXISTS "
+                    "(SELECT 1 FROM chunks c WHERE c.path = files.path AND +c.embedded = 0)",
+                    (embed_model, *part),
+                )
 
     def mark_unembedded(self, ids: Iterable[str]) -> None:
         with self.transaction() as db:
             self._set_embedded(db, list(ids), 0)
+            # Every file, not only these chunks' files: one marked 'ok' with a chunk still
+            # pending is put right too. `+c.embedded`: see mark_embedded.
             db.execute(
                 "UPDATE files SET status = 'pending' WHERE EXISTS "
-                "(SELECT 1 FROM chunks c WHERE c.path = files.path AND c.embedded = 0)"
+                "(SELECT 1 FROM chunks c WHERE c.path = files.path AND +c.embedded = 0)"
             )
 
     @staticmethod
@@ -632,7 +641,8 @@ class Catalog:
             sql, args = "SELECT count(*) FROM chunks WHERE embedded = 1", []
         else:
             marks = ",".join("?" * len(paths))
-            sql = f"SELECT count(*) FROM chunks WHERE embedded = 1 AND path IN ({marks})"
+            # `+embedded`: by the files' own chunks (chunks_path), not every embedded chunk.
+            sql = f"SELECT count(*) FROM chunks WHERE +embedded = 1 AND path IN ({marks})"
             args = list(paths)
         return int(self._db.execute(sql, args).fetchone()[0])
 

@@ -71,6 +71,53 @@ def test_marking_many_chunks_embedded_and_back(env: Path) -> None:
     assert catalog.file(PATH).status == "pending"  # type: ignore[union-attr]
 
 
+def pending_files(where: Path, n: int) -> tuple[Catalog, list[ChunkRow]]:
+    """A fresh catalog of n one-chunk files, every chunk awaiting its vector."""
+    catalog = Catalog(where / f"pending-{n}.db")
+    catalog.open_batch()
+    rows = []
+    for i in range(n):
+        path, digest = f"/docs/note{i}.md", f"{i:064x}"
+        row = ChunkRow(chunk_id(path, digest, 0), path, 0, f"note {i}", None, "", 3, digest)
+        catalog.replace_file(FileRecord(path, 10, 20, digest, None, 1, "pending", None, 0.0), [row])
+        rows.append(row)
+    catalog.commit_batch()
+    return catalog, rows
+
+
+def steps_to_mark(catalog: Catalog, rows: list[ChunkRow]) -> int:
+    """SQLite virtual-machine instructions (in hundreds) that marking these rows embedded took."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0  # go on
+
+    catalog._db.set_progress_handler(count, 100)
+    try:
+        catalog.mark_embedded([r.id for r in rows], "nomic-embed-text")
+    finally:
+        catalog._db.set_progress_handler(None, 100)
+    return steps
+
+
+def test_marking_a_batch_embedded_does_not_grow_with_the_files_still_pending(
+    tmp_path: Path,
+) -> None:
+    # Every store write marks its batch embedded. SQLite once checked each pending file
+    # against every pending chunk (the chunks_pending index): 90 ms a write at 1,538 files,
+    # growing with the square of an ingest's size. Counted in VM steps, not timed.
+    few, few_rows = pending_files(tmp_path, 200)
+    many, many_rows = pending_files(tmp_path, 2_000)
+    batch = slice(0, 32)
+    assert steps_to_mark(many, many_rows[batch]) < 2 * steps_to_mark(few, few_rows[batch]) + 50
+    for catalog, rows in ((few, few_rows), (many, many_rows)):
+        assert catalog.file(rows[0].path).status == "ok"  # type: ignore[union-attr]
+        assert catalog.file(rows[32].path).status == "pending"  # type: ignore[union-attr]
+        assert catalog.pending_count() == len(rows) - 32
+
+
 # -- keyword search: common words --------------------------------------------------------
 
 FILES = [f"/docs/part{n}.md" for n in range(4)]

@@ -166,6 +166,8 @@ def test_missing_embedding_model_keeps_text_pending(
     report = json.loads(run(runner, "ingest", str(docs), "--json").stdout)
     assert report["pending"] == 0 and report["unchanged"] == 5
     assert report["embedded"] == ollama.embedded_inputs > 0
+    listing = json.loads(run(runner, "list", "--json").stdout)
+    assert {s["status"] for s in listing} == {"ok"}
 
 
 def test_mismatched_embedding_model_is_refused(
