@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from ragged.catalog import ROWS_PER_STATEMENT
+from ragged.catalog import ROWS_PER_STATEMENT, ChunkRow
 from ragged.config import load_settings
 from ragged.index import chunk_id, open_index
-from ragged.ingest import ingest
+from ragged.ingest import Embedder, ingest
 from ragged.ingest.chunking import chunk
 from ragged.ingest.loaders import load
 from ragged.llm import LLM, connect
@@ -251,3 +252,33 @@ def test_a_long_pdf_is_chunked_in_its_worker_as_it_would_be_here(
         (c.index, c.text, c.page, c.heading, c.tokens) for c in expected
     ]
     assert rag.consistent() == len(expected)
+
+
+def test_replies_are_stored_as_they_come_not_behind_a_slow_first_one(
+    ollama: OllamaStandIn,
+) -> None:
+    # Ollama's slots answer out of order. Replies were taken in the order sent, so one slow
+    # reply held back every later one: no store write, then all of them at the end.
+    llm = LLM(ollama.host, timeout=1.0, retry_delays=())  # the stalled request: an error in 1 s
+    got: list[str] = []
+    embedder = Embedder(llm, "nomic-embed-text", 1, 2, lambda rows, _: got.append(rows[0].text))
+    first, second, third = (
+        ChunkRow(chunk_id("/n.md", "h", i), "/n.md", i, text, None, "", 1, "h")
+        for i, text in enumerate(("first", "second", "third"))
+    )
+    ollama.stall_next("/api/embed")
+    embedder.add([first])
+    while ollama.count("/api/embed") < 1:
+        time.sleep(0.01)
+    embedder.add([second, third])
+    deadline = time.monotonic() + 0.8
+    while len(got) < 2 and time.monotonic() < deadline:
+        embedder.poll()
+        time.sleep(0.01)
+    assert got == ["second", "third"]
+    # With nothing left to send, the time spent waiting for the slow one is given to the
+    # store: `on_idle` runs with what came back so far already handed on.
+    idle: list[list[str]] = []
+    embedder.finish(on_idle=lambda: idle.append(list(got)))
+    assert idle[0] == ["second", "third"]
+    assert embedder.error is not None and got == ["second", "third"]  # "first" stays pending
