@@ -67,7 +67,7 @@ def main() -> int:
                 files = synth.write_synthetic(docs, size, vocab)
                 pending_home(docs, base)
                 seconds: dict[str, list[float]] = {name: [] for name in scripts}
-                chunks = 0
+                chunks: dict[str, int] = {}
                 for _ in range(args.reps):
                     for name, script in scripts.items():  # interleaved
                         home = tmp / "home"
@@ -76,13 +76,13 @@ def main() -> int:
                         env = {**clean_env(), "RAGGED_HOME": str(home), "OLLAMA_HOST": server.host}
                         res = worker({"op": "ingest", "paths": []}, env, script)
                         assert res["embed_error"] is None, res["embed_error"]
-                        chunks = res["embedded"]
+                        chunks[name] = res["embedded"]
                         seconds[name].append(res["ingest_s"])
                 for name, runs in seconds.items():
                     print(
-                        f"{chunks} pending chunks in {files} files, {name}: "
+                        f"{chunks[name]} pending chunks in {files} files, {name}: "
                         f"{median(runs):.1f} s (median of {len(runs)}; "
-                        f"{median(runs) / chunks * 1000:.2f} ms a chunk)",
+                        f"{median(runs) / chunks[name] * 1000:.2f} ms a chunk)",
                         flush=True,
                     )
     return 0

@@ -609,7 +609,7 @@ class Catalog:
             # key, so a write costs the same whatever else is still pending (every store write
             # comes here). `+c.embedded` keeps SQLite on chunks_path: given chunks_pending, it
             # read every pending chunk for every pending file (1,538 files: 90 ms a write).
-            for part in _parts(ids, MAX_VARIABLES):
+            for part in _parts(ids, MAX_VARIABLES - 1):  # and the model: one more variable
                 marks = ",".join("?" * len(part))
                 db.execute(
                     "UPDATE files SET status = 'ok', embed_model = ? WHERE status = 'pending' "
@@ -638,13 +638,15 @@ class Catalog:
     def embedded_count(self, paths: Sequence[str] | None = None) -> int:
         """Chunks whose vectors are in the store, of every file or of these files."""
         if paths is None:
-            sql, args = "SELECT count(*) FROM chunks WHERE embedded = 1", []
-        else:
-            marks = ",".join("?" * len(paths))
+            sql = "SELECT count(*) FROM chunks WHERE embedded = 1"
+            return int(self._db.execute(sql).fetchone()[0])
+        total = 0
+        for part in _parts(list(paths), MAX_VARIABLES):  # a folder's files may be thousands
+            marks = ",".join("?" * len(part))
             # `+embedded`: by the files' own chunks (chunks_path), not every embedded chunk.
             sql = f"SELECT count(*) FROM chunks WHERE +embedded = 1 AND path IN ({marks})"
-            args = list(paths)
-        return int(self._db.execute(sql, args).fetchone()[0])
+            total += int(self._db.execute(sql, part).fetchone()[0])
+        return total
 
     def embedded_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT id FROM chunks WHERE embedded = 1")}

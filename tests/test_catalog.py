@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from ragged.catalog import (
@@ -190,3 +191,15 @@ def test_keyword_statistics_for_one_set_of_chunks_then_another(env: Path) -> Non
     # The scratch index holds only the chunks asked about now, not those of the last call.
     _, second = catalog.term_matches("zebra guides", [r.id for r in guide])
     assert second == {r.id: {"guides"} for r in guide}
+
+
+def test_as_many_ids_or_paths_as_a_statement_takes_on_an_older_sqlite(tmp_path: Path) -> None:
+    # SQLite before 3.32 takes at most 999 variables a statement (MAX_VARIABLES); the
+    # statement that turns whole files 'ok' binds the model name beside the ids.
+    catalog, rows = pending_files(tmp_path, MAX_VARIABLES + 201)
+    catalog._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_VARIABLES)
+    catalog.mark_embedded([r.id for r in rows], "nomic-embed-text")
+    assert catalog.pending_count() == 0
+    assert {f.status for f in catalog.files()} == {"ok"}
+    # A search filtered to more files than that counts their chunks the same way.
+    assert catalog.embedded_count([r.path for r in rows]) == len(rows)
