@@ -748,14 +748,20 @@ class Catalog:
                 "JOIN chunks c ON c.rowid = top.rowid ORDER BY top.rank"
             )
             args.append(k)
+            rows = self._db.execute(sql, args).fetchall()
         else:
-            sql = (
-                f"SELECT {cols}, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
-                "JOIN chunks c ON c.rowid = chunks_fts.rowid WHERE chunks_fts MATCH ? "
-                f"{narrowed}AND c.path IN ({','.join('?' * len(paths))}) ORDER BY rank LIMIT ?"
-            )
-            args.extend([*paths, k])
-        rows = self._db.execute(sql, args).fetchall()
+            # By parts of the file list: a statement takes at most MAX_VARIABLES values (SQLite
+            # before 3.32), and `--path` may match thousands of files. bm25 scores a chunk the
+            # same whichever files are asked for, so the best k of the parts' best are the best.
+            rows = []
+            for part in _parts(list(paths), MAX_VARIABLES - len(args) - 1):
+                sql = (
+                    f"SELECT {cols}, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
+                    "JOIN chunks c ON c.rowid = chunks_fts.rowid WHERE chunks_fts MATCH ? "
+                    f"{narrowed}AND c.path IN ({','.join('?' * len(part))}) ORDER BY rank LIMIT ?"
+                )
+                rows += self._db.execute(sql, [*args, *part, k]).fetchall()
+            rows = sorted(rows, key=lambda r: float(r[-1]))[:k]
         # FTS5's bm25() is negative, lower is better; flip it so all scores read the same way.
         return [(ChunkRow(*r[:-1]), -float(r[-1])) for r in rows]
 

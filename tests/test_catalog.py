@@ -203,3 +203,18 @@ def test_as_many_ids_or_paths_as_a_statement_takes_on_an_older_sqlite(tmp_path: 
     assert {f.status for f in catalog.files()} == {"ok"}
     # A search filtered to more files than that counts their chunks the same way.
     assert catalog.embedded_count([r.path for r in rows]) == len(rows)
+
+
+def test_keyword_search_among_more_files_than_a_statement_takes(tmp_path: Path) -> None:
+    # `ragged search --path GLOB` hands the keyword search every matching file; on SQLite
+    # before 3.32 a statement takes at most 999 values. bm25 scores a chunk the same whichever
+    # files are asked for, so the search runs by parts and keeps the best of their best.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old, rows = pending_files(tmp_path / "old", MAX_VARIABLES + 201)
+    new, _ = pending_files(tmp_path / "new", MAX_VARIABLES + 201)
+    old._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_VARIABLES)
+    paths = [r.path for r in rows]
+    found = ranking(old.search("note", 20, paths))
+    assert found == ranking(new.search("note", 20, paths))
+    assert len(found) == 20
