@@ -281,8 +281,8 @@ class Embedder:
             self.buffer = []
 
     def finish(self, on_idle: Callable[[], None] = lambda: None) -> None:
-        """Send what is buffered and collect every reply. `on_idle` runs whenever the next
-        reply is not in yet, for work that would otherwise wait for it (a store write)."""
+        """Send what is buffered and collect every reply. `on_idle` runs whenever no reply
+        is in yet, for work that would otherwise wait for one (a store write)."""
         if self.buffer and self.error is None:
             self._submit(self.buffer)
             self.buffer = []
@@ -516,10 +516,10 @@ def ingest(
                 finish(*done)
         parsers.close(wait=False)
         open_store(now=bool(embedder.in_flight))  # overlaps with the last requests
-        # Nothing left to parse: write whatever is buffered each time the next reply is not
-        # in yet. Writes then happen while Ollama works, grow (a write costs 14-30 ms before
-        # its first row) only when replies come faster than they can be stored, and the last
-        # one holds only what came back during the one before it.
+        # Nothing left to parse: write whatever is buffered each time no reply is in yet.
+        # Writes then happen while Ollama works, grow (a write costs 14-30 ms before its
+        # first row) only when replies come faster than they can be stored, and the last one
+        # holds only what came back during the one before it.
         embedder.finish(on_idle=writer.flush)
         writer.flush()
         progress()
