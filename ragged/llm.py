@@ -123,11 +123,13 @@ class LLM:
             import httpx
             import ollama
 
-            # ollama.Client hands `timeout` (and `verify`) to httpx.Client as is.
+            # ollama.Client hands `timeout`, `verify` and `transport` to httpx.Client as is
+            # (`verify` still serves the proxy transports httpx makes from the environment).
             client = ollama.Client(
                 host=self.host,
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
                 verify=_tls(),
+                transport=_transport()(verify=_tls()),
             )
             self._local.client = client
         return client
@@ -456,6 +458,36 @@ def _import_client() -> None:
     import ollama  # noqa: F401
 
     _tls()
+    _transport()
+
+
+@functools.cache
+def _transport() -> Any:
+    """httpx's transport, handing back responses that decode their JSON with orjson.
+
+    The ollama client reads every reply that is not streamed with `Response.json()`, which
+    is the standard library's json: 5-10 ms of CPU, holding the GIL, for one reply of 32
+    vectors (768 numbers each, ~0.5 MB from a real model), against ~1 ms for orjson. An
+    ingest reads ~60 such replies per 2,000 chunks on threads beside the one that parses,
+    chunks and writes, and they took a seventh of its process's CPU (docs/benchmarks.md,
+    "Eleventh pass"). A transport is httpx's public way to hand back responses of its own.
+    """
+    import httpx
+    import orjson
+
+    class Response(httpx.Response):
+        def json(self, **kwargs: Any) -> Any:
+            # Options are the standard library's; orjson takes none.
+            return orjson.loads(self.content) if not kwargs else super().json(**kwargs)
+
+    class Transport(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            got = super().handle_request(request)
+            return Response(
+                got.status_code, headers=got.headers, stream=got.stream, extensions=got.extensions
+            )
+
+    return Transport
 
 
 def _tls() -> Any:

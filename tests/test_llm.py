@@ -30,6 +30,25 @@ def test_embed_batches_with_the_models_prefix(llm: LLM, ollama: OllamaStandIn) -
     ]
 
 
+def test_embed_reads_every_number_exactly_as_ollama_sent_it(llm: LLM) -> None:
+    """Replies are decoded by orjson, not the standard library (a seventh of an ingest's
+    CPU): the numbers must still be the very floats the JSON spells, to the last bit."""
+    import httpx
+
+    from tests.ollama_standin import _float32, embed_text
+
+    texts = ["alpha beta", "gamma delta epsilon", "zeta " * 40]
+    vectors = llm.embed(texts, "nomic-embed-text")
+    sent = [[_float32(x) for x in embed_text(f"search_document: {t}")] for t in texts]
+    assert [list(v) for v in vectors] == sent
+    assert any(len(repr(x)) > 8 for v in sent for x in v)  # digits to get wrong, not only 0.5
+    reply = llm._client._client.post(
+        "/api/embed", json={"model": "nomic-embed-text", "input": texts}
+    )
+    assert type(reply) is not httpx.Response  # this path is the one decoding with orjson
+    assert reply.json() == httpx.Response(200, content=reply.content).json()
+
+
 def test_prefix_table() -> None:
     assert embed_prefixes("nomic-embed-text:latest") == ("search_query: ", "search_document: ")
     assert embed_prefixes("library/mxbai-embed-large:335m")[1] == ""
