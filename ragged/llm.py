@@ -473,21 +473,34 @@ def _transport() -> Any:
     "Eleventh pass"). A transport is httpx's public way to hand back responses of its own.
     """
     import httpx
-    import orjson
 
-    class Response(httpx.Response):
-        def json(self, **kwargs: Any) -> Any:
-            # Options are the standard library's; orjson takes none.
-            return orjson.loads(self.content) if not kwargs else super().json(**kwargs)
+    response = _response_class()
 
     class Transport(httpx.HTTPTransport):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             got = super().handle_request(request)
-            return Response(
+            return response(
                 got.status_code, headers=got.headers, stream=got.stream, extensions=got.extensions
             )
 
     return Transport
+
+
+@functools.cache
+def _response_class() -> Any:
+    import httpx
+    import orjson
+
+    class Response(httpx.Response):
+        def json(self, **kwargs: Any) -> Any:
+            if not kwargs:  # options are the standard library's; orjson takes none
+                try:
+                    return orjson.loads(self.content)
+                except orjson.JSONDecodeError:
+                    pass  # what orjson refuses and json reads: UTF-16, NaN
+            return super().json(**kwargs)
+
+    return Response
 
 
 def _tls() -> Any:

@@ -49,6 +49,24 @@ def test_embed_reads_every_number_exactly_as_ollama_sent_it(llm: LLM) -> None:
     assert reply.json() == httpx.Response(200, content=reply.content).json()
 
 
+def test_a_reply_orjson_refuses_is_read_as_the_standard_library_reads_it() -> None:
+    """Ollama sends UTF-8 JSON without NaN; a proxy in between might not. What the standard
+    library reads, ragged reads the same; what neither reads fails as it always did."""
+    import json
+
+    from ragged.llm import _response_class
+
+    response = _response_class()
+    assert response(200, content=b'{"a": [0.5, 1e-7]}').json() == {"a": [0.5, 1e-7]}
+    assert response(200, content='{"a": "\u00e9"}'.encode("utf-16")).json() == {"a": "\u00e9"}
+    assert math.isnan(response(200, content=b'{"a": NaN}').json()["a"])
+    assert response(200, content=b'{"total_duration": 9223372036854775807}').json() == {
+        "total_duration": 2**63 - 1  # Go's int64 durations stay exact integers
+    }
+    with pytest.raises(json.JSONDecodeError):
+        response(200, content=b"<html>bad gateway</html>").json()
+
+
 def test_prefix_table() -> None:
     assert embed_prefixes("nomic-embed-text:latest") == ("search_query: ", "search_document: ")
     assert embed_prefixes("library/mxbai-embed-large:335m")[1] == ""
