@@ -123,13 +123,12 @@ class LLM:
             import httpx
             import ollama
 
-            # ollama.Client hands `timeout`, `verify` and `transport` to httpx.Client as is
-            # (`verify` still serves the proxy transports httpx makes from the environment).
+            # ollama.Client hands `timeout`, `verify` and `event_hooks` to httpx.Client as is.
             client = ollama.Client(
                 host=self.host,
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
                 verify=_tls(),
-                transport=_transport()(verify=_tls()),
+                event_hooks={"response": [_decode_with_orjson]},
             )
             self._local.client = client
         return client
@@ -458,36 +457,26 @@ def _import_client() -> None:
     import ollama  # noqa: F401
 
     _tls()
-    _transport()
+    _response_class()
 
 
-@functools.cache
-def _transport() -> Any:
-    """httpx's transport, handing back responses that decode their JSON with orjson.
+def _decode_with_orjson(response: Any) -> None:
+    """Let this response decode its JSON with orjson (an httpx response hook).
 
     The ollama client reads every reply that is not streamed with `Response.json()`, which
     is the standard library's json: 5-10 ms of CPU, holding the GIL, for one reply of 32
     vectors (768 numbers each, ~0.5 MB from a real model), against ~1 ms for orjson. An
     ingest reads ~60 such replies per 2,000 chunks on threads beside the one that parses,
     chunks and writes, and they took a seventh of its process's CPU (docs/benchmarks.md,
-    "Eleventh pass"). A transport is httpx's public way to hand back responses of its own.
+    "Eleventh pass"). A hook, not a transport of ragged's own: given a transport, httpx
+    stops routing through the proxies the environment names (HTTP_PROXY, NO_PROXY, ...).
     """
-    import httpx
-
-    response = _response_class()
-
-    class Transport(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            got = super().handle_request(request)
-            return response(
-                got.status_code, headers=got.headers, stream=got.stream, extensions=got.extensions
-            )
-
-    return Transport
+    response.__class__ = _response_class()
 
 
 @functools.cache
 def _response_class() -> Any:
+    """httpx's Response, with `json()` through orjson; nothing else differs."""
     import httpx
     import orjson
 

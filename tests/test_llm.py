@@ -30,28 +30,96 @@ def test_embed_batches_with_the_models_prefix(llm: LLM, ollama: OllamaStandIn) -
     ]
 
 
-def test_embed_reads_every_number_exactly_as_ollama_sent_it(llm: LLM) -> None:
+def test_embed_reads_every_number_exactly_as_ollama_sent_it(
+    llm: LLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Replies are decoded by orjson, not the standard library (a seventh of an ingest's
     CPU): the numbers must still be the very floats the JSON spells, to the last bit."""
-    import httpx
+    import orjson
 
     from tests.ollama_standin import _float32, embed_text
 
+    decoded: list[int] = []
+    loads = orjson.loads
+    monkeypatch.setattr(orjson, "loads", lambda data: decoded.append(len(data)) or loads(data))
     texts = ["alpha beta", "gamma delta epsilon", "zeta " * 40]
     vectors = llm.embed(texts, "nomic-embed-text")
     sent = [[_float32(x) for x in embed_text(f"search_document: {t}")] for t in texts]
     assert [list(v) for v in vectors] == sent
     assert any(len(repr(x)) > 8 for v in sent for x in v)  # digits to get wrong, not only 0.5
-    reply = llm._client._client.post(
-        "/api/embed", json={"model": "nomic-embed-text", "input": texts}
-    )
-    assert type(reply) is not httpx.Response  # this path is the one decoding with orjson
-    assert reply.json() == httpx.Response(200, content=reply.content).json()
+    assert decoded  # and it was orjson that read them
+
+
+class _Proxy:
+    """A forward proxy on loopback that records what it carried, and carries it all to one
+    server (the stand-in), whatever host the request names."""
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+        import urllib.request
+
+        self.carried: list[str] = []
+        proxy = self
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not itself
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def relay(self) -> None:
+                proxy.carried.append(self.path)  # the absolute URL a proxy is sent
+                path = "/" + self.path.split("://", 1)[-1].split("/", 1)[-1]
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                request = urllib.request.Request(target + path, data=body, method=self.command)
+                request.add_header("Content-Type", "application/json")
+                with direct.open(request) as reply:
+                    data = reply.read()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = relay
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_the_proxies_the_environment_names_are_used(
+    ollama: OllamaStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Ollama on another machine reached through a proxy (HTTP_PROXY, NO_PROXY): httpx
+    routes by the environment unless it is handed a transport, which an earlier version of
+    the orjson change did, and every request then went direct."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    proxy = _Proxy(ollama.url)
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        remote = LLM("http://gpu-box.invalid:11434", timeout=10, retry_delays=())
+        assert remote.version() == ollama.version
+        assert len(remote.embed(["alpha beta"], "nomic-embed-text")[0]) == 768
+        assert proxy.carried == [
+            "http://gpu-box.invalid:11434/api/version",
+            "http://gpu-box.invalid:11434/api/embed",
+        ]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        local = LLM(ollama.url, timeout=10, retry_delays=())
+        assert len(local.embed(["alpha beta"], "nomic-embed-text")[0]) == 768
+        assert len(proxy.carried) == 2  # NO_PROXY: straight to Ollama
+    finally:
+        proxy.server.shutdown()
+        proxy.server.server_close()
 
 
 def test_a_reply_orjson_refuses_is_read_as_the_standard_library_reads_it() -> None:
     """Ollama sends UTF-8 JSON without NaN; a proxy in between might not. What the standard
-    library reads, ragged reads the same; what neither reads fails as it always did."""
+    library reads, ragged reads the same (but for integers past 64 bits, which orjson reads
+    as floats and Go never sends); what neither reads fails as it always did."""
     import json
 
     from ragged.llm import _response_class
