@@ -23,8 +23,13 @@ EMBED_MODEL = "nomic-embed-text"
 @pytest.fixture(autouse=True)
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own RAGGED_HOME, and nothing from the developer's shell leaks in."""
+    proxies = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
     for var in list(os.environ):
-        if var.startswith("RAGGED_") or var in ("OLLAMA_HOST", "NO_COLOR", "FORCE_COLOR"):
+        if (
+            var.startswith("RAGGED_")
+            or var in ("OLLAMA_HOST", "NO_COLOR", "FORCE_COLOR")
+            or var.lower() in proxies  # the stand-in's traffic must not go through a proxy
+        ):
             monkeypatch.delenv(var, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("RAGGED_HOME", str(home))
@@ -32,7 +37,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RAGGED_CHAT_MODEL", CHAT_MODEL)
     monkeypatch.setenv("TERMINAL_WIDTH", "160")
     monkeypatch.setenv("ANONYMIZED_TELEMETRY", "False")
-    # Nothing in the suite may reach the network; an unroutable proxy makes any attempt fail fast.
+    # tiktoken's own cache, not the developer's: the encoding must come from what ragged ships.
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken-cache"))
     return home
 
