@@ -34,6 +34,10 @@ UNREACHABLE_HINT = (
     "check OLLAMA_HOST; on the Ollama machine, make it listen beyond loopback "
     "(OLLAMA_HOST=0.0.0.0 for `ollama serve`) and let port 11434 through its firewall"
 )
+NOT_OLLAMA_HINT = (
+    "check OLLAMA_HOST: it should name `ollama serve` (port 11434 unless set otherwise), "
+    "not a proxy's page or another service"
+)
 
 
 class InputTooLong(OllamaFailed):
@@ -172,6 +176,8 @@ class LLM:
         `retry=False` reads on from a stream already started: it keeps the timeout the stream
         was opened with, and nothing is retried (the answer would start over).
         """
+        import json
+
         import httpx
         import ollama
 
@@ -239,6 +245,20 @@ class LLM:
             except httpx.HTTPError as exc:
                 raise OllamaFailed(
                     f"lost the connection to Ollama at {self.host}: {_short(exc)}"
+                ) from exc
+            except ValueError as exc:
+                # A 200 that Ollama did not send: a web page (not JSON), or JSON of another
+                # shape (pydantic names the reply model it could not fill: EmbedResponse...).
+                title = str(getattr(exc, "title", ""))
+                if isinstance(exc, json.JSONDecodeError):
+                    what = "not JSON"
+                elif title.endswith("Response"):
+                    what = f"JSON without the fields of its {title}"
+                else:
+                    raise
+                raise OllamaFailed(
+                    f"{self.host} answered, but its reply is not Ollama's ({what})",
+                    hint=NOT_OLLAMA_HINT,
                 ) from exc
 
     # -- models ------------------------------------------------------------------------

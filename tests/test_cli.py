@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from ragged.__main__ import main
 from ragged.answer import CANNOT_ANSWER_PHRASE
 from ragged.cli import app
+from tests.fixed_reply import fixed_reply
 from tests.ollama_standin import OllamaStandIn
 from tests.pdfgen import write_pdf
 
@@ -139,6 +141,32 @@ def test_ollama_down_gives_one_clear_line(runner: CliRunner, ollama_down: str, d
     assert f"Ollama isn't running at http://{ollama_down}" in result.stderr
     assert "ollama serve" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def not_ollama(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """OLLAMA_HOST at an HTTP server that is not Ollama: it answers 200 with a web page, as a
+    proxy's error page or another service on the port does."""
+    with fixed_reply(b"<html><body>Welcome to nginx!</body></html>") as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        yield host
+
+
+def test_a_host_that_is_not_ollama_gives_one_clear_line(
+    runner: CliRunner, not_ollama: str, docs: Path
+) -> None:
+    # It was a JSONDecodeError traceback from the ollama client, in ingest, search and doctor.
+    result = run(runner, "ingest", str(docs), ok=False)
+    assert result.exit_code == 1
+    assert f"{not_ollama} answered, but its reply is not Ollama's" in result.stderr
+    assert "OLLAMA_HOST" in result.stderr and "Traceback" not in result.output
+    pending = json.loads(run(runner, "list", "--json").stdout)
+    assert pending and all(f["status"] == "pending" for f in pending)  # the text is kept
+    result = run(runner, "search", "capybara", ok=False)
+    assert f"{not_ollama} answered, but its reply is not Ollama's" in result.stderr
+    assert "Traceback" not in result.output
+    result = run(runner, "doctor", ok=False)
+    assert "Traceback" not in result.output and "not Ollama's" in result.output
 
 
 def test_missing_chat_model_names_the_pull_command(

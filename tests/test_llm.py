@@ -136,6 +136,25 @@ def test_a_reply_orjson_refuses_is_read_as_the_standard_library_reads_it() -> No
         response(200, content=b"<html>bad gateway</html>").json()
 
 
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (b"<html>Welcome to nginx!</html>", "not JSON"),
+        (b'{"status": "ok"}', "JSON without the fields of its EmbedResponse"),
+    ],
+    ids=["a page", "other JSON"],
+)
+def test_a_reply_that_is_not_ollamas_is_one_clear_error(body: bytes, what: str) -> None:
+    """A 200 from something else at OLLAMA_HOST (a proxy's page, another service) was a
+    JSONDecodeError traceback; the rest of ragged knows what to do with an OllamaFailed."""
+    from tests.fixed_reply import fixed_reply
+
+    with fixed_reply(body) as host, pytest.raises(OllamaFailed) as failed:
+        LLM(host, timeout=5, retry_delays=()).embed(["alpha"], "nomic-embed-text")
+    assert failed.value.message == f"{host} answered, but its reply is not Ollama's ({what})"
+    assert "OLLAMA_HOST" in (failed.value.hint or "")
+
+
 def test_prefix_table() -> None:
     assert embed_prefixes("nomic-embed-text:latest") == ("search_query: ", "search_document: ")
     assert embed_prefixes("library/mxbai-embed-large:335m")[1] == ""
