@@ -339,15 +339,29 @@ def save_conversation(conversation: Conversation, home: Path) -> Path:
     return path
 
 
-def forget_passages(home: Path, collection: str, paths: Iterable[str] | None = None) -> int:
-    """Blank the saved passages of these files (all of the collection's when None) in every
-    saved conversation: a removed file's text must be readable in no file of the data dir.
-    The questions and answers stay: they are the user's own conversation. Returns the
+def forget_passages(
+    home: Path,
+    collection: str,
+    paths: Iterable[str] | None = None,
+    *,
+    ids: Iterable[str] | None = None,
+) -> int:
+    """Blank the saved passages of these files, or of these chunks, in every saved
+    conversation (all of the collection's when neither is given): the text of a removed file,
+    or of a file's replaced version, must be readable in no file of the data dir. The
+    questions and answers stay: they are the user's own conversation. Returns the
     conversations rewritten."""
-    gone = None if paths is None else set(paths)
+    gone_paths = None if paths is None else set(paths)
+    gone_ids = None if ids is None else set(ids)
     folder = conversations_dir(home)
-    if gone == set() or not folder.is_dir():
+    if gone_paths == set() or gone_ids == set() or not folder.is_dir():
         return 0  # every ingest removes its vanished files, most often none
+
+    def gone(source: SavedSource) -> bool:
+        if gone_ids is not None:
+            return source.id in gone_ids
+        return gone_paths is None or source.path in gone_paths
+
     changed = 0
     for path in sorted(folder.glob("*.json")):
         try:
@@ -359,7 +373,7 @@ def forget_passages(home: Path, collection: str, paths: Iterable[str] | None = N
             if turn.collection != collection:
                 continue
             for i, source in enumerate(turn.sources):
-                if source.text and (gone is None or source.path in gone):
+                if source.text and gone(source):
                     turn.sources[i] = replace(source, text="")
                     touched = True
         if touched:

@@ -322,11 +322,14 @@ class Index:
         self._wrote = True
 
     def flush_tombstones(self) -> None:
-        """Step 3: make Chroma forget what the catalog already has."""
+        """Step 3: make Chroma forget what the catalog already has, and saved conversations
+        the passages of those chunks (a changed file's old version included)."""
         self.commit()
         tomb = self.catalog.tombstones()
         if tomb:
             self.store.delete(tomb)
+            # Before the tombstones go: a run killed in between blanks them again next time.
+            self._forget_passages(ids=tomb)
             self.catalog.clear_tombstones(tomb)
             self._wrote = True
 
@@ -366,13 +369,15 @@ class Index:
         self._forget_passages(paths)
         return removed
 
-    def _forget_passages(self, paths: Sequence[str] | None) -> None:
+    def _forget_passages(
+        self, paths: Sequence[str] | None = None, ids: Sequence[str] | None = None
+    ) -> None:
         """Saved chat conversations keep the passages given with each answer: blank those
-        of removed files (of every file, for None)."""
+        of removed files or chunks (of every file, when neither is given)."""
         from ragged.conversation import forget_passages
 
         with contextlib.suppress(OSError):
-            forget_passages(Path(self.settings.home), self.name, paths)
+            forget_passages(Path(self.settings.home), self.name, paths, ids=ids)
 
     def begin_run(self) -> None:
         """Finish what an interrupted run left, then mark this one as under way."""
@@ -425,7 +430,9 @@ class Index:
             return
         if not store.exists:
             # Deleted on the server, by `ragged reset` on another machine.
-            catalog.forget_chunks(catalog.embedded_ids())
+            gone = catalog.embedded_ids()
+            self._forget_passages(ids=sorted(gone))  # first: once forgotten, they are unknown
+            catalog.forget_chunks(gone)
             catalog.set_meta("server_revision", None)
             return
         token = store.revision
@@ -437,6 +444,8 @@ class Index:
         server = store.ids()
         cached, pending = catalog.embedded_ids(), catalog.pending_ids()
         if cached - server:
+            # Removed, or replaced by a new version, by another machine: as if done here.
+            self._forget_passages(ids=sorted(cached - server))
             catalog.forget_chunks(cached - server)
         model = (store.embedding or (self.settings.embed_model, 0))[0]
         if server & pending:

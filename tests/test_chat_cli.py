@@ -237,30 +237,52 @@ def test_terminal_session_follow_up_ctrl_c_and_ctrl_d(
     assert [t["question"] for t in saved["turns"]] == ["What is rate limiting?", FOLLOW_UP]
 
 
+def saved_passages(env: Path, name: str) -> list[str]:
+    """The saved passages' texts of this file, in every saved conversation."""
+    saved = [json.loads(p.read_text("utf-8")) for p in (env / "conversations").glob("*.json")]
+    return [
+        s["text"]
+        for c in saved
+        for t in c["turns"]
+        for s in t["sources"]
+        if s["text"] and s["path"].endswith(name)
+    ]
+
+
 def test_removed_and_reset_files_leave_no_passage_in_saved_conversations(
     runner: CliRunner, ingested: Path, env: Path
 ) -> None:
     """Reproduced (QA): after `remove` and after `reset`, conversations/*.json still held the
     removed file's passages in full, though its text must be readable in no file."""
-
-    def passages(name: str) -> list[str]:
-        """The saved passages' texts of this file, in every saved conversation."""
-        saved = [json.loads(p.read_text("utf-8")) for p in (env / "conversations").glob("*.json")]
-        return [
-            s["text"]
-            for c in saved
-            for t in c["turns"]
-            for s in t["sources"]
-            if s["text"] and s["path"].endswith(name)
-        ]
-
     chat(runner, "What is rate limiting?\nHow do I turn telemetry off?\n")
-    assert passages("limits.md") and passages("telemetry.md")
+    assert saved_passages(env, "limits.md") and saved_passages(env, "telemetry.md")
     result = runner.invoke(app, ["remove", str(ingested / "limits.md"), "--yes"])
     assert result.exit_code == 0, result.output
-    assert passages("limits.md") == [] and passages("telemetry.md")
+    assert saved_passages(env, "limits.md") == [] and saved_passages(env, "telemetry.md")
     # The questions and answers stay: they are the user's own conversation (docs/design.md).
     saved = "".join(p.read_text("utf-8") for p in (env / "conversations").glob("*.json"))
     assert "What is rate limiting?" in saved
     assert runner.invoke(app, ["reset", "--yes"]).exit_code == 0
-    assert passages("telemetry.md") == []
+    assert saved_passages(env, "telemetry.md") == []
+
+
+def test_a_changed_file_leaves_no_old_passage_in_saved_conversations(
+    runner: CliRunner, ingested: Path, env: Path
+) -> None:
+    """Reproduced: a file edited and ingested again (a sentence taken out, say) kept its old
+    passages in full in conversations/*.json, though that version was gone from the index."""
+    chat(runner, "How do I turn telemetry off?\nWhat is rate limiting?\n")
+    old = saved_passages(env, "limits.md")
+    assert any("100 requests per minute" in text for text in old)
+    limits = ingested / "limits.md"
+    limits.write_text(limits.read_text("utf-8").replace("100 requests", "some requests"), "utf-8")
+    result = runner.invoke(app, ["ingest", str(ingested)])
+    assert result.exit_code == 0, result.output
+    assert saved_passages(env, "limits.md") == []
+    assert saved_passages(env, "telemetry.md")  # an unchanged file's passages stay
+    shown = chat(runner, "/sources\n", "--continue").stdout
+    assert "limits.md" in shown and "no longer stored" in shown
+    assert "100 requests per minute" not in shown
+    # Its new version answers the next question, and that answer's passages are kept.
+    chat(runner, "What is rate limiting?\n")
+    assert any("some requests per minute" in text for text in saved_passages(env, "limits.md"))

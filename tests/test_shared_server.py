@@ -23,6 +23,7 @@ from ragged.store import Store, open_store
 from tests.chroma_server import ChromaServer, ChromaTokenServer
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
+from tests.test_chat_cli import saved_passages
 
 pytestmark = pytest.mark.server
 RAGGED = [sys.executable, "-m", "ragged"]
@@ -132,6 +133,26 @@ def test_what_one_machine_removes_or_changes_the_other_follows(
     assert top["path"].endswith("reference.rst") and "Okapis are related" in top["text"]
     ids = server_ids()
     assert len(ids) == len(set(ids))  # the old version's chunks are gone, not beside the new
+
+
+def test_what_another_machine_changes_or_resets_leaves_no_passage_in_this_ones_chats(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    """Machine B's saved conversations kept the passages of a file that machine A changed,
+    and of a collection A reset, though B's searches no longer found them."""
+    a.run("ingest", str(docs), "-q")
+    questions = "What is the largest living rodent?\nHow long does the ferry to Zanzibar take?\n"
+    chatted = runner.invoke(app, ["--home", str(b.home), "chat"], input=questions)
+    assert chatted.exit_code == 0, chatted.output
+    assert saved_passages(b.home, "notes.txt") and saved_passages(b.home, "travel.html")
+    notes = docs / "notes.txt"
+    notes.write_text(notes.read_text().replace("five minutes", "a few minutes"))
+    a.run("ingest", str(docs), "-q")
+    b.search("capybara")  # B's cache catches up with the server
+    assert saved_passages(b.home, "notes.txt") == [] and saved_passages(b.home, "travel.html")
+    a.run("reset", "--yes")
+    assert b.run("search", "capybara", ok=False).exit_code == 1
+    assert saved_passages(b.home, "travel.html") == []
 
 
 def test_a_collection_reset_on_one_machine_is_gone_on_the_other(

@@ -307,7 +307,10 @@ class Session:
         for s in turn.sources:
             mark = "" if s.cited else " [dim](not cited)[/]"
             out.print(f"[bold][{s.n}] {render.escape_name(s.label)}[/]{mark}")
-            out.print(render.escape(s.text.strip()))
+            if s.text:
+                out.print(render.escape(s.text.strip()))
+            else:  # blanked when its file was removed or changed (docs/design.md, Deletion)
+                out.print("[dim](no longer stored: its file was removed or has changed)[/]")
             out.print()
 
     @staticmethod
