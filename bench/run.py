@@ -55,7 +55,8 @@ SEARCH_FLOOR_RATIO = 1.03  # `ragged search` wall / the floor script's (bench/fl
 ASK_FLOOR_RATIO = 1.10  # `ragged ask` time to first byte beyond the model's own / the floor's
 PEAK_RSS_MB = 600.0  # ingest of 100k chunks
 
-HEAVY = ("chromadb", "ollama", "pypdf", "tiktoken")  # must not be imported by --help/--version
+# Must not be imported by --help/--version, nor by an unchanged re-ingest.
+HEAVY = ("chromadb", "ollama", "pypdf", "tiktoken")
 CHAT_MODEL = "llama3.2:3b"  # one the stand-in serves
 REINGEST_FILES = 2000
 SECTIONS = ("startup", "ingest", "reingest", "cold", "scale")
@@ -83,7 +84,7 @@ PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 
 IMPORT_CHECK = """
 import sys
-sys.argv = ["ragged", {arg!r}]
+sys.argv = ["ragged", *{args!r}]
 from ragged.cli import app
 try:
     app()
@@ -117,6 +118,13 @@ class Results:
     ) -> None:
         status = "info" if ok is None else ("PASS" if ok else "MISS")
         self.rows.append(Row(section, measure, value, target, status))
+
+
+def heavy_imports(args: Sequence[str], heavy: Sequence[str], env: dict[str, str]) -> str:
+    """Which of `heavy` a `ragged ARGS` run imported, comma-separated ("" for none)."""
+    done = run([sys.executable, "-c", IMPORT_CHECK.format(args=list(args), heavy=heavy)], env)
+    line = next((x for x in done.stderr.splitlines() if x.startswith("HEAVY=")), None)
+    return line[len("HEAVY=") :] if line is not None else "?"
 
 
 def ms(seconds: float) -> str:
@@ -195,10 +203,7 @@ class Bench:
                 value / base <= STARTUP_RATIO,
             )
         for arg in ("--help", "--version"):
-            code = IMPORT_CHECK.format(arg=arg, heavy=HEAVY)
-            done = run([sys.executable, "-c", code], env)
-            line = next((x for x in done.stderr.splitlines() if x.startswith("HEAVY=")), None)
-            heavy = line[len("HEAVY=") :] if line is not None else "?"
+            heavy = heavy_imports([arg], HEAVY, env)
             r.data["startup"][f"heavy_imports {arg}"] = heavy
             r.add(
                 "start-up",
@@ -435,6 +440,7 @@ class Bench:
             if done.returncode != 0:
                 raise RuntimeError(f"ragged ingest failed:\n{done.stderr[-2000:]}")
             after_search.append(done.seconds)
+        heavy = heavy_imports(command[1:], HEAVY, env)
         beyond = median(cli) - median(version)
         beyond_search = median(after_search) - median(version)
         r = self.results
@@ -446,6 +452,7 @@ class Bench:
             "cli_after_search_s": after_search,
             "version_s": version,
             "open_s": res["open_s"],
+            "heavy_imports": heavy,
         }
         r.add("re-ingest", "folder", f"{res['files']} files, {res['chunks']} chunks, unchanged")
         r.add(
@@ -468,6 +475,13 @@ class Bench:
             f"{median(after_search):.2f} - {median(version):.2f} = {beyond_search:.2f} s",
             f"< {REINGEST_S:g} s",
             beyond_search < REINGEST_S,
+        )
+        r.add(
+            "re-ingest",
+            "heavy modules imported by the CLI's unchanged run",
+            heavy or "none",
+            "none of " + "/".join(HEAVY),
+            heavy == "",
         )
 
     # -- cold commands: ragged search / ask against the floor script -------------------

@@ -285,6 +285,11 @@ def test_searching_between_ingests_does_not_make_the_next_one_open_chroma(
     assert modules_loaded_by_unchanged_reingest(env, ollama, docs) == "[]"
 
 
+# What an unchanged re-ingest has no use for: the store, the Ollama client, the PDF parser and
+# the tokenizer.
+HEAVY = ("chromadb", "ollama", "pypdf", "tiktoken")
+
+
 def modules_loaded_by_unchanged_reingest(env: Path, ollama: OllamaStandIn, docs: Path) -> str:
     """Which of the heavy libraries an unchanged re-ingest of `docs` imported."""
     probe = (
@@ -294,7 +299,7 @@ def modules_loaded_by_unchanged_reingest(env: Path, ollama: OllamaStandIn, docs:
         f"    app(['ingest', {str(docs)!r}, '--quiet'])\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
-        "print(sorted(m for m in ('chromadb', 'ollama', 'pypdf') if m in sys.modules))\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], env=environ(env, ollama), capture_output=True, text=True
