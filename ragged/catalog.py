@@ -900,11 +900,17 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
 def catalog_path(settings: Settings, collection: str | None = None) -> Path:
     """Catalogs live under the data dir, one folder per Chroma location so that an embedded
     store and a server never share a manifest."""
-    where = "embedded"
-    if settings.chroma_url:
-        key = f"{settings.chroma_url}|{settings.chroma_tenant}|{settings.chroma_database}"
-        where = "server-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    where = location(settings)
     return Path(settings.home) / "catalog" / where / f"{collection or settings.collection}.sqlite"
+
+
+def location(settings: Settings) -> str:
+    """Which Chroma the collections are in: "embedded", or "server-" and a digest of the
+    server's URL, tenant and database (two locations may hold collections of one name)."""
+    if not settings.chroma_url:
+        return "embedded"
+    key = f"{settings.chroma_url}|{settings.chroma_tenant}|{settings.chroma_database}"
+    return "server-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

@@ -14,6 +14,7 @@ Conversations of `ragged chat` are saved as JSON under `<data dir>/conversations
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -55,6 +56,9 @@ MAX_REWRITE_FACTOR = 4  # a "rewrite" this many times longer than the question i
 CITATION_MARK = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
 THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)
 CONVERSATIONS_DIR = "conversations"
+# Held while a conversation file is read and written again: a chat saving its turns and an
+# ingest blanking passages (forget_passages) must not undo each other's writes.
+CONVERSATIONS_LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,8 @@ class Turn:
     model: str
     sources: list[SavedSource]
     at: str
+    # The Chroma the collection was in (ragged.catalog.location); "" in files saved before.
+    location: str = ""
 
 
 @dataclass
@@ -291,7 +297,7 @@ class Conversation:
         """What the next follow-up is read against: answered turns only."""
         return [Exchange(t.question, t.answer) for t in self.turns if t.answered]
 
-    def record(self, result: Reply, collection: str) -> Turn:
+    def record(self, result: Reply, collection: str, location: str = "") -> Turn:
         answer = result.answer
         cited = {s.n for s in answer.cited} if answer else set()
         turn = Turn(
@@ -304,6 +310,7 @@ class Conversation:
             model=result.model,
             sources=[_saved(s, s.n in cited) for s in (answer.given if answer else [])],
             at=_now(),
+            location=location,
         )
         self.turns.append(turn)
         return turn
@@ -329,14 +336,48 @@ def conversations_dir(home: Path) -> Path:
 
 
 def save_conversation(conversation: Conversation, home: Path) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves half a conversation."""
+    """Write atomically (temp file + rename): a crash never leaves half a conversation.
+
+    Passages blanked in the file since it was read (an ingest in another shell replaced or
+    removed their file) are blanked in `conversation` too, so a long chat does not write
+    them back."""
+    from ragged.lock import held
+
     folder = conversations_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{conversation.id}.json"
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(conversation), ensure_ascii=False, indent=1), "utf-8")
-    os.replace(tmp, path)
+    with held(folder / CONVERSATIONS_LOCK):
+        take_blanks(conversation, home)
+        _write(conversation, path)
     return path
+
+
+def take_blanks(conversation: Conversation, home: Path) -> None:
+    """Blank in `conversation` the passages its saved file has blanked since it was read."""
+    path = conversations_dir(home) / f"{conversation.id}.json"
+    try:
+        saved = load_conversation(path)
+    except StoreError:
+        return  # not written yet, or unreadable: this write replaces it
+    # Turns are only ever appended: the file's turns are the first of these.
+    for mine, theirs in zip(conversation.turns, saved.turns, strict=False):
+        if (mine.at, mine.question) != (theirs.at, theirs.question):
+            return
+        blank = {s.id for s in theirs.sources if not s.text}
+        if blank:
+            mine.sources = [replace(s, text="") if s.id in blank else s for s in mine.sources]
+
+
+def _write(conversation: Conversation, path: Path) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(asdict(conversation), ensure_ascii=False, indent=1), "utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        # A half-written copy holds passages too: it must not outlive the failure.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def forget_passages(
@@ -345,12 +386,19 @@ def forget_passages(
     paths: Iterable[str] | None = None,
     *,
     ids: Iterable[str] | None = None,
+    location: str = "",
 ) -> int:
     """Blank the saved passages of these files, or of these chunks, in every saved
     conversation (all of the collection's when neither is given): the text of a removed file,
     or of a file's replaced version, must be readable in no file of the data dir. The
-    questions and answers stay: they are the user's own conversation. Returns the
-    conversations rewritten."""
+    questions and answers stay: they are the user's own conversation. Only turns asked of
+    this collection in this `location` (or saved before turns recorded one) are touched.
+
+    Every conversation is tried; an OSError (a full disk, a file made read-only) is raised
+    after the others are done, so the caller can try again later. Returns the conversations
+    rewritten."""
+    from ragged.lock import held
+
     gone_paths = None if paths is None else set(paths)
     gone_ids = None if ids is None else set(ids)
     folder = conversations_dir(home)
@@ -362,35 +410,48 @@ def forget_passages(
             return source.id in gone_ids
         return gone_paths is None or source.path in gone_paths
 
-    changed = 0
-    for path in sorted(folder.glob("*.json")):
-        try:
-            conversation = load_conversation(path)
-        except StoreError:
-            continue  # unreadable: nothing of it is shown either
-        touched = False
-        for turn in conversation.turns:
-            if turn.collection != collection:
+    changed, failed = 0, None
+    with held(folder / CONVERSATIONS_LOCK):
+        for path in sorted(folder.glob("*.json")):
+            try:
+                conversation = load_conversation(path)
+            except StoreError:
+                continue  # unreadable: nothing of it is shown either
+            touched = False
+            for turn in conversation.turns:
+                if turn.collection != collection or turn.location not in ("", location):
+                    continue
+                for i, source in enumerate(turn.sources):
+                    if source.text and gone(source):
+                        turn.sources[i] = replace(source, text="")
+                        touched = True
+            if not touched:
                 continue
-            for i, source in enumerate(turn.sources):
-                if source.text and gone(source):
-                    turn.sources[i] = replace(source, text="")
-                    touched = True
-        if touched:
-            save_conversation(conversation, home)
-            changed += 1
+            try:
+                before = path.stat()
+                _write(conversation, path)
+                # `--continue` resumes the conversation used last, by this time: blanking
+                # passages is not using it.
+                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+                changed += 1
+            except OSError as exc:
+                failed = exc
+    if failed is not None:
+        raise failed
     return changed
 
 
 def load_conversation(path: Path) -> Conversation:
     try:
         data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
         turns = [
             Turn(**{**t, "sources": [SavedSource(**s) for s in t.get("sources", [])]})
             for t in data.get("turns", [])
         ]
         return Conversation(data["id"], data["collection"], data["created_at"], turns)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StoreError(f"{path}: cannot read the saved conversation: {exc}") from exc
 
 

@@ -328,10 +328,11 @@ class Index:
         tomb = self.catalog.tombstones()
         if tomb:
             self.store.delete(tomb)
-            # Before the tombstones go: a run killed in between blanks them again next time.
-            self._forget_passages(ids=tomb)
-            self.catalog.clear_tombstones(tomb)
             self._wrote = True
+            # Before the tombstones go: a run killed in between, or a conversation that could
+            # not be rewritten (a full disk), is blanked again next time.
+            if self._forget_passages(ids=tomb):
+                self.catalog.clear_tombstones(tomb)
 
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
         self.catalog.touch(path, size, mtime_ns)
@@ -371,13 +372,19 @@ class Index:
 
     def _forget_passages(
         self, paths: Sequence[str] | None = None, ids: Sequence[str] | None = None
-    ) -> None:
+    ) -> bool:
         """Saved chat conversations keep the passages given with each answer: blank those
-        of removed files or chunks (of every file, when neither is given)."""
+        of removed files or chunks (of every file, when neither is given). False when a
+        conversation could not be rewritten."""
+        from ragged.catalog import location
         from ragged.conversation import forget_passages
 
-        with contextlib.suppress(OSError):
-            forget_passages(Path(self.settings.home), self.name, paths, ids=ids)
+        home, where = Path(self.settings.home), location(self.settings)
+        try:
+            forget_passages(home, self.name, paths, ids=ids, location=where)
+        except OSError:
+            return False
+        return True
 
     def begin_run(self) -> None:
         """Finish what an interrupted run left, then mark this one as under way."""
@@ -445,7 +452,11 @@ class Index:
         cached, pending = catalog.embedded_ids(), catalog.pending_ids()
         if cached - server:
             # Removed, or replaced by a new version, by another machine: as if done here.
-            self._forget_passages(ids=sorted(cached - server))
+            # Asked again by id first: the listing is read in pages, and a delete between two
+            # pages can make ids that are still there look gone (the cache catches up next
+            # time; a blanked passage would not).
+            missing = cached - server - store.present(sorted(cached - server))
+            self._forget_passages(ids=sorted(missing))
             catalog.forget_chunks(cached - server)
         model = (store.embedding or (self.settings.embed_model, 0))[0]
         if server & pending:
@@ -464,6 +475,10 @@ class Index:
                 stale += [r.id for r in rows]  # an older copy than the one cached here
                 rows = []
             if rows:
+                if known is not None:
+                    # The version cached here, replaced: its passages go as its chunks do.
+                    replaced = {c.id for c in catalog.chunks_of(known.path)}
+                    self._forget_passages(ids=sorted(replaced - {r.id for r in rows}))
                 catalog.replace_file(record, rows, embedded=True, tombstone=False)
             if clean and stale:
                 store.delete(stale)

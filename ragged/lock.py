@@ -56,6 +56,14 @@ def opening(path: Path) -> Iterator[None]:
     readers never wait on a writer's work. Where the file cannot be made (a read-only data
     dir, whose store nobody can be creating), the store opens without it.
     """
+    with held(path):
+        yield
+
+
+@contextmanager
+def held(path: Path) -> Iterator[None]:
+    """Hold the lock file `path` for a brief piece of work, waiting while another process
+    holds it; without a lock where the file cannot be made (a read-only data dir)."""
     from ragged.config import PRIVATE_FILE
 
     try:

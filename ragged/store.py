@@ -473,22 +473,27 @@ class Store:
                 out[id_] = [float(x) for x in vec]
         return out
 
-    @_using_chroma
     def get(self, ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
         """(id, text, metadata) of these chunks, those that exist."""
+        return [
+            (id_, *_unpack(doc, meta))
+            for res in self._by_ids(ids, ["documents", "metadatas"])
+            for id_, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
+        ]
+
+    def present(self, ids: Sequence[str]) -> set[str]:
+        """Those of these ids the collection holds."""
+        return {id_ for res in self._by_ids(ids, []) for id_ in res["ids"]}
+
+    @_using_chroma
+    def _by_ids(self, ids: Sequence[str], include: list[str]) -> Iterator[dict[str, Any]]:
+        """Chroma's replies for these ids, in parts of WRITE_BATCH."""
         col = self._get()
         if col is None or not ids:
-            return []
-        out: list[tuple[str, str, dict[str, Any]]] = []
+            return
         for start in range(0, len(ids), WRITE_BATCH):
-            res = self._guard(
-                lambda s=start: col.get(
-                    ids=list(ids[s : s + WRITE_BATCH]), include=["documents", "metadatas"]
-                )
-            )
-            for id_, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True):
-                out.append((id_, *_unpack(doc, meta)))
-        return out
+            part = list(ids[start : start + WRITE_BATCH])
+            yield self._guard(lambda p=part: col.get(ids=p, include=include))
 
     @_using_chroma
     def _pages(self, include: list[str], batch: int) -> Iterator[dict[str, Any]]:

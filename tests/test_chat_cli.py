@@ -238,15 +238,17 @@ def test_terminal_session_follow_up_ctrl_c_and_ctrl_d(
 
 
 def saved_passages(env: Path, name: str) -> list[str]:
-    """The saved passages' texts of this file, in every saved conversation."""
-    saved = [json.loads(p.read_text("utf-8")) for p in (env / "conversations").glob("*.json")]
-    return [
-        s["text"]
-        for c in saved
-        for t in c["turns"]
-        for s in t["sources"]
-        if s["text"] and s["path"].endswith(name)
-    ]
+    """The saved passages' texts of this file, in every saved conversation (other files in
+    the folder left out)."""
+    texts = []
+    for path in (env / "conversations").glob("*.json"):
+        try:
+            turns = json.loads(path.read_text("utf-8"))["turns"]
+            sources = [s for t in turns for s in t["sources"]]
+        except (ValueError, TypeError, KeyError):
+            continue
+        texts += [s["text"] for s in sources if s["text"] and s["path"].endswith(name)]
+    return texts
 
 
 def test_removed_and_reset_files_leave_no_passage_in_saved_conversations(
@@ -286,3 +288,108 @@ def test_a_changed_file_leaves_no_old_passage_in_saved_conversations(
     # Its new version answers the next question, and that answer's passages are kept.
     chat(runner, "What is rate limiting?\n")
     assert any("some requests per minute" in text for text in saved_passages(env, "limits.md"))
+
+
+def edit_limits(faq: Path) -> None:
+    limits = faq / "limits.md"
+    limits.write_text(limits.read_text("utf-8").replace("100 requests", "some requests"), "utf-8")
+
+
+def chat_answering(
+    ollama: OllamaStandIn, home: Path, question: str, name: str
+) -> subprocess.Popen[str]:
+    """`ragged chat` in a process of its own, once it has answered `question` and saved
+    passages of the file `name`; its stdin stays open for more."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragged", "--home", str(home), "chat"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OLLAMA_HOST": ollama.host},
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(question + "\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not saved_passages(home, name):  # the first turn is saved
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(f"no saved turn: {proc.communicate()[1]}")
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_running_chat_does_not_write_blanked_passages_back(
+    runner: CliRunner, ollama: OllamaStandIn, ingested: Path, env: Path
+) -> None:
+    """Found in review: a chat keeps its conversation in memory and saved all of it after each
+    turn, so passages an ingest in another shell had blanked came back with the next answer."""
+    proc = chat_answering(ollama, env, "What is rate limiting?", "limits.md")
+    try:
+        edit_limits(ingested)  # and `ragged ingest` in another shell
+        assert runner.invoke(app, ["ingest", str(ingested)]).exit_code == 0
+        assert saved_passages(env, "limits.md") == []
+        out, err = proc.communicate("/sources\nHow do I turn telemetry off?\n", timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "no longer stored" in out  # the live session's /sources
+    assert not [t for t in saved_passages(env, "limits.md") if "100 requests" in t]
+    assert saved_passages(env, "telemetry.md")  # the new turn's passages are saved
+
+
+def test_blanking_passages_does_not_change_which_conversation_continue_resumes(
+    runner: CliRunner, ingested: Path, env: Path
+) -> None:
+    """Found in review: `--continue` takes the conversation written last, and blanking an
+    older one's passages rewrote it, so it became the one resumed."""
+    chat(runner, "What is rate limiting?\n")
+    older = next((env / "conversations").glob("*.json"))
+    time.sleep(0.01)
+    chat(runner, "/new\nHow do I turn telemetry off?\n")
+    newer = next(p for p in (env / "conversations").glob("*.json") if p != older)
+    edit_limits(ingested)
+    assert runner.invoke(app, ["ingest", str(ingested)]).exit_code == 0
+    assert saved_passages(env, "limits.md") == []  # the older one was rewritten
+    chat(runner, "What does the telemetry toggle do?\n", "--continue")
+    turns = json.loads(newer.read_text("utf-8"))["turns"]
+    assert [t["question"] for t in turns][-1] == "What does the telemetry toggle do?"
+    assert len(json.loads(older.read_text("utf-8"))["turns"]) == 1
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '{"id": "x", "turns": ["x"]}', "{"])
+def test_a_foreign_file_among_the_conversations_does_not_stop_an_ingest(
+    runner: CliRunner, ingested: Path, env: Path, content: str
+) -> None:
+    """Found in review: a JSON file that is not a conversation object (`[]`, `null`) raised
+    from the blanking pass, and every later ingest failed the same way."""
+    chat(runner, "What is rate limiting?\n")
+    (env / "conversations" / "notes.json").write_text(content)
+    edit_limits(ingested)
+    for _ in range(2):
+        result = runner.invoke(app, ["ingest", str(ingested)])
+        assert result.exit_code == 0, result.output
+    assert saved_passages(env, "limits.md") == []
+
+
+def test_a_conversation_that_cannot_be_rewritten_is_blanked_by_a_later_run(
+    runner: CliRunner, ingested: Path, env: Path
+) -> None:
+    """A conversation that cannot be rewritten now (a full disk, say) keeps the chunk ids to
+    delete, and the next run blanks it."""
+    chat(runner, "What is rate limiting?\n")
+    saved = next((env / "conversations").glob("*.json"))
+    # Where its rewrite goes first (this process writes it: CliRunner runs in-process): a
+    # directory there makes the write fail, whoever runs the tests.
+    blocker = saved.with_suffix(f".tmp{os.getpid()}")
+    blocker.mkdir()
+    edit_limits(ingested)
+    try:
+        assert runner.invoke(app, ["ingest", str(ingested)]).exit_code == 0
+        assert saved_passages(env, "limits.md")  # could not be rewritten yet
+    finally:
+        blocker.rmdir()
+    assert runner.invoke(app, ["ingest", str(ingested)]).exit_code == 0
+    assert saved_passages(env, "limits.md") == []
+    assert not list(saved.parent.glob("*.tmp*"))

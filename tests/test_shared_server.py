@@ -23,7 +23,7 @@ from ragged.store import Store, open_store
 from tests.chroma_server import ChromaServer, ChromaTokenServer
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
-from tests.test_chat_cli import saved_passages
+from tests.test_chat_cli import chat_answering, saved_passages
 
 pytestmark = pytest.mark.server
 RAGGED = [sys.executable, "-m", "ragged"]
@@ -153,6 +153,54 @@ def test_what_another_machine_changes_or_resets_leaves_no_passage_in_this_ones_c
     a.run("reset", "--yes")
     assert b.run("search", "capybara", ok=False).exit_code == 1
     assert saved_passages(b.home, "travel.html") == []
+
+
+def test_a_running_chat_on_the_other_machine_does_not_write_the_old_passages_back(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    """Found in review: B's chat catches up with the server before each question, which
+    blanked the passages on disk, and then saved its whole conversation from memory."""
+    a.run("ingest", str(docs), "-q")
+    proc = chat_answering(ollama, b.home, "What is the largest living rodent?", "notes.txt")
+    try:
+        notes = docs / "notes.txt"
+        notes.write_text(notes.read_text().replace("five minutes", "a few minutes"))
+        a.run("ingest", str(docs), "-q")
+        _, err = proc.communicate("How long does the ferry to Zanzibar take?\n", timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    # The old version's passage is blank (the second answer may have given the new one).
+    assert not [t for t in saved_passages(b.home, "notes.txt") if "five minutes" in t]
+    assert saved_passages(b.home, "travel.html")
+
+
+def test_a_change_in_a_collection_of_the_same_name_elsewhere_leaves_these_passages(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    docs: Path,
+    server: ChromaServer,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: saved turns named only their collection, so a file changed in the
+    server's 'default' blanked the passages a chat had from the embedded 'default', which
+    still holds them."""
+    url = os.environ["RAGGED_CHROMA_URL"]
+    monkeypatch.delenv("RAGGED_CHROMA_URL")
+    assert runner.invoke(app, ["ingest", str(docs), "-q"]).exit_code == 0
+    asked = runner.invoke(app, ["chat"], input="What is the largest living rodent?\n")
+    assert asked.exit_code == 0, asked.output
+    assert saved_passages(env, "notes.txt")
+    assert runner.invoke(app, ["copy", "--to", url]).exit_code == 0
+    monkeypatch.setenv("RAGGED_CHROMA_URL", url)
+    notes = docs / "notes.txt"
+    notes.write_text(notes.read_text().replace("five minutes", "a few minutes"))
+    assert runner.invoke(app, ["ingest", str(docs), "-q"]).exit_code == 0  # on the server
+    assert saved_passages(env, "notes.txt")  # the embedded collection still holds them
+    monkeypatch.delenv("RAGGED_CHROMA_URL")
+    assert runner.invoke(app, ["ingest", str(docs), "-q"]).exit_code == 0  # and now here
+    assert saved_passages(env, "notes.txt") == []
 
 
 def test_a_collection_reset_on_one_machine_is_gone_on_the_other(

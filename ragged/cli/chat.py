@@ -217,6 +217,7 @@ class Session:
 
     def ask(self, question: str) -> None:
         from ragged import render
+        from ragged.catalog import location
         from ragged.conversation import reply, save_conversation
         from ragged.errors import RaggedError
 
@@ -254,7 +255,9 @@ class Session:
             render.error(exc.message, exc.hint)
             self.failures += 1
             return
-        self.last = self.conversation.record(result, self.conversation.collection)
+        self.last = self.conversation.record(
+            result, self.conversation.collection, location(self.settings)
+        )
         save_conversation(self.conversation, self.settings.home)
         self.render(result, bool(streamed))
 
@@ -295,7 +298,9 @@ class Session:
 
     def show_sources(self) -> None:
         from ragged import render
+        from ragged.conversation import take_blanks
 
+        take_blanks(self.conversation, self.settings.home)  # an ingest may have run meanwhile
         turn = self.last or (self.conversation.turns[-1] if self.conversation.turns else None)
         if turn is None or not turn.sources:
             render.console(stderr=True).print("no sources yet: ask a question first")
@@ -309,8 +314,8 @@ class Session:
             out.print(f"[bold][{s.n}] {render.escape_name(s.label)}[/]{mark}")
             if s.text:
                 out.print(render.escape(s.text.strip()))
-            else:  # blanked when its file was removed or changed (docs/design.md, Deletion)
-                out.print("[dim](no longer stored: its file was removed or has changed)[/]")
+            else:  # blanked when its chunk was deleted (docs/design.md, Deletion)
+                out.print("[dim](no longer stored in the collection)[/]")
             out.print()
 
     @staticmethod
