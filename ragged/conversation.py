@@ -335,12 +335,17 @@ def conversations_dir(home: Path) -> Path:
     return Path(home) / CONVERSATIONS_DIR
 
 
-def save_conversation(conversation: Conversation, home: Path) -> Path:
+def save_conversation(
+    conversation: Conversation,
+    home: Path,
+    stored: Callable[[list[str]], Iterable[str]] | None = None,
+) -> Path:
     """Write atomically (temp file + rename): a crash never leaves half a conversation.
 
     Passages blanked in the file since it was read (an ingest in another shell replaced or
     removed their file) are blanked in `conversation` too, so a long chat does not write
-    them back."""
+    them back. `stored(ids)` names which of the last turn's passages are still stored; the
+    others were deleted while it was answered, after any blanking could see this turn."""
     from ragged.lock import held
 
     folder = conversations_dir(home)
@@ -348,6 +353,11 @@ def save_conversation(conversation: Conversation, home: Path) -> Path:
     path = folder / f"{conversation.id}.json"
     with held(folder / CONVERSATIONS_LOCK):
         take_blanks(conversation, home)
+        if stored is not None and conversation.turns:
+            # Asked under the lock: a deletion after this blanks the file written now.
+            turn = conversation.turns[-1]
+            kept = set(stored([s.id for s in turn.sources]))
+            turn.sources = [s if s.id in kept else replace(s, text="") for s in turn.sources]
         _write(conversation, path)
     return path
 
@@ -386,17 +396,17 @@ def forget_passages(
     paths: Iterable[str] | None = None,
     *,
     ids: Iterable[str] | None = None,
-    location: str = "",
+    location: str | None = None,
 ) -> int:
     """Blank the saved passages of these files, or of these chunks, in every saved
     conversation (all of the collection's when neither is given): the text of a removed file,
     or of a file's replaced version, must be readable in no file of the data dir. The
     questions and answers stay: they are the user's own conversation. Only turns asked of
-    this collection in this `location` (or saved before turns recorded one) are touched.
+    this collection are touched, and with a `location` (ragged.catalog.location) only those
+    asked of it there (or saved before turns recorded where).
 
-    Every conversation is tried; an OSError (a full disk, a file made read-only) is raised
-    after the others are done, so the caller can try again later. Returns the conversations
-    rewritten."""
+    Every conversation is tried; an OSError (a full disk) is raised after the others are
+    done, so the caller can try again later. Returns the conversations rewritten."""
     from ragged.lock import held
 
     gone_paths = None if paths is None else set(paths)
@@ -412,6 +422,11 @@ def forget_passages(
 
     changed, failed = 0, None
     with held(folder / CONVERSATIONS_LOCK):
+        # Every writer holds the lock while its temp copy exists: one found now is what a
+        # killed writer left, and it holds passages too.
+        for leftover in folder.glob("*.tmp*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
         for path in sorted(folder.glob("*.json")):
             try:
                 conversation = load_conversation(path)
@@ -419,7 +434,9 @@ def forget_passages(
                 continue  # unreadable: nothing of it is shown either
             touched = False
             for turn in conversation.turns:
-                if turn.collection != collection or turn.location not in ("", location):
+                if turn.collection != collection:
+                    continue
+                if location is not None and turn.location not in ("", location):
                     continue
                 for i, source in enumerate(turn.sources):
                     if source.text and gone(source):
@@ -450,6 +467,12 @@ def load_conversation(path: Path) -> Conversation:
             Turn(**{**t, "sources": [SavedSource(**s) for s in t.get("sources", [])]})
             for t in data.get("turns", [])
         ]
+        for turn in turns:  # what blanking and /sources rely on, from a file anyone can edit
+            fields = [turn.question, turn.at, turn.collection, turn.location]
+            for source in turn.sources:
+                fields += [source.id, source.path, source.text]
+            if not all(isinstance(f, str) for f in fields):
+                raise TypeError("a field of a turn is not a string")
         return Conversation(data["id"], data["collection"], data["created_at"], turns)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StoreError(f"{path}: cannot read the saved conversation: {exc}") from exc

@@ -189,6 +189,11 @@ class CollectionMissing(StoreError):
     """A command named a collection that does not exist."""
 
 
+# Chunk ids whose passages a saved conversation still holds because it could not be rewritten
+# when they were deleted (catalog meta, a JSON list): tried again at the next flush.
+UNBLANKED_KEY = "unblanked_passages"
+
+
 class Index:
     """One collection's catalog + store pair; open it with `open_index`."""
 
@@ -201,6 +206,7 @@ class Index:
         self.rebuilt: int | None = None
         self._wrote = False  # anything written to a shared store: other machines must look
         self.stale: str | None = None  # why the shared server could not be asked, if it could not
+        self.unblanked: str | None = None  # a saved conversation that could not be rewritten
         self._staged = 0  # files staged in the catalog's open batch
 
     def outdated(self) -> bool:
@@ -329,10 +335,14 @@ class Index:
         if tomb:
             self.store.delete(tomb)
             self._wrote = True
-            # Before the tombstones go: a run killed in between, or a conversation that could
-            # not be rewritten (a full disk), is blanked again next time.
-            if self._forget_passages(ids=tomb):
-                self.catalog.clear_tombstones(tomb)
+            # Before the tombstones go: a run killed in between blanks them next time. What a
+            # conversation that cannot be rewritten now (a full disk) keeps waits in its own
+            # queue, which needs no Chroma (kept as tombstones, they would be deleted from
+            # the store again at every run).
+            self._forget_passages(ids=tomb, queue=True)
+            self.catalog.clear_tombstones(tomb)
+        elif self.catalog.meta(UNBLANKED_KEY):
+            self._forget_passages(ids=[], queue=True)
 
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
         self.catalog.touch(path, size, mtime_ns)
@@ -371,20 +381,36 @@ class Index:
         return removed
 
     def _forget_passages(
-        self, paths: Sequence[str] | None = None, ids: Sequence[str] | None = None
-    ) -> bool:
+        self,
+        paths: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        queue: bool = False,
+    ) -> None:
         """Saved chat conversations keep the passages given with each answer: blank those
-        of removed files or chunks (of every file, when neither is given). False when a
-        conversation could not be rewritten."""
+        of removed files or chunks (of every file, when neither is given).
+
+        With `queue`, chunk ids a conversation could not be rewritten for are kept in the
+        catalog (with those of earlier runs) and tried again at the next flush; either way
+        `unblanked` says which file could not be rewritten, for the command to report."""
         from ragged.catalog import location
-        from ragged.conversation import forget_passages
+        from ragged.conversation import conversations_dir, forget_passages
 
         home, where = Path(self.settings.home), location(self.settings)
+        queued = json.loads(self.catalog.meta(UNBLANKED_KEY) or "[]") if queue else []
+        if queued and ids is not None:
+            ids = sorted({*ids, *queued})
         try:
             forget_passages(home, self.name, paths, ids=ids, location=where)
-        except OSError:
-            return False
-        return True
+        except OSError as exc:
+            self.unblanked = (
+                f"could not blank the passages of deleted chunks in the saved conversation "
+                f"{exc.filename or conversations_dir(home)}: {exc.strerror or exc}"
+            )
+            if queue and ids:
+                self.catalog.set_meta(UNBLANKED_KEY, json.dumps(sorted(ids)))
+            return
+        if queued:
+            self.catalog.set_meta(UNBLANKED_KEY, None)
 
     def begin_run(self) -> None:
         """Finish what an interrupted run left, then mark this one as under way."""
@@ -457,7 +483,7 @@ class Index:
             # time; a blanked passage would not).
             missing = cached - server - store.present(sorted(cached - server))
             self._forget_passages(ids=sorted(missing))
-            catalog.forget_chunks(cached - server)
+            catalog.forget_chunks(missing)
         model = (store.embedding or (self.settings.embed_model, 0))[0]
         if server & pending:
             catalog.mark_embedded(sorted(server & pending), model)
@@ -476,7 +502,8 @@ class Index:
                 rows = []
             if rows:
                 if known is not None:
-                    # The version cached here, replaced: its passages go as its chunks do.
+                    # The version cached here, replaced (seen only while its writer is between
+                    # uploading the new chunks and deleting the old): its passages go first.
                     replaced = {c.id for c in catalog.chunks_of(known.path)}
                     self._forget_passages(ids=sorted(replaced - {r.id for r in rows}))
                 catalog.replace_file(record, rows, embedded=True, tombstone=False)

@@ -5,6 +5,7 @@ And one process at a time opening the embedded store, whose library migrates it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,7 +64,8 @@ def opening(path: Path) -> Iterator[None]:
 @contextmanager
 def held(path: Path) -> Iterator[None]:
     """Hold the lock file `path` for a brief piece of work, waiting while another process
-    holds it; without a lock where the file cannot be made (a read-only data dir)."""
+    holds it; without a lock where the file cannot be made (a read-only data dir). Not
+    re-entrant: a second `held` of one path in one process waits for ever."""
     from ragged.config import PRIVATE_FILE
 
     try:
@@ -75,6 +77,11 @@ def held(path: Path) -> Iterator[None]:
         _lock(fd, path, wait=True)
         yield
     finally:
+        if os.name == "nt":  # pragma: no cover - Windows may release a closed file's lock late
+            import msvcrt
+
+            with contextlib.suppress(OSError):
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
         os.close(fd)  # closing the descriptor releases the lock
 
 
@@ -83,11 +90,15 @@ def _lock(fd: int, path: Path, wait: bool, waitable: bool = False) -> None:
         import msvcrt
 
         mode = msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK  # type: ignore[attr-defined]
-        try:
-            msvcrt.locking(fd, mode, 1)  # type: ignore[attr-defined]
-        except OSError as exc:
-            raise _busy(path, waitable) from exc
-        return
+        while True:
+            try:
+                msvcrt.locking(fd, mode, 1)  # type: ignore[attr-defined]
+                return
+            except OSError as exc:
+                # LK_LOCK gives up after 10 tries a second apart; waiting means as long as
+                # it takes, as flock does.
+                if not wait:
+                    raise _busy(path, waitable) from exc
     import fcntl
 
     try:

@@ -386,10 +386,45 @@ def test_a_conversation_that_cannot_be_rewritten_is_blanked_by_a_later_run(
     blocker.mkdir()
     edit_limits(ingested)
     try:
-        assert runner.invoke(app, ["ingest", str(ingested)]).exit_code == 0
+        result = runner.invoke(app, ["ingest", str(ingested)])
+        assert result.exit_code == 0, result.output
         assert saved_passages(env, "limits.md")  # could not be rewritten yet
+        assert (
+            f"could not blank the passages of deleted chunks in the saved conversation "
+            f"{blocker}" in " ".join(result.stderr.split())
+        )
     finally:
         blocker.rmdir()
     assert runner.invoke(app, ["ingest", str(ingested)]).exit_code == 0
     assert saved_passages(env, "limits.md") == []
     assert not list(saved.parent.glob("*.tmp*"))
+
+
+def test_a_file_replaced_while_an_answer_is_written_leaves_no_old_passage(
+    runner: CliRunner, ollama: OllamaStandIn, ingested: Path, env: Path
+) -> None:
+    """Found in the second review: the chat saved the turn after its answer, so a passage
+    whose file an ingest replaced meanwhile (before the turn was in any file) stayed whole."""
+    proc = chat_answering(ollama, env, "What is rate limiting?", "limits.md")
+    assert proc.stdin is not None
+    question = "How many requests per minute does rate limiting allow?"
+    try:
+        ollama.token_delay = 0.3  # an answer of a few seconds
+        asked = ollama.count("/api/chat")
+        proc.stdin.write(f"/new\n{question}\n")  # a new conversation: no rewrite first
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while ollama.count("/api/chat") == asked:  # the passages are chosen and sent
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        edit_limits(ingested)
+        assert runner.invoke(app, ["ingest", str(ingested)]).exit_code == 0
+        _, err = proc.communicate("", timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    saved = [json.loads(p.read_text("utf-8")) for p in (env / "conversations").glob("*.json")]
+    turn = next(t for c in saved for t in c["turns"] if t["question"] == question)
+    limits = [s for s in turn["sources"] if s["path"].endswith("limits.md")]
+    assert limits and all(s["text"] == "" for s in limits)
+    assert "100 requests" in turn["answer"]  # it was answered from the old version

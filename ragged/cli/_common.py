@@ -70,6 +70,8 @@ def open_collection(
         if index.stale is not None:
             render.notice(f"{index.stale}: using this machine's last copy of '{index.name}'")
         yield index
+        if index.unblanked is not None:
+            render.notice(f"{index.unblanked}; the next `ingest` or `remove` tries again")
 
 
 class Command(TyperCommand):

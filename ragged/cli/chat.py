@@ -232,10 +232,11 @@ class Session:
             streamed.append(piece)
 
         try:
+            index = self.current()
             result = reply(
                 question,
                 self.conversation.history,
-                self.current(),
+                index,
                 self.llm,
                 model=self.model,
                 on_standalone=_show_standalone,
@@ -258,7 +259,11 @@ class Session:
         self.last = self.conversation.record(
             result, self.conversation.collection, location(self.settings)
         )
-        save_conversation(self.conversation, self.settings.home)
+        save_conversation(
+            self.conversation,
+            self.settings.home,
+            stored=lambda ids: index.catalog.chunks_by_id(ids).keys(),
+        )
         self.render(result, bool(streamed))
 
     def render(self, result: Reply, streamed: bool) -> None:
