@@ -11,6 +11,7 @@ manifest. Only ragged/index.py writes through this class: it owns the catalog + 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -100,6 +101,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+UNBLANKED_KEY = "unblanked_passages"  # meta: a JSON list of chunk ids
 BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 
 FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"
@@ -349,6 +351,21 @@ class Catalog:
             self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
         else:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- passages still to blank ---------------------------------------------------------
+
+    def unblanked(self) -> set[str]:
+        """Chunk ids deleted while a saved conversation that holds their passages could not
+        be rewritten (ragged.index.Index.flush_tombstones tries them again)."""
+        return set(json.loads(self.meta(UNBLANKED_KEY) or "[]"))
+
+    def note_unblanked(self, add: Iterable[str] = (), done: Iterable[str] = ()) -> None:
+        """Put ids on that list and take others off, in one step: readers of a shared server
+        (outside the write lock) may do it at the same time."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (UNBLANKED_KEY,)).fetchone()
+            ids = set(json.loads(row[0]) if row and row[0] else []) - set(done) | set(add)
+            self.set_meta(UNBLANKED_KEY, json.dumps(sorted(ids)) if ids else None)
 
     def begin_run(self) -> None:
         """Mark a write in progress; if it is never ended, the next run checks Chroma in full."""

@@ -422,11 +422,11 @@ def forget_passages(
 
     changed, failed = 0, None
     with held(folder / CONVERSATIONS_LOCK):
-        # Every writer holds the lock while its temp copy exists: one found now is what a
-        # killed writer left, and it holds passages too.
+        # A temp copy whose writer is gone (killed while writing) holds passages too.
         for leftover in folder.glob("*.tmp*"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+            if not _writing(leftover):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
         for path in sorted(folder.glob("*.json")):
             try:
                 conversation = load_conversation(path)
@@ -451,11 +451,27 @@ def forget_passages(
                 # passages is not using it.
                 os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
                 changed += 1
-            except OSError as exc:
-                failed = exc
+            except OSError as exc:  # named after the conversation, not its temp copy
+                failed = OSError(exc.errno or 0, exc.strerror or str(exc), str(path))
     if failed is not None:
         raise failed
     return changed
+
+
+def _writing(temp: Path) -> bool:
+    """Whether the process that named this temp copy (`<id>.tmp<pid>`) is still running."""
+    pid = temp.suffix.removeprefix(".tmp")
+    if not pid.isdigit():
+        return False
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would end the process there
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # there, but another user's: not ours to judge
+    return True
 
 
 def load_conversation(path: Path) -> Conversation:

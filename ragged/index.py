@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ragged.catalog import ChunkRow, FileRecord, now
+from ragged.catalog import UNBLANKED_KEY, ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, StoreError
 
 if TYPE_CHECKING:
@@ -189,11 +189,6 @@ class CollectionMissing(StoreError):
     """A command named a collection that does not exist."""
 
 
-# Chunk ids whose passages a saved conversation still holds because it could not be rewritten
-# when they were deleted (catalog meta, a JSON list): tried again at the next flush.
-UNBLANKED_KEY = "unblanked_passages"
-
-
 class Index:
     """One collection's catalog + store pair; open it with `open_index`."""
 
@@ -209,12 +204,16 @@ class Index:
         self.unblanked: str | None = None  # a saved conversation that could not be rewritten
         self._staged = 0  # files staged in the catalog's open batch
 
+    def deleted_here(self) -> bool:
+        """Whether a `reset` on this machine deleted (or is deleting) the catalog held open."""
+        return self.catalog.replaced() or self.catalog.meta(DROPPING) is not None
+
     def outdated(self) -> bool:
         """Whether the collection this index opened was deleted since (`reset` in another
         process, or on another machine sharing the server, or being deleted now): a
         long-lived process (serve, chat) then opens it again, or it would answer from the
         deleted catalog it still holds open."""
-        if self.catalog.replaced() or self.catalog.meta(DROPPING) is not None:
+        if self.deleted_here():
             return True
         if not self.store.shared:
             return False
@@ -341,7 +340,7 @@ class Index:
             # the store again at every run).
             self._forget_passages(ids=tomb, queue=True)
             self.catalog.clear_tombstones(tomb)
-        elif self.catalog.meta(UNBLANKED_KEY):
+        elif self.catalog.meta(UNBLANKED_KEY) is not None:
             self._forget_passages(ids=[], queue=True)
 
     def touch(self, path: str, size: int, mtime_ns: int) -> None:
@@ -389,28 +388,36 @@ class Index:
         """Saved chat conversations keep the passages given with each answer: blank those
         of removed files or chunks (of every file, when neither is given).
 
-        With `queue`, chunk ids a conversation could not be rewritten for are kept in the
-        catalog (with those of earlier runs) and tried again at the next flush; either way
-        `unblanked` says which file could not be rewritten, for the command to report."""
+        With `queue`, chunk ids a conversation could not be rewritten for now (a full disk)
+        wait in the catalog, with those of earlier tries, for the next flush. Either way
+        `unblanked` says which conversation, for the command to report in one line."""
         from ragged.catalog import location
-        from ragged.conversation import conversations_dir, forget_passages
+        from ragged.conversation import forget_passages
 
         home, where = Path(self.settings.home), location(self.settings)
-        queued = json.loads(self.catalog.meta(UNBLANKED_KEY) or "[]") if queue else []
+        queued = self.catalog.unblanked() if queue else set()
         if queued and ids is not None:
             ids = sorted({*ids, *queued})
         try:
             forget_passages(home, self.name, paths, ids=ids, location=where)
         except OSError as exc:
+            then = (
+                "the next `ingest` or `remove` tries again"
+                if queue and ids
+                else "delete that conversation to remove them"
+            )
             self.unblanked = (
-                f"could not blank the passages of deleted chunks in the saved conversation "
-                f"{exc.filename or conversations_dir(home)}: {exc.strerror or exc}"
+                f"could not blank the passages of deleted text in the saved conversation "
+                f"{exc.filename}: {exc.strerror or exc}; {then}"
             )
             if queue and ids:
-                self.catalog.set_meta(UNBLANKED_KEY, json.dumps(sorted(ids)))
+                with contextlib.suppress(sqlite3.Error, StoreError):
+                    self.catalog.note_unblanked(add=ids)
             return
         if queued:
-            self.catalog.set_meta(UNBLANKED_KEY, None)
+            with contextlib.suppress(sqlite3.Error, StoreError):
+                self.catalog.note_unblanked(done=queued)
+            self.unblanked = None  # what failed before is done now
 
     def begin_run(self) -> None:
         """Finish what an interrupted run left, then mark this one as under way."""
@@ -464,7 +471,8 @@ class Index:
         if not store.exists:
             # Deleted on the server, by `ragged reset` on another machine.
             gone = catalog.embedded_ids()
-            self._forget_passages(ids=sorted(gone))  # first: once forgotten, they are unknown
+            # First: once forgotten here, these ids are known nowhere.
+            self._forget_passages(ids=sorted(gone), queue=True)
             catalog.forget_chunks(gone)
             catalog.set_meta("server_revision", None)
             return
@@ -482,7 +490,7 @@ class Index:
             # pages can make ids that are still there look gone (the cache catches up next
             # time; a blanked passage would not).
             missing = cached - server - store.present(sorted(cached - server))
-            self._forget_passages(ids=sorted(missing))
+            self._forget_passages(ids=sorted(missing), queue=True)
             catalog.forget_chunks(missing)
         model = (store.embedding or (self.settings.embed_model, 0))[0]
         if server & pending:
@@ -505,7 +513,8 @@ class Index:
                     # The version cached here, replaced (seen only while its writer is between
                     # uploading the new chunks and deleting the old): its passages go first.
                     replaced = {c.id for c in catalog.chunks_of(known.path)}
-                    self._forget_passages(ids=sorted(replaced - {r.id for r in rows}))
+                    old = sorted(replaced - {r.id for r in rows})
+                    self._forget_passages(ids=old, queue=True)
                 catalog.replace_file(record, rows, embedded=True, tombstone=False)
             if clean and stale:
                 store.delete(stale)

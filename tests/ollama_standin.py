@@ -20,7 +20,9 @@ working at once), `prompt_truncations` (prompts cut to fit num_ctx), `reset()` (
 counters), `fail_next(path, status=500, error=None, times=1)`, `fail_mid_stream(path, error=...)`,
 `answer_override`, `size_vram_fraction`, `embed_delay` (per input), `embed_request_delay` (per
 /api/embed request, whatever its size: a GPU's fixed cost per batch), `token_delay`,
-`first_token_delay`.
+`first_token_delay`, `hold_generation` (a threading.Event: while one is set here, every
+generation waits after its first piece until the event is set, so a test can act while an
+answer is being streamed).
 
 Transport faults, for what no status code can show (a crashed or overloaded server, a flaky
 network): `drop_next(path, times=1, reset=True)` reads the request, then resets the connection
@@ -518,6 +520,7 @@ class OllamaStandIn:
         self.version = version
         self.default_num_ctx = default_num_ctx
         self.answer_override: str | None = None
+        self.hold_generation: threading.Event | None = None
         self._lock = threading.Lock()
         self._models: dict[str, tuple[ModelFacts, int]] = {}  # name -> (facts, modified_at ns)
         self._loaded: dict[str, _Loaded] = {}
@@ -1068,12 +1071,15 @@ class OllamaStandIn:
             for thought in thoughts:
                 self._work(self.token_delay)
                 yield {**_piece(model, chat, "", thinking=thought), "done": False}
-            for piece in pieces:
+            for i, piece in enumerate(pieces):
                 self._work(self.token_delay)
                 line = {**_piece(model, chat, piece), "done": False}
                 if logprobs is not None:
                     line["logprobs"] = _logprobs(piece, *logprobs)
                 yield line
+                hold = self.hold_generation
+                if i == 0 and hold is not None:
+                    hold.wait(60)
             end = time.perf_counter_ns()
         final = {**_piece(model, chat, ""), "done": True, "done_reason": reason}
         if context_ids is not None:

@@ -262,7 +262,8 @@ class Session:
         save_conversation(
             self.conversation,
             self.settings.home,
-            stored=lambda ids: index.catalog.chunks_by_id(ids).keys(),
+            # After a `reset` meanwhile, the catalog still held open lists what was deleted.
+            stored=lambda ids: () if index.deleted_here() else index.catalog.chunks_by_id(ids),
         )
         self.render(result, bool(streamed))
 

@@ -81,6 +81,8 @@ def watch(
                 sys.stdout.flush()
             elif batch.changed or batch.error or batch.report.embed_error or batch.report.held_back:
                 err.print(batch_line(batch))
+            if batch.report.unblanked and not json_out:
+                render.notice(batch.report.unblanked)
             if live is not None:
                 when = time.strftime("%H:%M:%S")
                 pending = batch.report.pending

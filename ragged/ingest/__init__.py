@@ -114,6 +114,8 @@ class IngestReport:
     embed_error: str | None = None  # why embedding stopped early (Ollama down, model missing)
     embed_hint: str | None = None
     held_back: list[HeldBack] = field(default_factory=list)
+    # A saved conversation that could not be rid of deleted passages (ragged.index.Index).
+    unblanked: str | None = None
     problems: list[FileOutcome] = field(default_factory=list)
 
     @property
@@ -543,6 +545,7 @@ def ingest(
 
     report.embedded = writer.written
     report.pending = index.catalog.pending_count()
+    report.unblanked = index.unblanked
     if embedder.error is not None:
         report.embed_error = embedder.error.message
         report.embed_hint = embedder.error.hint
