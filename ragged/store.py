@@ -459,19 +459,12 @@ class Store:
             )
         ]
 
-    @_using_chroma
     def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
-        col = self._get()
-        if col is None or not ids:
-            return {}
-        out: dict[str, list[float]] = {}
-        for start in range(0, len(ids), WRITE_BATCH):
-            res = self._guard(
-                lambda s=start: col.get(ids=list(ids[s : s + WRITE_BATCH]), include=["embeddings"])
-            )
-            for id_, vec in zip(res["ids"], res["embeddings"], strict=True):
-                out[id_] = [float(x) for x in vec]
-        return out
+        return {
+            id_: [float(x) for x in vec]
+            for res in self._by_ids(ids, ["embeddings"])
+            for id_, vec in zip(res["ids"], res["embeddings"], strict=True)
+        }
 
     def get(self, ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
         """(id, text, metadata) of these chunks, those that exist."""

@@ -393,7 +393,7 @@ def test_a_conversation_that_cannot_be_rewritten_is_blanked_by_a_later_run(
         assert saved_passages(env, "limits.md")  # could not be rewritten yet
         shown = " ".join(result.stderr.split())  # one line, however the terminal wraps it
         assert f"the saved conversation {saved}: " in shown
-        assert "the next `ingest` or `remove` tries again" in shown
+        assert shown.count("the next `ingest` or `remove` tries again") == 1
     finally:
         blocker.rmdir()
     catalog = sqlite3.connect(env / "catalog" / "embedded" / "default.sqlite")

@@ -71,7 +71,7 @@ def open_collection(
             render.notice(f"{index.stale}: using this machine's last copy of '{index.name}'")
         yield index
         if index.unblanked is not None:
-            render.notice(f"{index.unblanked}; the next `ingest` or `remove` tries again")
+            render.notice(index.unblanked)  # it says whether a later run tries again
 
 
 class Command(TyperCommand):
