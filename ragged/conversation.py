@@ -345,20 +345,30 @@ def save_conversation(
     Passages blanked in the file since it was read (an ingest in another shell replaced or
     removed their file) are blanked in `conversation` too, so a long chat does not write
     them back. `stored(ids)` names which of the last turn's passages are still stored; the
-    others were deleted while it was answered, after any blanking could see this turn."""
+    others were deleted while it was answered, after any blanking could see this turn.
+
+    Raises StoreError, naming the file and why, when it cannot be written (a full disk, a
+    data dir that is read-only): the conversation in memory is whole, and the next save
+    writes all of it."""
     from ragged.lock import held
 
     folder = conversations_dir(home)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{conversation.id}.json"
-    with held(folder / CONVERSATIONS_LOCK):
-        take_blanks(conversation, home)
-        if stored is not None and conversation.turns:
-            # Asked under the lock: a deletion after this blanks the file written now.
-            turn = conversation.turns[-1]
-            kept = set(stored([s.id for s in turn.sources]))
-            turn.sources = [s if s.id in kept else replace(s, text="") for s in turn.sources]
-        _write(conversation, path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with held(folder / CONVERSATIONS_LOCK):
+            take_blanks(conversation, home)
+            if stored is not None and conversation.turns:
+                # Asked under the lock: a deletion after this blanks the file written now.
+                turn = conversation.turns[-1]
+                kept = set(stored([s.id for s in turn.sources]))
+                turn.sources = [s if s.id in kept else replace(s, text="") for s in turn.sources]
+            _write(conversation, path)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise StoreError(
+            f"could not save the conversation to {path}: {exc.strerror or exc}{where}"
+        ) from exc
     return path
 
 

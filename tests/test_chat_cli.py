@@ -69,6 +69,7 @@ def test_json_lines_say_what_was_retrieved(runner: CliRunner, ingested: Path) ->
     cited = [Path(s["path"]).name for s in turns[1]["sources"] if s["cited"]]
     assert cited == ["limits.md"]
     assert turns[0]["conversation"] == turns[1]["conversation"]
+    assert turns[0]["saved"] and turns[1]["saved"]
     assert "condense_s" in turns[1]["timings"] and "condense_s" not in turns[0]["timings"]
 
 
@@ -442,3 +443,23 @@ def test_a_file_replaced_while_an_answer_is_written_leaves_no_old_passage(
     limits = [s for s in turn["sources"] if s["path"].endswith("limits.md")]
     assert limits and all(s["text"] == "" for s in limits)
     assert "100 requests" in turn["answer"]  # it was answered from the old version
+
+
+def test_a_conversation_that_cannot_be_saved_is_named_and_the_chat_goes_on(
+    runner: CliRunner, ingested: Path, env: Path
+) -> None:
+    """A full disk or a data dir that cannot be written: each answer is still shown with its
+    sources, one line says the conversation was not saved and why, the next question is
+    answered from the turns in memory, and the exit status says something failed."""
+    (env / "conversations").write_text("")  # a file where the folder goes: every save fails
+    result = chat(runner, f"What is rate limiting?\n{FOLLOW_UP}\n", code=1)
+    assert isinstance(result.exception, SystemExit), result.exception
+    first, second = result.stdout.split("limits.enabled", 1)
+    assert "100 requests per minute" in first and "Sources" in first
+    assert "= false" in second and "limits.md" in second
+    shown = " ".join(result.stderr.split())  # one line each, however the terminal wraps it
+    assert shown.count(f"could not save the conversation to {env / 'conversations'}") == 2
+    assert "Traceback" not in result.stderr
+    piped = chat(runner, "What is rate limiting?\n", "--json", code=1)
+    turn = json.loads(piped.stdout)
+    assert turn["answered"] and turn["saved"] is False

@@ -259,15 +259,24 @@ class Session:
         self.last = self.conversation.record(
             result, self.conversation.collection, location(self.settings)
         )
-        save_conversation(
-            self.conversation,
-            self.settings.home,
-            # After a `reset` meanwhile, the catalog still held open lists what was deleted.
-            stored=lambda ids: () if index.deleted_here() else index.catalog.chunks_by_id(ids),
-        )
-        self.render(result, bool(streamed))
+        not_saved = None
+        try:
+            save_conversation(
+                self.conversation,
+                self.settings.home,
+                # After a `reset` meanwhile, the catalog still held open lists what was deleted.
+                stored=lambda ids: () if index.deleted_here() else index.catalog.chunks_by_id(ids),
+            )
+        except RaggedError as exc:  # a full disk: the answer is shown all the same
+            not_saved = exc.message
+        self.render(result, bool(streamed), saved=not_saved is None)
+        if not_saved is not None:
+            # After the answer, so that it is the last thing read; the turns stay in memory
+            # for follow-ups, and the next answer's save writes them all.
+            render.error(f"{not_saved}; it goes on in memory and the next answer tries again")
+            self.failures += 1
 
-    def render(self, result: Reply, streamed: bool) -> None:
+    def render(self, result: Reply, streamed: bool, saved: bool = True) -> None:
         from ragged import render
 
         retrieval = result.retrieval
@@ -288,6 +297,7 @@ class Session:
                 standalone=result.standalone,
                 in_documents=result.in_documents,
                 conversation=self.conversation.id,
+                saved=saved,
                 timings={**result.answer.timings, **result.timings},
             )
             self.print_line(data)
