@@ -39,6 +39,8 @@ class CopyReport:
     files: int  # files the target's local catalog lists after the copy
     pending_in_source: int  # chunks the source's catalog holds as text only: not copied
     seconds: float
+    # A saved conversation whose passages of replaced chunks could not be blanked (Index.unblanked).
+    unblanked: str | None = None
 
 
 def copy_collection(
@@ -180,6 +182,7 @@ def copy(
         chunks = copy_collection(source, index.store, index=index, on_progress=on_progress)
         files = index.files()
         model, dim = index.store.embedding or ("", 0)
+        unblanked = index.unblanked
     return CopyReport(
         collection=name,
         source=where[0],
@@ -191,4 +194,5 @@ def copy(
         files=len(files),
         pending_in_source=pending,
         seconds=time.perf_counter() - started,
+        unblanked=unblanked,
     )

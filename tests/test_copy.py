@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from ragged.transfer import copy_collection
 from tests.chroma_server import ChromaServer
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
+from tests.test_chat_cli import saved_passages
 
 pytestmark = pytest.mark.server
 
@@ -256,3 +258,37 @@ def test_a_server_named_by_the_flag_that_is_down_is_blamed_on_the_flag(
     assert f"the Chroma server at {url} is not running" in result.stderr
     assert "RAGGED_CHROMA_URL" not in result.stderr
     assert f"the URL given to {flag}" in result.stderr
+
+
+def test_a_conversation_that_cannot_be_rewritten_is_named_by_copy(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path, server_db: str, env: Path
+) -> None:
+    """A copy over an older version of a file blanks its passages in saved conversations as an
+    ingest does; one it cannot rewrite now (a full disk) is named, as by ingest."""
+    run(runner, "ingest", str(docs), "--quiet")
+    run(runner, "copy", "--to", server_db, "--quiet")
+    asked = runner.invoke(
+        app, ["--chroma-url", server_db, "chat"], input="What is the largest living rodent?\n"
+    )
+    assert asked.exit_code == 0, asked.output
+    saved = next((env / "conversations").glob("*.json"))
+    assert saved_passages(env, "notes.txt")
+    (docs / "notes.txt").write_text("Okapis are related to giraffes, not zebras.\n")
+    run(runner, "ingest", str(docs), "--quiet")
+    assert saved_passages(env, "notes.txt")  # the server's copy is still the old one
+    # Where the rewrite goes first (this process writes it): a directory there makes it fail.
+    blocker = saved.with_suffix(f".tmp{os.getpid()}")
+    blocker.mkdir()
+    try:
+        result = run(runner, "copy", "--to", server_db, "--json")
+        report = json.loads(result.stdout)
+        assert report["unblanked"].startswith(
+            f"could not blank the passages of deleted text in the saved conversation {saved}: "
+        )
+        assert " ".join(result.stderr.split()).count(f"saved conversation {saved}:") == 1
+    finally:
+        blocker.rmdir()
+    assert saved_passages(env, "notes.txt")
+    # The ids wait in the server collection's catalog: its next removal blanks them.
+    run(runner, "--chroma-url", server_db, "remove", str(docs / "reference.rst"), "--yes")
+    assert saved_passages(env, "notes.txt") == []

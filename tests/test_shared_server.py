@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -23,6 +24,7 @@ from ragged.store import Store, open_store
 from tests.chroma_server import ChromaServer, ChromaTokenServer
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
+from tests.ragged_server import RaggedServer, server_env
 from tests.test_chat_cli import chat_answering, saved_passages
 
 pytestmark = pytest.mark.server
@@ -412,3 +414,36 @@ def test_a_server_with_token_authentication(
         assert token_server.url in lines[0] and "RAGGED_CHROMA_TOKEN" in refused.stderr
         assert "s3cret" not in refused.output and "Traceback" not in refused.output
     shutil.rmtree(Path(os.environ["RAGGED_HOME"]), ignore_errors=True)
+
+
+def test_serve_names_a_conversation_it_cannot_blank_in_its_log(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine, tmp_path: Path
+) -> None:
+    """`serve` catches up with the server before each request, which blanks the passages of
+    what another machine replaced; a conversation it cannot rewrite (a full disk) is named
+    in its log once, as commands name it on stderr."""
+    a.run("ingest", str(docs), "-q")
+    question = "What is the largest living rodent?\n"
+    chatted = runner.invoke(app, ["--home", str(b.home), "chat"], input=question)
+    assert chatted.exit_code == 0, chatted.output
+    saved = next((b.home / "conversations").glob("*.json"))
+    log = tmp_path / "serve.log"
+    shared = {k: os.environ[k] for k in ("RAGGED_CHROMA_URL", "RAGGED_CHROMA_DATABASE")}
+    with RaggedServer(server_env(b.home, ollama.host, **shared), log=log) as served:
+        search = {"query": "largest living rodent capybara"}
+        httpx.post(served.url + "/search", json=search, timeout=60).raise_for_status()
+        notes = docs / "notes.txt"
+        notes.write_text(notes.read_text().replace("five minutes", "a few minutes"))
+        a.run("ingest", str(docs), "-q")
+        assert served.proc is not None
+        blocker = saved.with_suffix(f".tmp{served.proc.pid}")  # the rewrite fails there
+        blocker.mkdir()
+        try:
+            for _ in range(2):
+                httpx.post(served.url + "/search", json=search, timeout=60).raise_for_status()
+        finally:
+            blocker.rmdir()
+    assert saved_passages(b.home, "notes.txt")
+    shown = " ".join(log.read_text().split())
+    said = f"could not blank the passages of deleted text in the saved conversation {saved}:"
+    assert shown.count(said) == 1

@@ -249,6 +249,8 @@ def copy(
             render.print_json(report)
         else:
             _summary(report)
+        if report.unblanked is not None:
+            render.notice(report.unblanked)  # it says whether a later run tries again
         if report.pending_in_source:
             render.notice(
                 f"{report.pending_in_source} chunks of '{report.collection}' await embeddings "

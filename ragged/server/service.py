@@ -84,6 +84,7 @@ class Service:
         self._model: str | None = None
         self._idle: dict[str, list[Index]] = {}
         self._lock = threading.Lock()
+        self._unblanked: str | None = None  # the last such line logged: said once, not per request
 
     @property
     def model(self) -> str:
@@ -126,6 +127,7 @@ class Service:
         except BaseException:
             index.close()
             raise
+        self._log_unblanked(index)
         with self._lock:
             idle = self._idle.setdefault(name, [])
             if len(idle) < IDLE_PER_COLLECTION:
@@ -133,6 +135,18 @@ class Service:
                 index = None
         if index is not None:
             index.close()
+
+    def _log_unblanked(self, index: Index) -> None:
+        """A saved conversation a catch-up could not rewrite (a full disk) is named in the
+        log, as commands name it on stderr; once, not again for each request that finds it so."""
+        from ragged import render
+
+        said = index.unblanked
+        with self._lock:
+            if said is None or said == self._unblanked:
+                return
+            self._unblanked = said
+        render.notice(said)
 
     def close(self) -> None:
         with self._lock:
