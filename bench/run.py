@@ -585,6 +585,15 @@ class Bench:
             rss.append((chunks, done.peak_rss_mb))
             log(f"scale {size}: {chunks} chunks in {done.seconds:.0f} s; {len(queries)} searches")
             res = worker({"op": "search", "queries": queries}, self.env(home))
+            # One file edited, then ingested: the old version's chunks are deleted, so the run
+            # purges their text from the files, which costs in proportion to the store.
+            edited = min(docs.rglob("*.md"))
+            edited.write_text(edited.read_text() + "\n\nOne more paragraph, added later.\n")
+            again = run([RAGGED, "ingest", str(docs), "--quiet", "--json"], self.env(home))
+            if again.returncode != 0 or not json.loads(again.stdout)["purged"]:
+                raise RuntimeError(
+                    f"the re-ingest of an edited file did not purge:\n{again.stderr}"
+                )
             beyond = [t - e for t, e in zip(res["total_s"], res["embed_s"], strict=True)]
             p50, p95 = percentile(beyond, 50), percentile(beyond, 95)
             r.data["scale"].append(
@@ -598,6 +607,7 @@ class Bench:
                     "search_cold_s": res["cold_s"],
                     "embed_call_s": res["embed_s"],
                     "search_peak_rss_mb": res["peak_rss_mb"],
+                    "edited_ingest_cli_s": again.seconds,
                 }
             )
             label = f"{size // 1000}k" if size >= 1000 else str(size)
@@ -625,6 +635,11 @@ class Bench:
                 "scale",
                 f"search {label} chunks: first query in a process",
                 ms(res["cold_s"][0]) if res["cold_s"] else "-",
+            )
+            r.add(
+                "scale",
+                f"ingest {label} chunks after one file was edited (CLI, purge included)",
+                f"{again.seconds:.2f} s",
             )
             shutil.rmtree(where, ignore_errors=True)  # 100k chunks take ~2 GB on disk
         if len(rss) >= 2:

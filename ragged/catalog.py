@@ -102,6 +102,9 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 UNBLANKED_KEY = "unblanked_passages"  # meta: a JSON list of chunk ids
+# meta: chunks were deleted since the files were last purged of deleted text (Index.purge);
+# kept here so a run killed before its purge, or a watch stopped before its own, leaves it due.
+PURGE_DUE_KEY = "purge_due"
 BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 
 FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"

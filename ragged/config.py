@@ -88,6 +88,12 @@ class Settings:
         300.0, "Longest wait for one Ollama request, retries included (seconds).", "RAGGED_TIMEOUT"
     )
     max_file_mb: float = _setting(50.0, "Files larger than this are skipped.", "RAGGED_MAX_FILE_MB")
+    watch_purge_s: float = _setting(
+        30.0,
+        "Quiet seconds after which `watch` makes deleted text unreadable in the files "
+        "(0: after each batch).",
+        "RAGGED_WATCH_PURGE_S",
+    )
     chroma_url: str | None = _setting(
         None, "Chroma server URL; empty = embedded store under home.", "RAGGED_CHROMA_URL"
     )
@@ -323,6 +329,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "timeout": (0.1, 86_400, "seconds"),
     "chroma_timeout": (0.1, 86_400, "seconds"),
     "max_file_mb": (0, 1_000_000, "MB (0: no limit)"),
+    "watch_purge_s": (0, 86_400, "seconds"),
     "rerank": (0, 200, "passages (0: off)"),
 }
 # Chroma's rule for collection names, which also makes them safe as catalog file names:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ragged.catalog import UNBLANKED_KEY, ChunkRow, FileRecord, now
+from ragged.catalog import PURGE_DUE_KEY, UNBLANKED_KEY, ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, StoreError
 
 if TYPE_CHECKING:
@@ -339,6 +339,7 @@ class Index:
             # queue, which needs no Chroma (kept as tombstones, they would be deleted from
             # the store again at every run).
             self._forget_passages(ids=tomb, queue=True)
+            self.catalog.set_meta(PURGE_DUE_KEY, "1")  # before the tombstones go, as above
             self.catalog.clear_tombstones(tomb)
         elif self.catalog.meta(UNBLANKED_KEY) is not None:
             self._forget_passages(ids=[], queue=True)
@@ -474,6 +475,8 @@ class Index:
             # First: once forgotten here, these ids are known nowhere.
             self._forget_passages(ids=sorted(gone), queue=True)
             catalog.forget_chunks(gone)
+            if gone:
+                catalog.set_meta(PURGE_DUE_KEY, "1")  # their words, in this catalog's files
             catalog.set_meta("server_revision", None)
             return
         token = store.revision
@@ -492,6 +495,8 @@ class Index:
             missing = cached - server - store.present(sorted(cached - server))
             self._forget_passages(ids=sorted(missing), queue=True)
             catalog.forget_chunks(missing)
+            if missing:
+                catalog.set_meta(PURGE_DUE_KEY, "1")
         model = (store.embedding or (self.settings.embed_model, 0))[0]
         if server & pending:
             catalog.mark_embedded(sorted(server & pending), model)
@@ -515,6 +520,8 @@ class Index:
                     replaced = {c.id for c in catalog.chunks_of(known.path)}
                     old = sorted(replaced - {r.id for r in rows})
                     self._forget_passages(ids=old, queue=True)
+                    if old:
+                        catalog.set_meta(PURGE_DUE_KEY, "1")
                 catalog.replace_file(record, rows, embedded=True, tombstone=False)
             if clean and stale:
                 store.delete(stale)
@@ -587,7 +594,23 @@ class Index:
         Returns why deleted text may remain in the store's files, if it may.
         """
         self.catalog.purge()
-        return self.store.purge()
+        problem = self.store.purge()
+        # Done, or not doable on these files (another Chroma version): asking again at every
+        # run would redo the whole cost for nothing. The problem is reported either way.
+        self.catalog.set_meta(PURGE_DUE_KEY, None)
+        return problem
+
+    @property
+    def purge_due(self) -> bool:
+        """Chunks were deleted (a file changed, pruned, replaced by a copy, or removed by
+        another machine) and their text may still be readable in the files."""
+        return self.catalog.meta(PURGE_DUE_KEY) is not None
+
+    def purge_if_due(self) -> str | None:
+        """`purge` when chunks were deleted since the last one: what `remove` does, after the
+        runs that delete text too. It costs time in proportion to the store (0.35 s at 10k
+        chunks, docs/benchmarks.md), so a run that deleted nothing does not pay it."""
+        return self.purge() if self.purge_due else None
 
     def rebuild_from_store(self) -> int:
         """Refill a lost or damaged catalog (manifest, chunk texts, BM25 index) from Chroma.

@@ -41,6 +41,8 @@ class CopyReport:
     seconds: float
     # A saved conversation whose passages of replaced chunks could not be blanked (Index.unblanked).
     unblanked: str | None = None
+    # Why the text of replaced chunks may stay readable in the target's files (Index.purge).
+    purge_problem: str | None = None
 
 
 def copy_collection(
@@ -183,6 +185,8 @@ def copy(
         files = index.files()
         model, dim = index.store.embedding or ("", 0)
         unblanked = index.unblanked
+        # An older version of a file replaced: its text goes from the files, as after `remove`.
+        purge_problem = index.purge_if_due()
     return CopyReport(
         collection=name,
         source=where[0],
@@ -195,4 +199,5 @@ def copy(
         pending_in_source=pending,
         seconds=time.perf_counter() - started,
         unblanked=unblanked,
+        purge_problem=purge_problem,
     )

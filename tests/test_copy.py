@@ -20,6 +20,7 @@ from tests.chroma_server import ChromaServer
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
 from tests.test_chat_cli import saved_passages
+from tests.test_data_dir import files_holding
 
 pytestmark = pytest.mark.server
 
@@ -292,3 +293,18 @@ def test_a_conversation_that_cannot_be_rewritten_is_named_by_copy(
     # The ids wait in the server collection's catalog: its next removal blanks them.
     run(runner, "--chroma-url", server_db, "remove", str(docs / "reference.rst"), "--yes")
     assert saved_passages(env, "notes.txt") == []
+
+
+def test_copy_over_an_older_version_leaves_its_text_in_no_file_here(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path, server_db: str, env: Path
+) -> None:
+    """A copy that replaces a file's older version deletes its chunks here: their text goes
+    from the embedded store's and the catalog's files, as after `remove` or `ingest`."""
+    run(runner, "--chroma-url", server_db, "ingest", str(docs), "--quiet")
+    run(runner, "copy", "--from", server_db, "--quiet")
+    assert "chroma/chroma.sqlite3" in files_holding(env, "underwater for five minutes")
+    (docs / "notes.txt").write_text("Okapis are related to giraffes, not zebras.\n")
+    run(runner, "--chroma-url", server_db, "ingest", str(docs), "--quiet")
+    run(runner, "copy", "--from", server_db, "--quiet")
+    assert files_holding(env, "underwater for five minutes") == []
+    assert "chroma/chroma.sqlite3" in files_holding(env, "related to giraffes")

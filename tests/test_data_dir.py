@@ -81,6 +81,36 @@ def test_removed_text_is_gone_from_every_file_and_the_rest_still_works(
     assert SECRET not in done.stdout
 
 
+def test_text_taken_out_of_a_file_or_pruned_by_ingest_is_gone_from_every_file(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """Editing a secret out of a file and ingesting again (or deleting the file and ingesting
+    the folder) deletes its old chunks: their text must be as unreadable as after `remove`.
+    0.2 left it in Chroma's write-ahead log and free pages until the next `remove`."""
+    docs = secret_docs(tmp_path / "docs")
+    run(runner, "ingest", str(docs), "--quiet")
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    report = json.loads(run(runner, "ingest", str(docs), "--json").stdout)
+    assert report["updated"] == 1 and report["purged"] and report["purge_problem"] is None
+    assert files_holding(env, SECRET) == []
+    assert files_holding(env, "Salaries and bonuses") == []
+    assert files_holding(env, "Moved to the HR system") == [
+        "catalog/embedded/default.sqlite",
+        "chroma/chroma.sqlite3",
+    ]
+    (docs / "doc03.md").unlink()
+    run(runner, "ingest", str(docs), "--quiet")
+    assert files_holding(env, "word3x7") == []
+    # A run that deletes nothing leaves the files as they are (the purge rewrites them).
+    assert not json.loads(run(runner, "ingest", str(docs), "--json").stdout)["purged"]
+    assert files_holding(env, "word4x7") == [
+        "catalog/embedded/default.sqlite",
+        "chroma/chroma.sqlite3",
+    ]
+    chroma, catalog, pending = stored_ids(env)
+    assert chroma == catalog and pending == 0
+
+
 def test_reset_leaves_no_text_and_no_vector_files(
     runner: CliRunner,
     ollama: OllamaStandIn,

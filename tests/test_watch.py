@@ -26,6 +26,7 @@ from ragged.ingest import ingest
 from ragged.llm import connect
 from ragged.store import open_store
 from tests.ollama_standin import OllamaStandIn
+from tests.test_data_dir import SECRET, files_holding, secret_docs
 
 RAGGED = [sys.executable, "-m", "ragged"]
 TIMEOUT = 60.0  # generous: the machine is shared, and a batch waits for quiet first
@@ -403,3 +404,44 @@ def test_a_terminal_gets_a_live_status(ollama: OllamaStandIn, tmp_path: Path, en
     assert "watching" in text and "synced 3 files, 3 added" in text
     assert "watching · synced" in text  # the status line under the batch lines
     assert proc.returncode == 130
+
+
+def test_text_a_change_deletes_is_purged_once_the_folders_are_quiet(
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    env: Path,
+    watchers: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A secret edited out of a watched file leaves no file of the data dir, as after
+    `ingest` or `remove`, once the folders have been quiet for RAGGED_WATCH_PURGE_S."""
+    monkeypatch.setenv("RAGGED_WATCH_PURGE_S", "0.5")
+    docs = secret_docs(tmp_path / "docs", n=3)
+    w = watchers(env, ollama.host, docs)
+    w.batch()
+    assert files_holding(env, SECRET)
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    w.wait_until(lambda: bool(files_holding(env, "Moved to the HR")), "the change applied")
+    w.wait_until(lambda: files_holding(env, SECRET) == [], "the old text purged", batch=False)
+    assert w.proc.poll() is None
+
+
+def test_watch_purges_at_stop_what_it_had_not_yet(
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    env: Path,
+    watchers: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The purge waits for quiet folders (it rewrites the store's file: not at every save of
+    an editor), and Ctrl-C does what is left of it before watch exits."""
+    monkeypatch.setenv("RAGGED_WATCH_PURGE_S", "600")
+    docs = secret_docs(tmp_path / "docs", n=3)
+    w = watchers(env, ollama.host, docs)
+    w.batch()
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    w.wait_until(lambda: bool(files_holding(env, "Moved to the HR")), "the change applied")
+    assert "chroma/chroma.sqlite3" in files_holding(env, SECRET)  # not yet: not quiet for 600 s
+    code, err = w.interrupt()
+    assert code == 130, err
+    assert files_holding(env, SECRET) == []

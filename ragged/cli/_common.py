@@ -74,6 +74,14 @@ def open_collection(
             render.notice(index.unblanked)  # it says whether a later run tries again
 
 
+def purge_notice(problem: str) -> None:
+    """Deleted text that may stay readable in the store's files (Chroma laid them out
+    differently than expected): one line, and what clears it."""
+    from ragged import render
+
+    render.notice(f"{problem}; deleted text may remain in the store's files until `chroma vacuum`")
+
+
 class Command(TyperCommand):
     """Typer's command, with readable arguments in --help: `PATH...`, not `paths... <list[Path]>`.
 

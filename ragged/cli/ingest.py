@@ -15,6 +15,7 @@ from ragged.cli._common import (
     State,
     YesOpt,
     open_collection,
+    purge_notice,
     reporting,
     supported_types,
 )
@@ -148,6 +149,8 @@ def ingest(
         seen = report.added + report.updated + report.unchanged + report.failed
         if paths and seen == 0 and report.removed == 0 and not report.held_back:
             render.notice(f"no supported documents found ({supported_types()})")
+        if report.purge_problem:
+            purge_notice(report.purge_problem)
         if report.known_failures:
             render.notice(
                 f"{report.known_failures} files failed before and have not changed since; "

@@ -17,6 +17,7 @@ from ragged.cli._common import (
     State,
     YesOpt,
     open_collection,
+    purge_notice,
     reporting,
 )
 
@@ -107,7 +108,7 @@ def remove(
                     "more than the files named (a folder or a pattern)",
                     "run again with --yes to remove them",
                 )
-            removed = run_remove(index, plan.paths, on_problem=_purge_notice)
+            removed = run_remove(index, plan.paths, on_problem=purge_notice)
         if json_out:
             render.print_json({"removed": removed, "unmatched": plan.unmatched})
         else:
@@ -116,12 +117,6 @@ def remove(
         if not removed:
             render.error("none of those paths is stored", "`ragged list` shows what is stored")
             raise typer.Exit(1)
-
-
-def _purge_notice(problem: str) -> None:
-    from ragged import render
-
-    render.notice(f"{problem}; deleted text may remain in the store's files until `chroma vacuum`")
 
 
 def _confirm(question: str, why: str, hint: str) -> None:
@@ -180,7 +175,7 @@ def reset(
                 )
             problem = index.drop()
         if problem:
-            _purge_notice(problem)
+            purge_notice(problem)
         if json_out:
             render.print_json({"collection": index.name, "deleted": True, "files": files})
         else:
@@ -251,6 +246,8 @@ def copy(
             _summary(report)
         if report.unblanked is not None:
             render.notice(report.unblanked)  # it says whether a later run tries again
+        if report.purge_problem:
+            purge_notice(report.purge_problem)
         if report.pending_in_source:
             render.notice(
                 f"{report.pending_in_source} chunks of '{report.collection}' await embeddings "

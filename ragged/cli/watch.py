@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ragged.cli._common import CollectionOpt, EmbedOpt, QuietOpt, State, reporting
+from ragged.cli._common import (
+    CollectionOpt,
+    EmbedOpt,
+    QuietOpt,
+    State,
+    purge_notice,
+    reporting,
+)
 
 if TYPE_CHECKING:
     from ragged.ingest import FileOutcome
@@ -102,6 +109,7 @@ def watch(
                 on_file=on_file,
                 on_busy=on_busy,
                 on_ready=on_ready,
+                on_purge_problem=purge_notice,
                 quiet_ms=debounce,
                 poll=poll,
             )

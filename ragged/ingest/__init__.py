@@ -116,6 +116,11 @@ class IngestReport:
     held_back: list[HeldBack] = field(default_factory=list)
     # A saved conversation that could not be rid of deleted passages (ragged.index.Index).
     unblanked: str | None = None
+    # Deleted text (a changed or pruned file's old chunks) made unreadable in the files this
+    # run; or, with ingest(purge=False), still to be; or why it may stay readable.
+    purged: bool = False
+    purge_due: bool = False
+    purge_problem: str | None = None
     problems: list[FileOutcome] = field(default_factory=list)
 
     @property
@@ -307,8 +312,13 @@ def ingest(
     on_progress: Callable[[Progress], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     rechunk: bool = False,
+    purge: bool = True,
 ) -> IngestReport:
     """Bring the collection up to date with the files under `paths`.
+
+    Text this run deleted (the old chunks of changed and pruned files) is then made
+    unreadable in the catalog's and the store's files, as `remove` does; with `purge=False`
+    (watch, which purges once the folders are quiet) `report.purge_due` says it still is to be.
 
     With no paths, only what earlier runs left pending is embedded. `confirm_prune` is asked
     before the files of a folder that yielded nothing at all are removed (an unmounted disk
@@ -532,6 +542,10 @@ def ingest(
         if chunks_now:
             index.catalog.set_meta(CHUNKING_KEY, _chunking(settings))
         index.end_run()
+        if purge and index.purge_due:
+            report.purge_problem = index.purge()
+            report.purged = True
+        report.purge_due = index.purge_due
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
         parsers.close()
