@@ -463,6 +463,13 @@ class Catalog:
         old ids are already gone there, or are another machine's to delete.
         """
         with self.transaction() as db:
+            if not tombstone:
+                old = {
+                    r[0] for r in db.execute("SELECT id FROM chunks WHERE path = ?", (record.path,))
+                }
+                if old - {c.id for c in chunks}:
+                    # No tombstone will ask for the purge: the old text leaves this catalog now.
+                    self._purge_due(db)
             self._forget(db, record.path, tombstone)
             self._insert(db, record, chunks, embedded)
 
@@ -542,9 +549,12 @@ class Catalog:
         return removed
 
     def forget_chunks(self, ids: Iterable[str]) -> int:
-        """Drop chunks the server no longer has (no tombstones); a file left empty goes too."""
+        """Drop chunks the server no longer has (no tombstones); a file left empty goes too.
+        Their words stay in the BM25 index until a purge, marked due in the same step."""
         ids = list(ids)
         with self.transaction() as db:
+            if ids:
+                self._purge_due(db)
             paths = set()
             for part in _parts(ids, MAX_VARIABLES):
                 marks = ",".join("?" * len(part))
@@ -564,6 +574,23 @@ class Catalog:
                 else:
                     db.execute("DELETE FROM files WHERE path = ?", (path,))
         return len(ids)
+
+    def mark_purge_due(self) -> None:
+        """Chunks were deleted: their text is to be purged from the files (Index.purge)."""
+        with self.transaction() as db:
+            self._purge_due(db)
+
+    @staticmethod
+    def _purge_due(db: sqlite3.Connection) -> None:
+        # A new value each time: a purge clears only the mark it saw (`clear_purge_due`), so a
+        # reader's catch-up marking it meanwhile is not lost.
+        db.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)", (PURGE_DUE_KEY, str(time.time_ns()))
+        )
+
+    def clear_purge_due(self, seen: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = ? AND value = ?", (PURGE_DUE_KEY, seen))
 
     def _forget(self, db: sqlite3.Connection, path: str, tombstone: bool = True) -> int:
         if tombstone:

@@ -339,7 +339,7 @@ class Index:
             # queue, which needs no Chroma (kept as tombstones, they would be deleted from
             # the store again at every run).
             self._forget_passages(ids=tomb, queue=True)
-            self.catalog.set_meta(PURGE_DUE_KEY, "1")  # before the tombstones go, as above
+            self.catalog.mark_purge_due()  # before the tombstones go, as above
             self.catalog.clear_tombstones(tomb)
         elif self.catalog.meta(UNBLANKED_KEY) is not None:
             self._forget_passages(ids=[], queue=True)
@@ -474,9 +474,7 @@ class Index:
             gone = catalog.embedded_ids()
             # First: once forgotten here, these ids are known nowhere.
             self._forget_passages(ids=sorted(gone), queue=True)
-            catalog.forget_chunks(gone)
-            if gone:
-                catalog.set_meta(PURGE_DUE_KEY, "1")  # their words, in this catalog's files
+            catalog.forget_chunks(gone)  # marks a purge due (their words), in the same step
             catalog.set_meta("server_revision", None)
             return
         token = store.revision
@@ -495,8 +493,6 @@ class Index:
             missing = cached - server - store.present(sorted(cached - server))
             self._forget_passages(ids=sorted(missing), queue=True)
             catalog.forget_chunks(missing)
-            if missing:
-                catalog.set_meta(PURGE_DUE_KEY, "1")
         model = (store.embedding or (self.settings.embed_model, 0))[0]
         if server & pending:
             catalog.mark_embedded(sorted(server & pending), model)
@@ -520,8 +516,6 @@ class Index:
                     replaced = {c.id for c in catalog.chunks_of(known.path)}
                     old = sorted(replaced - {r.id for r in rows})
                     self._forget_passages(ids=old, queue=True)
-                    if old:
-                        catalog.set_meta(PURGE_DUE_KEY, "1")
                 catalog.replace_file(record, rows, embedded=True, tombstone=False)
             if clean and stale:
                 store.delete(stale)
@@ -571,6 +565,8 @@ class Index:
                 stale += [r.id for r in found.rows]
             else:
                 self.catalog.replace_file(found.record, found.rows, embedded=True)
+        if stale:
+            self.catalog.mark_purge_due()  # before: a kill after the delete leaves it due
         self.store.delete(stale)
 
     def drop(self) -> str | None:
@@ -591,13 +587,33 @@ class Index:
     def purge(self) -> str | None:
         """After a removal: make the removed text unreadable in the catalog's and the store's files.
 
-        Returns why deleted text may remain in the store's files, if it may.
+        Returns why deleted text may remain in the store's files, if it may. Called with the
+        write lock held.
         """
-        self.catalog.purge()
-        problem = self.store.purge()
-        # Done, or not doable on these files (another Chroma version): asking again at every
-        # run would redo the whole cost for nothing. The problem is reported either way.
-        self.catalog.set_meta(PURGE_DUE_KEY, None)
+        catalog, store = self.catalog, self.store
+        seen = catalog.meta(PURGE_DUE_KEY)
+        # The purge rewrites the store's files, but not what they hold: if the last run's
+        # fingerprint still matched them, it is recorded again after, or the next unchanged
+        # re-ingest would open Chroma (0.5-1 s) to check a store nothing wrote to.
+        recorded = catalog.store_fingerprint
+        matched = bool(recorded) and recorded == store.fingerprint() and not catalog.interrupted
+        from ragged.store import Lasting
+
+        try:
+            catalog.purge()
+        except sqlite3.Error as exc:  # a full disk: the store's part is still worth doing
+            problem: str | None = f"could not purge deleted text from {catalog.path}: {exc}"
+            store.purge()
+            return problem  # due still, for the next run
+        problem = store.purge()
+        if problem is None or isinstance(problem, Lasting):
+            # Done, or not doable on these files (laid out by another Chroma version): trying
+            # again at every run would cost a whole purge each time for nothing. A passing
+            # failure (a full disk, a lock held for a minute) leaves it due for the next run.
+            if seen is not None:
+                catalog.clear_purge_due(seen)
+        if matched:
+            catalog.set_meta("store_fingerprint", store.fingerprint() or "")
         return problem
 
     @property

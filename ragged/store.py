@@ -634,7 +634,9 @@ class Store:
             )
             db.execute("VACUUM")
         except sqlite3.Error as exc:
-            return f"could not purge deleted text from {path}: {exc}"
+            problem = f"could not purge deleted text from {path}: {exc}"
+            # A table or column this version of ragged expects and Chroma's file lacks.
+            return Lasting(problem) if "no such" in str(exc) else problem
         finally:
             db.close()
         # Every collection's folder, not only this one's: the bytes are whatever the writing
@@ -671,6 +673,11 @@ _HNSW_VERSION = 1
 _ZEROS = bytes(1 << 16)
 
 
+class Lasting(str):
+    """A purge problem that trying again cannot mend: the files are laid out by a Chroma this
+    version of ragged does not know. Other problems (a full disk, a lock) pass."""
+
+
 def zero_unused_hnsw_slots(folder: Path) -> str | None:
     """Zero what an HNSW folder's files hold past their last element.
 
@@ -685,10 +692,14 @@ def zero_unused_hnsw_slots(folder: Path) -> str | None:
     try:
         head = (folder / HNSW_HEADER).read_bytes()
         version, _, capacity, count, per_element = _HNSW_HEAD.unpack_from(head)
-    except (OSError, struct.error) as exc:
+    except OSError as exc:
         return f"cannot read the vector index header in {folder}: {exc}"
+    except struct.error as exc:
+        return Lasting(f"cannot read the vector index header in {folder}: {exc}")
     if version != _HNSW_VERSION or per_element == 0 or count > capacity:
-        return f"the vector index in {folder} is not laid out as this version of ragged knows"
+        return Lasting(
+            f"the vector index in {folder} is not laid out as this version of ragged knows"
+        )
     for name, size in (("data_level0.bin", per_element), ("length.bin", 4)):
         try:
             _zero_from(folder / name, count * size)

@@ -22,6 +22,7 @@ identical content), its old path pruned in the same batch.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -146,11 +147,13 @@ def watch(
                     apply("retry", set())
                 if purge_at is not None and time.monotonic() >= purge_at:
                     purge(wait=True)
-    finally:
-        if purge_at is not None:
-            # Stopping (Ctrl-C): not left for later. Without waiting for another writer,
-            # whose own run purges it (the catalog keeps it due until done).
-            purge(wait=False)
+    except KeyboardInterrupt:
+        # Stopping: what is due is not left for later (also if the Ctrl-C came during a
+        # batch, before it said so). Without waiting for another writer, whose own run
+        # purges it: the catalog keeps it due until done.
+        purge(wait=False)
+        raise
+    purge(wait=False)  # stopped by `stop`
 
 
 def _empty_report() -> IngestReport:
@@ -217,9 +220,10 @@ def _purge(settings: Settings, wait: bool) -> str | None:
     try:
         with write_lock(Path(settings.home), wait=wait), open_index(settings) as index:
             return index.purge_if_due()
-    except RaggedError:
-        # Another writer holds the lock (it purges at its end), or the collection was reset
-        # meanwhile (nothing left to purge): the catalog keeps the purge due either way.
+    except (RaggedError, sqlite3.Error, OSError):
+        # Another writer holds the lock (it purges at its end), the collection was reset
+        # meanwhile (nothing left to purge), or the disk failed: the catalog keeps the purge
+        # due, and the next run that can does it. Never in place of what stopped watch.
         return None
 
 

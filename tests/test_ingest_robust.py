@@ -285,6 +285,17 @@ def test_searching_between_ingests_does_not_make_the_next_one_open_chroma(
     assert modules_loaded_by_unchanged_reingest(env, ollama, docs) == "[]"
 
 
+def test_a_purge_does_not_make_the_next_unchanged_ingest_open_chroma(
+    ollama: OllamaStandIn, docs: Path, env: Path
+) -> None:
+    """Found in review: an ingest that purged deleted text (an edited file) rewrote the store's
+    files after recording their fingerprint, so the next unchanged ingest opened Chroma."""
+    ingest_json(env, ollama, docs)
+    (docs / "notes.txt").write_text("Okapis are related to giraffes, not zebras.\n")
+    assert ingest_json(env, ollama, docs)["purged"]
+    assert modules_loaded_by_unchanged_reingest(env, ollama, docs) == "[]"
+
+
 # What an unchanged re-ingest has no use for: the store, the Ollama client, the PDF parser and
 # the tokenizer.
 HEAVY = ("chromadb", "ollama", "pypdf", "tiktoken")

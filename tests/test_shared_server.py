@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -447,3 +449,25 @@ def test_serve_names_a_conversation_it_cannot_blank_in_its_log(
     shown = " ".join(log.read_text().split())
     said = f"could not blank the passages of deleted text in the saved conversation {saved}:"
     assert shown.count(said) == 1
+
+
+def purge_due(home: Path) -> bool:
+    """Whether this machine's catalog of the server's 'default' has a purge due."""
+    [path] = (home / "catalog").glob("server-*/default.sqlite")
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT 1 FROM meta WHERE key = 'purge_due'").fetchone() is not None
+
+
+def test_what_another_machine_removes_is_purged_from_this_ones_catalog_by_its_next_writer(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    """B's catch-up forgets what A removed, but the words stay in B's keyword index until a
+    purge: the catch-up marks it due in the same step, and B's next writing command does it."""
+    a.run("ingest", str(docs), "-q")
+    b.search("capybara")
+    assert not purge_due(b.home)
+    a.run("remove", str(docs / "notes.txt"))
+    b.search("capybara")  # B's cache catches up: notes.txt's chunks leave it
+    assert purge_due(b.home)
+    assert b.json("ingest")["purged"]  # no path: only what is pending, then the purge
+    assert not purge_due(b.home)

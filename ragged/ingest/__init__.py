@@ -543,6 +543,8 @@ def ingest(
             index.catalog.set_meta(CHUNKING_KEY, _chunking(settings))
         index.end_run()
         if purge and index.purge_due:
+            state.current = "purging deleted text…"  # a rewrite of the store's file: say so
+            progress()
             report.purge_problem = index.purge()
             report.purged = True
         report.purge_due = index.purge_due
