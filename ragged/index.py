@@ -624,7 +624,7 @@ class Index:
 
     def purge_if_due(self) -> str | None:
         """`purge` when chunks were deleted since the last one: what `remove` does, after the
-        runs that delete text too. It costs time in proportion to the store (0.35 s at 10k
+        runs that delete text too. It costs time in proportion to the store (0.5 s at 10k
         chunks, docs/benchmarks.md), so a run that deleted nothing does not pay it."""
         return self.purge() if self.purge_due else None
 

@@ -10,7 +10,7 @@ Each batch is an ordinary incremental `ingest` of the watched folders, holding t
 lock only while it runs, so `ragged ingest` or `ragged remove` from another shell get their
 turn between batches. Text a batch deletes (a changed file's old version) is made unreadable
 in the files once the folders have been quiet for `watch_purge_s`, and when watch stops, not
-after every batch: that purge rewrites the store's file (0.35 s at 10k chunks), and an editor
+after every batch: that purge rewrites the store's file (an `ingest` after one edit takes 9.8 s at 100k chunks), and an editor
 saving every few seconds would have it rewritten each time. Re-walking the folders rather than ingesting just the files named by
 the events is deliberate: a file named on its own bypasses .gitignore/.raggedignore and the
 hidden-file rule, and only a walk sees what a deleted or moved-in folder held. It costs a
