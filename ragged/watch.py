@@ -9,10 +9,14 @@ debounces: a batch ends once the folders have been quiet for `quiet_ms`, or afte
 Each batch is an ordinary incremental `ingest` of the watched folders, holding the write
 lock only while it runs, so `ragged ingest` or `ragged remove` from another shell get their
 turn between batches. Text a batch deletes (a changed file's old version) is made unreadable
-in the files once the folders have been quiet for `watch_purge_s`, and when watch stops, not
-after every batch: that purge rewrites the store's file (an `ingest` after one edit takes 9.8 s at 100k chunks), and an editor
-saving every few seconds would have it rewritten each time. Re-walking the folders rather than ingesting just the files named by
-the events is deliberate: a file named on its own bypasses .gitignore/.raggedignore and the
+in the files once the folders have been quiet for `watch_purge_s` (or at the latest ten
+times that after the first such batch, if they never are), and when watch stops; not after
+every batch, since that purge rewrites the store's file (an `ingest` after one edit takes
+9.8 s at 100k chunks) and an editor saving every few seconds would have it rewritten each
+time.
+
+Re-walking the folders rather than ingesting just the files named by the events is
+deliberate: a file named on its own bypasses .gitignore/.raggedignore and the
 hidden-file rule, and only a walk sees what a deleted or moved-in folder held. It costs a
 stat per unchanged file (about 0.05 s for 1,831 files, docs/benchmarks.md); nothing is
 parsed or embedded again, and a moved file takes its vectors along (ingest's reuse of
@@ -42,6 +46,9 @@ MAX_BATCH_MS = 5_000  # a change that never stops (a log being written) still la
 TICK_MS = 500  # how often the loop wakes without changes, to retry pending embeddings
 RETRY_FIRST_S = 2.0  # Ollama gone: first retry after this, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 60.0
+# Folders that never go quiet (a log being written) still have deleted text purged, at the
+# latest this many quiet spells (`watch_purge_s`) after the first batch that deleted some.
+PURGE_LATEST = 10
 
 
 @dataclass(frozen=True)
@@ -98,9 +105,10 @@ def watch(
     retry_walk = False  # whether the retry must walk the folders again (a batch failed)
     delay = RETRY_FIRST_S
     purge_at: float | None = None  # when deleted text is to be purged, if a batch deleted some
+    due_since: float | None = None  # when the first batch since the last purge deleted some
 
     def apply(trigger: str, events: set[tuple[Any, str]]) -> None:
-        nonlocal retry_at, retry_walk, delay, purge_at
+        nonlocal retry_at, retry_walk, delay, purge_at, due_since
         if on_busy:
             on_busy(len(events))
         deleted = {path for change, path in events if change == watchfiles.Change.deleted}
@@ -121,13 +129,18 @@ def watch(
         else:
             retry_at, retry_in, delay = None, None, RETRY_FIRST_S
         if report.purge_due:
-            # Counted from the last batch: quiet folders, not the first change of a series.
-            purge_at = time.monotonic() + settings.watch_purge_s
+            # Counted from the last batch (quiet folders, not the first change of a series),
+            # but not put off for ever by folders that never go quiet.
+            now = time.monotonic()
+            due_since = now if due_since is None else due_since
+            purge_at = min(
+                now + settings.watch_purge_s, due_since + PURGE_LATEST * settings.watch_purge_s
+            )
         on_batch(Batch(trigger, len(events), report, retry_in, error))
 
     def purge(wait: bool) -> None:
-        nonlocal purge_at
-        purge_at = None
+        nonlocal purge_at, due_since
+        purge_at = due_since = None
         problem = _purge(settings, wait)
         if problem and on_purge_problem:
             on_purge_problem(problem)

@@ -445,3 +445,30 @@ def test_watch_purges_at_stop_what_it_had_not_yet(
     code, err = w.interrupt()
     assert code == 130, err
     assert files_holding(env, SECRET) == []
+
+
+def test_folders_that_never_go_quiet_still_have_deleted_text_purged(
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    env: Path,
+    watchers: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file rewritten every fraction of a second (a log) keeps the folders from going quiet
+    for RAGGED_WATCH_PURGE_S; the purge still comes, at the latest ten times that after the
+    first batch that deleted text."""
+    monkeypatch.setenv("RAGGED_WATCH_PURGE_S", "0.5")
+    docs = secret_docs(tmp_path / "docs", n=3)
+    w = watchers(env, ollama.host, docs)
+    w.batch()
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    log = docs / "log.md"
+    deadline = time.monotonic() + 20  # the cap is 5 s after the first such batch
+    n = 0
+    while files_holding(env, SECRET):
+        assert time.monotonic() < deadline, "the deleted text was not purged while changes went on"
+        n += 1
+        log.write_text(f"# Log\n\nentry {n} " + "tick " * n)
+        time.sleep(0.2)
+    assert n > 10  # the changes went on the whole time (0.5 s of quiet never came)
+    assert w.proc.poll() is None
