@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ UNBLANKED_KEY = "unblanked_passages"  # meta: a JSON list of chunk ids
 # meta: chunks were deleted since the files were last purged of deleted text (Index.purge);
 # kept here so a run killed before its purge, or a watch stopped before its own, leaves it due.
 PURGE_DUE_KEY = "purge_due"
+PURGE_TRIES = 3  # runs that try a purge that keeps failing before it waits for a new deletion
 BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 
 FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"
@@ -584,13 +586,25 @@ class Catalog:
     def _purge_due(db: sqlite3.Connection) -> None:
         # A new value each time: a purge clears only the mark it saw (`clear_purge_due`), so a
         # reader's catch-up marking it meanwhile is not lost.
-        db.execute(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)", (PURGE_DUE_KEY, str(time.time_ns()))
-        )
+        db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PURGE_DUE_KEY, uuid.uuid4().hex))
 
     def clear_purge_due(self, seen: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM meta WHERE key = ? AND value = ?", (PURGE_DUE_KEY, seen))
+
+    def purge_failed(self, seen: str) -> None:
+        """A purge that failed (a full disk, a file it may not write) stays due for the next
+        runs, but not for ever: a failure that repeats would cost every later run a whole
+        purge. After PURGE_TRIES, only a new deletion (a new mark) makes it due again."""
+        tries = seen.count("+") + 1
+        with self.transaction() as db:
+            if tries >= PURGE_TRIES:
+                db.execute("DELETE FROM meta WHERE key = ? AND value = ?", (PURGE_DUE_KEY, seen))
+            else:
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = ? AND value = ?",
+                    (seen + "+", PURGE_DUE_KEY, seen),
+                )
 
     def _forget(self, db: sqlite3.Connection, path: str, tombstone: bool = True) -> int:
         if tombstone:

@@ -599,22 +599,26 @@ class Index:
         matched = bool(recorded) and recorded == store.fingerprint() and not catalog.interrupted
         from ragged.store import Lasting
 
+        problems: list[str] = []
         try:
             catalog.purge()
         except sqlite3.Error as exc:  # a full disk: the store's part is still worth doing
-            problem: str | None = f"could not purge deleted text from {catalog.path}: {exc}"
-            store.purge()
-            return problem  # due still, for the next run
-        problem = store.purge()
-        if problem is None or isinstance(problem, Lasting):
-            # Done, or not doable on these files (laid out by another Chroma version): trying
-            # again at every run would cost a whole purge each time for nothing. A passing
-            # failure (a full disk, a lock held for a minute) leaves it due for the next run.
-            if seen is not None:
+            problems.append(f"could not purge deleted text from {catalog.path}: {exc}")
+        stored = store.purge()
+        if stored is not None:
+            problems.append(stored)
+        if seen is not None:
+            if not problems or (isinstance(stored, Lasting) and len(problems) == 1):
+                # Done, or not doable on these files (laid out by another Chroma version):
+                # trying again would cost a whole purge each time for nothing.
                 catalog.clear_purge_due(seen)
+            else:
+                catalog.purge_failed(seen)  # a full disk, a held lock: the next runs try again
         if matched:
             catalog.set_meta("store_fingerprint", store.fingerprint() or "")
-        return problem
+        if problems == [stored]:
+            return stored  # its kind (Lasting or not) decides what the notice advises
+        return "; ".join(problems) or None
 
     @property
     def purge_due(self) -> bool:

@@ -76,6 +76,7 @@ def watch(
     on_file: Callable[[FileOutcome], None] | None = None,
     on_busy: Callable[[int], None] | None = None,
     on_ready: Callable[[list[Path]], None] | None = None,
+    on_purge: Callable[[bool], None] | None = None,
     on_purge_problem: Callable[[str], None] | None = None,
     quiet_ms: int = DEFAULT_QUIET_MS,
     poll: bool = False,
@@ -84,7 +85,8 @@ def watch(
     """Sync the folders once, then apply every batch of changes until Ctrl-C (or `stop` is set).
 
     `on_busy(events)` is called as a batch starts, `on_batch` when it has been applied;
-    `on_purge_problem` hears why deleted text may stay readable, if it may; `stop` is a
+    `on_purge(True)` as a purge of deleted text starts and `on_purge(False)` when it ends,
+    `on_purge_problem` with why deleted text may stay readable, if it may; `stop` is a
     threading.Event for callers that run this in a thread.
     """
     import watchfiles
@@ -140,8 +142,17 @@ def watch(
 
     def purge(wait: bool) -> None:
         nonlocal purge_at, due_since
-        purge_at = due_since = None
-        problem = _purge(settings, wait)
+        if on_purge:
+            on_purge(True)
+        try:
+            done, problem = _purge(settings, wait)
+        finally:
+            if on_purge:
+                on_purge(False)
+        if done:
+            purge_at = due_since = None
+        elif purge_at is not None:
+            purge_at = time.monotonic() + TICK_MS / 1000  # another writer's turn: next tick
         if problem and on_purge_problem:
             on_purge_problem(problem)
 
@@ -159,7 +170,8 @@ def watch(
                 elif retry_at is not None and time.monotonic() >= retry_at:
                     apply("retry", set())
                 if purge_at is not None and time.monotonic() >= purge_at:
-                    purge(wait=True)
+                    # Not behind a long `ingest` from another shell: it purges at its end.
+                    purge(wait=False)
     except KeyboardInterrupt:
         # Stopping: what is due is not left for later (also if the Ctrl-C came during a
         # batch, before it said so). Without waiting for another writer, whose own run
@@ -224,20 +236,22 @@ def _apply(
             )
 
 
-def _purge(settings: Settings, wait: bool) -> str | None:
+def _purge(settings: Settings, wait: bool) -> tuple[bool, str | None]:
     """Make the text deleted by earlier batches unreadable in the files (Index.purge_if_due),
-    under the write lock; returns why it may stay readable, if it may."""
+    under the write lock. Returns whether it was done (or tried: a failure is then in the
+    catalog's hands, which retries), and why deleted text may stay readable, if it may."""
     from ragged.index import open_index
     from ragged.lock import write_lock
 
     try:
-        with write_lock(Path(settings.home), wait=wait), open_index(settings) as index:
-            return index.purge_if_due()
+        with write_lock(Path(settings.home), wait=wait):
+            with open_index(settings) as index:
+                return True, index.purge_if_due()
     except (RaggedError, sqlite3.Error, OSError):
         # Another writer holds the lock (it purges at its end), the collection was reset
         # meanwhile (nothing left to purge), or the disk failed: the catalog keeps the purge
         # due, and the next run that can does it. Never in place of what stopped watch.
-        return None
+        return False, None
 
 
 class _Relevance:

@@ -290,3 +290,28 @@ def test_a_read_only_data_dir_serves_list_search_and_ask(
     ingest = read_only(env, [*RAGGED, "ingest", str(docs)], environment)
     assert ingest.returncode == 1 and "Traceback" not in ingest.stderr
     assert f"cannot write to the data dir {env}" in " ".join(ingest.stderr.split())
+
+
+def test_a_purge_that_keeps_failing_is_tried_a_few_runs_then_waits_for_a_new_deletion(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """Found in review: a purge that fails the same way every time (a file it may not write)
+    stayed due, so every later run, unchanged ones included, paid a whole purge again."""
+    other = secret_docs(tmp_path / "other", n=2)
+    run(runner, "ingest", str(other), "--quiet", "--collection", "other")
+    [folder] = [p.parent for p in (env / "chroma").glob("*/header.bin")]
+    docs = secret_docs(tmp_path / "docs", n=3)
+    run(runner, "ingest", str(docs), "--quiet")
+    # The other collection's vector file, whose unused slots every purge zeroes: a directory
+    # there makes that step fail, whoever runs the tests (that collection is not used again).
+    (folder / "data_level0.bin").unlink()
+    (folder / "data_level0.bin").mkdir()
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    runs = [json.loads(run(runner, "ingest", str(docs), "--json").stdout) for _ in range(4)]
+    assert [r["purged"] for r in runs] == [True, True, True, False]
+    assert all("data_level0.bin" in r["purge_problem"] for r in runs[:3])
+    assert runs[3]["purge_problem"] is None and not runs[3]["purge_due"]
+    shown = run(runner, "ingest", str(docs)).stderr
+    assert "the next runs try again" not in shown  # given up until something is deleted again
+    (docs / "doc01.md").write_text("# Doc 1\n\nShorter now.\n")
+    assert json.loads(run(runner, "ingest", str(docs), "--json").stdout)["purged"]

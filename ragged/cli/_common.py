@@ -74,12 +74,16 @@ def open_collection(
             render.notice(index.unblanked)  # it says whether a later run tries again
 
 
-def purge_notice(problem: str) -> None:
-    """Deleted text that may stay readable in the store's files (Chroma laid them out
-    differently than expected): one line, and what clears it."""
+def purge_notice(problem: str, retried: bool = True) -> None:
+    """Deleted text that may stay readable in the files: one line, and what clears it.
+    `retried`: the collection still exists, so its next runs try the purge again."""
     from ragged import render
+    from ragged.store import Lasting
 
-    render.notice(f"{problem}; deleted text may remain in the store's files until `chroma vacuum`")
+    if isinstance(problem, Lasting) or not retried:
+        render.notice(f"{problem}; deleted text may remain there until `chroma vacuum`")
+    else:
+        render.notice(f"{problem}; deleted text may remain there: the next runs try again")
 
 
 class Command(TyperCommand):

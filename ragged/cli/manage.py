@@ -175,7 +175,7 @@ def reset(
                 )
             problem = index.drop()
         if problem:
-            purge_notice(problem)
+            purge_notice(problem, retried=False)  # the collection is gone: nothing retries
         if json_out:
             render.print_json({"collection": index.name, "deleted": True, "files": files})
         else:

@@ -82,7 +82,14 @@ def watch(
             if live is not None:
                 live.update(f"applying {events} changes" if events else "syncing")
 
+        status = "starting"
+
+        def on_purge(starting: bool) -> None:
+            if live is not None:
+                live.update("purging deleted text…" if starting else status)
+
         def on_batch(batch: Batch) -> None:
+            nonlocal status
             if json_out:
                 sys.stdout.write(json.dumps(batch_data(batch), ensure_ascii=False) + "\n")
                 sys.stdout.flush()
@@ -93,10 +100,10 @@ def watch(
             if live is not None:
                 when = time.strftime("%H:%M:%S")
                 pending = batch.report.pending
-                live.update(
-                    f"watching · synced {when}"
-                    + (f" · {pending} chunks await embeddings" if pending else "")
+                status = f"watching · synced {when}" + (
+                    f" · {pending} chunks await embeddings" if pending else ""
                 )
+                live.update(status)
 
         if live is not None:
             live.start()
@@ -109,6 +116,7 @@ def watch(
                 on_file=on_file,
                 on_busy=on_busy,
                 on_ready=on_ready,
+                on_purge=on_purge,
                 on_purge_problem=purge_notice,
                 quiet_ms=debounce,
                 poll=poll,
