@@ -590,6 +590,8 @@ class Index:
         Returns why deleted text may remain in the store's files, if it may. Called with the
         write lock held.
         """
+        from ragged.store import Lasting
+
         catalog, store = self.catalog, self.store
         seen = catalog.meta(PURGE_DUE_KEY)
         # The purge rewrites the store's files, but not what they hold: if the last run's
@@ -597,8 +599,6 @@ class Index:
         # re-ingest would open Chroma (0.5-1 s) to check a store nothing wrote to.
         recorded = catalog.store_fingerprint
         matched = bool(recorded) and recorded == store.fingerprint() and not catalog.interrupted
-        from ragged.store import Lasting
-
         problems: list[str] = []
         try:
             catalog.purge()

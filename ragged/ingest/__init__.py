@@ -116,8 +116,9 @@ class IngestReport:
     held_back: list[HeldBack] = field(default_factory=list)
     # A saved conversation that could not be rid of deleted passages (ragged.index.Index).
     unblanked: str | None = None
-    # Deleted text (a changed or pruned file's old chunks) made unreadable in the files this
-    # run; or, with ingest(purge=False), still to be; or why it may stay readable.
+    # Whether this run purged deleted text (a changed or pruned file's old chunks) from the
+    # files; whether it is still to be (ingest(purge=False), or a purge that failed); and why
+    # deleted text may stay readable, if it may.
     purged: bool = False
     purge_due: bool = False
     purge_problem: str | None = None
