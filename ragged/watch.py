@@ -142,13 +142,7 @@ def watch(
 
     def purge(wait: bool) -> None:
         nonlocal purge_at, due_since
-        if on_purge:
-            on_purge(True)
-        try:
-            done, problem = _purge(settings, wait)
-        finally:
-            if on_purge:
-                on_purge(False)
+        done, problem = _purge(settings, wait, on_purge)
         if done:
             purge_at = due_since = None
         elif purge_at is not None:
@@ -236,22 +230,34 @@ def _apply(
             )
 
 
-def _purge(settings: Settings, wait: bool) -> tuple[bool, str | None]:
-    """Make the text deleted by earlier batches unreadable in the files (Index.purge_if_due),
-    under the write lock. Returns whether it was done (or tried: a failure is then in the
-    catalog's hands, which retries), and why deleted text may stay readable, if it may."""
+def _purge(
+    settings: Settings, wait: bool, on_purge: Callable[[bool], None] | None
+) -> tuple[bool, str | None]:
+    """Make the text deleted by earlier batches unreadable in the files, under the write lock,
+    if the catalog says it is due. Returns whether that is settled for now (done, not due, or
+    failed: a failure is then in the catalog's hands, which retries at later runs) rather than
+    to be tried at the next tick, and why deleted text may stay readable, if it may."""
     from ragged.index import open_index
-    from ragged.lock import write_lock
+    from ragged.lock import Busy, write_lock
 
     try:
-        with write_lock(Path(settings.home), wait=wait):
-            with open_index(settings) as index:
-                return True, index.purge_if_due()
+        with write_lock(Path(settings.home), wait=wait), open_index(settings) as index:
+            if not index.purge_due:
+                return True, None
+            if on_purge:
+                on_purge(True)
+            try:
+                return True, index.purge()
+            finally:
+                if on_purge:
+                    on_purge(False)
+    except Busy:
+        return False, None  # another writer's turn (it purges at its end, if still due)
     except (RaggedError, sqlite3.Error, OSError):
-        # Another writer holds the lock (it purges at its end), the collection was reset
-        # meanwhile (nothing left to purge), or the disk failed: the catalog keeps the purge
-        # due, and the next run that can does it. Never in place of what stopped watch.
-        return False, None
+        # The collection was reset meanwhile (nothing left to purge), or the disk failed:
+        # the catalog keeps the purge due for the next run. Never in place of what stopped
+        # watch.
+        return True, None
 
 
 class _Relevance:

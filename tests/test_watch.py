@@ -406,6 +406,25 @@ def test_a_terminal_gets_a_live_status(ollama: OllamaStandIn, tmp_path: Path, en
     assert proc.returncode == 130
 
 
+def secret_edited_out(
+    watchers: Any,
+    ollama: OllamaStandIn,
+    env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    purge_s: str,
+) -> tuple[Watcher, Path]:
+    """A watch (RAGGED_WATCH_PURGE_S=purge_s) of folders with a secret, synced, then the secret
+    edited out of its file; returns the watcher and the folder."""
+    monkeypatch.setenv("RAGGED_WATCH_PURGE_S", purge_s)
+    docs = secret_docs(tmp_path / "docs", n=3)
+    w = watchers(env, ollama.host, docs)
+    w.batch()
+    assert files_holding(env, SECRET)
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    return w, docs
+
+
 def test_text_a_change_deletes_is_purged_once_the_folders_are_quiet(
     ollama: OllamaStandIn,
     tmp_path: Path,
@@ -415,12 +434,7 @@ def test_text_a_change_deletes_is_purged_once_the_folders_are_quiet(
 ) -> None:
     """A secret edited out of a watched file leaves no file of the data dir, as after
     `ingest` or `remove`, once the folders have been quiet for RAGGED_WATCH_PURGE_S."""
-    monkeypatch.setenv("RAGGED_WATCH_PURGE_S", "0.5")
-    docs = secret_docs(tmp_path / "docs", n=3)
-    w = watchers(env, ollama.host, docs)
-    w.batch()
-    assert files_holding(env, SECRET)
-    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    w, _ = secret_edited_out(watchers, ollama, env, tmp_path, monkeypatch, purge_s="0.5")
     w.wait_until(lambda: bool(files_holding(env, "Moved to the HR")), "the change applied")
     w.wait_until(lambda: files_holding(env, SECRET) == [], "the old text purged", batch=False)
     assert w.proc.poll() is None
@@ -435,11 +449,7 @@ def test_watch_purges_at_stop_what_it_had_not_yet(
 ) -> None:
     """The purge waits for quiet folders (it rewrites the store's file: not at every save of
     an editor), and Ctrl-C does what is left of it before watch exits."""
-    monkeypatch.setenv("RAGGED_WATCH_PURGE_S", "600")
-    docs = secret_docs(tmp_path / "docs", n=3)
-    w = watchers(env, ollama.host, docs)
-    w.batch()
-    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    w, _ = secret_edited_out(watchers, ollama, env, tmp_path, monkeypatch, purge_s="600")
     w.wait_until(lambda: bool(files_holding(env, "Moved to the HR")), "the change applied")
     assert "chroma/chroma.sqlite3" in files_holding(env, SECRET)  # not yet: not quiet for 600 s
     code, err = w.interrupt()
@@ -457,11 +467,7 @@ def test_folders_that_never_go_quiet_still_have_deleted_text_purged(
     """A file rewritten every fraction of a second (a log) keeps the folders from going quiet
     for RAGGED_WATCH_PURGE_S; the purge still comes, at the latest ten times that after the
     first batch that deleted text."""
-    monkeypatch.setenv("RAGGED_WATCH_PURGE_S", "0.5")
-    docs = secret_docs(tmp_path / "docs", n=3)
-    w = watchers(env, ollama.host, docs)
-    w.batch()
-    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    w, docs = secret_edited_out(watchers, ollama, env, tmp_path, monkeypatch, purge_s="0.5")
     log = docs / "log.md"
     deadline = time.monotonic() + 20  # the cap is 5 s after the first such batch
     n = 0
