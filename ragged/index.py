@@ -202,6 +202,7 @@ class Index:
         self._wrote = False  # anything written to a shared store: other machines must look
         self.stale: str | None = None  # why the shared server could not be asked, if it could not
         self.unblanked: str | None = None  # a saved conversation that could not be rewritten
+        self.dropped = False  # `drop` closed the catalog
         self._staged = 0  # files staged in the catalog's open batch
 
     def deleted_here(self) -> bool:
@@ -578,6 +579,7 @@ class Index:
         # half-way) takes it for gone, not for a catalog whose vectors were lost.
         self.catalog.set_meta(DROPPING, "1")
         problem = self.store.drop()
+        self.dropped = True
         self.catalog.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.catalog.path}{suffix}").unlink(missing_ok=True)
@@ -588,7 +590,7 @@ class Index:
         """After a removal: make the removed text unreadable in the catalog's and the store's files.
 
         Returns why deleted text may remain in the store's files, if it may. Called with the
-        write lock held.
+        write lock held, but for a shared server's cache (`purge_cache`).
         """
         from ragged.store import Lasting
 
@@ -625,6 +627,26 @@ class Index:
         """Chunks were deleted (a file changed, pruned, replaced by a copy, or removed by
         another machine) and their text may still be readable in the files."""
         return self.catalog.meta(PURGE_DUE_KEY) is not None
+
+    def purge_cache(self) -> str | None:
+        """On a shared server, `purge` this machine's catalog when a catch-up forgot chunks
+        other machines removed or replaced: their words stay in its keyword index until then,
+        and a machine that only reads would keep them for ever. The server's files are the
+        server's (`chroma vacuum` there), so this costs only the catalog's merge (0.1 s at 10k
+        chunks). Returns why deleted text may remain, if it may."""
+        from ragged.lock import write_lock
+
+        if not self.store.shared or self.dropped or not self.purge_due:
+            return None
+        try:
+            # Not while a writer is under way (this process's own `ingest` or `remove`, or
+            # another's): it purges at its end, and a reader must not wait behind it.
+            with write_lock(Path(self.settings.home)):
+                return self.purge()
+        except RaggedError:
+            return None  # held (Busy), or a data dir this machine cannot write to
+        except sqlite3.Error as exc:  # the mark could not be updated: the next command tries
+            return f"could not purge deleted text from {self.catalog.path}: {exc}"
 
     def purge_if_due(self) -> str | None:
         """`purge` when chunks were deleted since the last one: what `remove` does, after the
@@ -878,6 +900,16 @@ def open_index(
         index.close()
         raise
     return index
+
+
+def purge_advice(problem: str, retried: bool = True) -> str:
+    """A purge's problem (`Index.purge`) as one line that says what clears it. `retried`: the
+    collection still exists, so its next runs try the purge again."""
+    from ragged.store import Lasting
+
+    if isinstance(problem, Lasting) or not retried:
+        return f"{problem}; deleted text may remain there until `chroma vacuum`"
+    return f"{problem}; deleted text may remain there: the next runs try again"
 
 
 def _still_shared(store: Store) -> bool:

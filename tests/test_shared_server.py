@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -22,12 +23,14 @@ from typer.testing import CliRunner
 
 from ragged.cli import app
 from ragged.config import load_settings
+from ragged.lock import write_lock
 from ragged.store import Store, open_store
 from tests.chroma_server import ChromaServer, ChromaTokenServer
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
 from tests.ragged_server import RaggedServer, server_env
 from tests.test_chat_cli import chat_answering, saved_passages
+from tests.test_data_dir import files_holding
 
 pytestmark = pytest.mark.server
 RAGGED = [sys.executable, "-m", "ragged"]
@@ -458,16 +461,63 @@ def purge_due(home: Path) -> bool:
         return db.execute("SELECT 1 FROM meta WHERE key = 'purge_due'").fetchone() is not None
 
 
-def test_what_another_machine_removes_is_purged_from_this_ones_catalog_by_its_next_writer(
+def test_what_another_machine_removes_or_edits_out_is_unreadable_on_a_machine_that_only_reads(
     ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
 ) -> None:
-    """B's catch-up forgets what A removed, but the words stay in B's keyword index until a
-    purge: the catch-up marks it due in the same step, and B's next writing command does it."""
+    """B's catch-up forgets what A removed or edited out, and its keyword index held their
+    words: B purges its own catalog then, even if it never runs a writing command."""
     a.run("ingest", str(docs), "-q")
     b.search("capybara")
+    assert files_holding(b.home, "underwat") and files_holding(b.home, "zanzibar")
+    notes = docs / "notes.txt"
+    notes.write_text(notes.read_text().replace("underwater for five minutes", "a while"))
+    a.run("ingest", str(docs), "-q")
+    a.run("remove", str(docs / "travel.html"))
+    with write_lock(b.home):  # a writer under way on B purges at its end: no wait behind it
+        assert b.search("capybara")[0]["path"].endswith("notes.txt")
+    assert purge_due(b.home) and files_holding(b.home, "zanzibar")
+    b.search("capybara")  # the purge, after the results
+    # As the keyword index holds them: lower case, stemmed.
+    assert files_holding(b.home, "underwat") == [] and files_holding(b.home, "zanzibar") == []
     assert not purge_due(b.home)
-    a.run("remove", str(docs / "notes.txt"))
-    b.search("capybara")  # B's cache catches up: notes.txt's chunks leave it
-    assert purge_due(b.home)
-    assert b.json("ingest")["purged"]  # no path: only what is pending, then the purge
-    assert not purge_due(b.home)
+    assert not [hit for hit in b.search("ferry Zanzibar") if hit["path"].endswith("travel.html")]
+
+
+def test_serve_purges_what_another_machine_removed_from_this_ones_catalog(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine, tmp_path: Path
+) -> None:
+    """A long-lived `serve` catches up before each request: what it forgot is purged from its
+    catalog then, not only when it stops."""
+    a.run("ingest", str(docs), "-q")
+    shared = {k: os.environ[k] for k in ("RAGGED_CHROMA_URL", "RAGGED_CHROMA_DATABASE")}
+    with RaggedServer(server_env(b.home, ollama.host, **shared), log=tmp_path / "serve.log") as s:
+        search = {"query": "ferry to Zanzibar"}
+        httpx.post(s.url + "/search", json=search, timeout=60).raise_for_status()
+        assert files_holding(b.home, "zanzibar")
+        a.run("remove", str(docs / "travel.html"))
+        hits = httpx.post(s.url + "/search", json=search, timeout=60).json()["hits"]
+        assert not [hit for hit in hits if hit["path"].endswith("travel.html")]
+        assert files_holding(b.home, "zanzibar") == []
+
+
+def test_a_running_chat_purges_what_another_machine_removed_before_it_ends(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    """A chat may stay open for days: what its catch-up before a question forgot is purged
+    from this machine's catalog after that answer, not when the chat ends."""
+    a.run("ingest", str(docs), "-q")
+    proc = chat_answering(ollama, b.home, "What is the largest living rodent?", "notes.txt")
+    try:
+        assert files_holding(b.home, "zanzibar")
+        a.run("remove", str(docs / "travel.html"))
+        assert proc.stdin is not None
+        proc.stdin.write("And how fast can it swim?\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while files_holding(b.home, "zanzibar") and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.05)
+        assert files_holding(b.home, "zanzibar") == []
+        assert proc.poll() is None  # still chatting
+    finally:
+        proc.kill()

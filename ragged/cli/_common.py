@@ -72,18 +72,17 @@ def open_collection(
         yield index
         if index.unblanked is not None:
             render.notice(index.unblanked)  # it says whether a later run tries again
+        problem = index.purge_cache()  # after the results: a reader's catch-up forgot chunks
+        if problem is not None:
+            purge_notice(problem)
 
 
 def purge_notice(problem: str, retried: bool = True) -> None:
-    """Deleted text that may stay readable in the files: one line, and what clears it.
-    `retried`: the collection still exists, so its next runs try the purge again."""
+    """Deleted text that may stay readable in the files: one line, and what clears it."""
     from ragged import render
-    from ragged.store import Lasting
+    from ragged.index import purge_advice
 
-    if isinstance(problem, Lasting) or not retried:
-        render.notice(f"{problem}; deleted text may remain there until `chroma vacuum`")
-    else:
-        render.notice(f"{problem}; deleted text may remain there: the next runs try again")
+    render.notice(purge_advice(problem, retried))
 
 
 class Command(TyperCommand):

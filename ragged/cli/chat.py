@@ -19,6 +19,7 @@ from ragged.cli._common import (
     State,
     TopK,
     open_collection,
+    purge_notice,
     reporting,
 )
 
@@ -275,6 +276,11 @@ class Session:
             # for follow-ups, and the next answer's save writes them all.
             render.error(f"{not_saved}; it goes on in memory and the next answer tries again")
             self.failures += 1
+        # What this turn's catch-up with a shared server forgot, purged from the catalog now
+        # rather than when the chat ends, which may be days later.
+        problem = index.purge_cache()
+        if problem is not None:
+            purge_notice(problem)
 
     def render(self, result: Reply, streamed: bool, saved: bool = True) -> None:
         from ragged import render

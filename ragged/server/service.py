@@ -85,6 +85,7 @@ class Service:
         self._idle: dict[str, list[Index]] = {}
         self._lock = threading.Lock()
         self._unblanked: str | None = None  # the last such line logged: said once, not per request
+        self._unpurged: str | None = None  # likewise for a purge of the catalog that failed
 
     @property
     def model(self) -> str:
@@ -128,6 +129,7 @@ class Service:
             index.close()
             raise
         self._log_unblanked(index)
+        self._purge_cache(index)
         with self._lock:
             idle = self._idle.setdefault(name, [])
             if len(idle) < IDLE_PER_COLLECTION:
@@ -147,6 +149,19 @@ class Service:
                 return
             self._unblanked = said
         render.notice(said)
+
+    def _purge_cache(self, index: Index) -> None:
+        """What a catch-up forgot (another machine removed or replaced it) is purged from this
+        machine's catalog, as a command does after its results; a failure is logged once."""
+        from ragged import render
+        from ragged.index import purge_advice
+
+        problem = index.purge_cache()
+        with self._lock:
+            if problem is None or problem == self._unpurged:
+                return
+            self._unpurged = problem
+        render.notice(purge_advice(problem))
 
     def close(self) -> None:
         with self._lock:
