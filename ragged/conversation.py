@@ -415,7 +415,7 @@ def forget_passages(
     this collection are touched, and with a `location` (ragged.catalog.location) only those
     asked of it there (or saved before turns recorded where).
 
-    Every conversation is tried; an OSError (a full disk) is raised after the others are
+    Every conversation is tried; NotBlanked (a full disk) is raised after the others are
     done, so the caller can try again later. Returns the conversations rewritten."""
     from ragged.lock import held
 
@@ -430,7 +430,7 @@ def forget_passages(
             return source.id in gone_ids
         return gone_paths is None or source.path in gone_paths
 
-    changed, failed = 0, None
+    changed, failed, unwritten = 0, None, set()
     with held(folder / CONVERSATIONS_LOCK):
         # A temp copy whose writer is gone (killed while writing) holds passages too.
         for leftover in folder.glob("*.tmp*"):
@@ -442,7 +442,7 @@ def forget_passages(
                 conversation = load_conversation(path)
             except StoreError:
                 continue  # unreadable: nothing of it is shown either
-            touched = False
+            blanked = set()
             for turn in conversation.turns:
                 if turn.collection != collection:
                     continue
@@ -451,8 +451,8 @@ def forget_passages(
                 for i, source in enumerate(turn.sources):
                     if source.text and gone(source):
                         turn.sources[i] = replace(source, text="")
-                        touched = True
-            if not touched:
+                        blanked.add(source.id)
+            if not blanked:
                 continue
             try:
                 before = path.stat()
@@ -462,10 +462,20 @@ def forget_passages(
                 os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
                 changed += 1
             except OSError as exc:  # named after the conversation, not its temp copy
-                failed = OSError(exc.errno or 0, exc.strerror or str(exc), str(path))
+                failed = exc.errno or 0, exc.strerror or str(exc), str(path)
+                unwritten |= blanked
     if failed is not None:
-        raise failed
+        raise NotBlanked(*failed, ids=unwritten)
     return changed
+
+
+class NotBlanked(OSError):
+    """A conversation could not be rewritten (a full disk): `ids` are the chunks whose
+    passages the conversations not rewritten still hold, all that a later try needs."""
+
+    def __init__(self, errno: int, strerror: str, filename: str, ids: set[str]) -> None:
+        super().__init__(errno, strerror, filename)
+        self.ids = ids
 
 
 def _writing(temp: Path) -> bool:

@@ -394,7 +394,7 @@ class Index:
         wait in the catalog, with those of earlier tries, for the next flush. Either way
         `unblanked` says which conversation, for the command to report in one line."""
         from ragged.catalog import location
-        from ragged.conversation import forget_passages
+        from ragged.conversation import NotBlanked, forget_passages
 
         home, where = Path(self.settings.home), location(self.settings)
         queued = self.catalog.unblanked() if queue else set()
@@ -413,8 +413,11 @@ class Index:
                 f"{exc.filename}: {exc.strerror or exc}; {then}"
             )
             if queue and ids:
+                # Only what the conversations not rewritten hold: deleted chunks they do not
+                # cite would make the list grow with every edit while one stays unwritable.
+                held = exc.ids if isinstance(exc, NotBlanked) else set(ids)
                 with contextlib.suppress(sqlite3.Error, StoreError):
-                    self.catalog.note_unblanked(add=ids)
+                    self.catalog.note_unblanked(add=held, done=queued - held)
             return
         if queued:
             with contextlib.suppress(sqlite3.Error, StoreError):

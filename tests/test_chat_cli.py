@@ -413,6 +413,38 @@ def test_a_conversation_that_cannot_be_rewritten_is_blanked_by_a_later_run(
     assert not list(saved.parent.glob("*.tmp*"))
 
 
+def test_what_waits_for_a_conversation_that_cannot_be_rewritten_is_only_what_it_holds(
+    runner: CliRunner, ingested: Path, env: Path
+) -> None:
+    """Found in review: every chunk deleted while a conversation could not be rewritten
+    joined the list of ids to blank later, cited or not, so a conversation that stays
+    unwritable (a file of another user's) made that list, rewritten at every run, grow with
+    each edit for ever. Only the passages it holds wait."""
+    chat(runner, "What is rate limiting?\n")
+    saved = next((env / "conversations").glob("*.json"))
+    cited = {s["id"] for t in json.loads(saved.read_text())["turns"] for s in t["sources"]}
+    blocker = saved.with_suffix(f".tmp{os.getpid()}")
+    blocker.mkdir()
+    catalog = sqlite3.connect(env / "catalog" / "embedded" / "default.sqlite")
+    waiting = "SELECT value FROM meta WHERE key = 'unblanked_passages'"
+    try:
+        for n in range(3):
+            edit_limits(ingested)
+            telemetry = ingested / "telemetry.md"
+            telemetry.write_text(telemetry.read_text("utf-8") + f"\n\nEdit {n}.\n", "utf-8")
+            (ingested / "limits.md").write_text(
+                (ingested / "limits.md").read_text("utf-8") + f"\n\nEdit {n}.\n", "utf-8"
+            )
+            result = runner.invoke(app, ["ingest", str(ingested)])
+            assert result.exit_code == 0, result.output
+            assert set(json.loads(catalog.execute(waiting).fetchone()[0])) == cited
+    finally:
+        blocker.rmdir()
+    result = runner.invoke(app, ["ingest", str(ingested)])
+    assert result.exit_code == 0 and "could not blank" not in result.stderr
+    assert saved_passages(env, "limits.md") == [] and catalog.execute(waiting).fetchone() is None
+
+
 def test_a_file_replaced_while_an_answer_is_written_leaves_no_old_passage(
     runner: CliRunner, ollama: OllamaStandIn, ingested: Path, env: Path
 ) -> None:
