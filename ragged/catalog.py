@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextlib import nullcontext as _nothing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -108,6 +109,9 @@ UNBLANKED_KEY = "unblanked_passages"  # meta: a JSON list of chunk ids
 PURGE_DUE_KEY = "purge_due"
 PURGE_TRIES = 3  # runs that try a purge that keeps failing before it waits for a new deletion
 BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
+# A reader's purge (Catalog.purge without wait) waits this long for another process's brief
+# transaction (a catch-up) before leaving the purge to the next command or the writer.
+PURGE_WAIT_MS = 250
 
 FILE_COLUMNS = "path, size, mtime_ns, content_hash, pages, chunks, status, embed_model, ingested_at"
 CHUNK_COLUMNS = "id, path, idx, text, page, heading, tokens, content_hash, subheadings"
@@ -381,16 +385,22 @@ class Catalog:
         the reader found and no run is under way: checked and written in one transaction,
         which never waits for a writer (a reader is not held up by an ingest, nor the other
         way round). Returns whether it was recorded."""
-        (wait_ms,) = self._db.execute("PRAGMA busy_timeout").fetchone()
-        self._db.execute("PRAGMA busy_timeout = 0")
         try:
-            with self.transaction():
+            with self._waiting(0), self.transaction():
                 if self.store_fingerprint != found or self.interrupted:
                     return False
                 self.set_meta("store_fingerprint", now)
                 return True
         except sqlite3.OperationalError:  # locked: a writer is at work, and will record its own
             return False
+
+    @contextmanager
+    def _waiting(self, ms: int) -> Iterator[None]:
+        """Wait at most `ms` for another connection's write, instead of BUSY_TIMEOUT."""
+        (wait_ms,) = self._db.execute("PRAGMA busy_timeout").fetchone()
+        self._db.execute(f"PRAGMA busy_timeout = {int(ms)}")
+        try:
+            yield
         finally:
             self._db.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
 
@@ -896,14 +906,28 @@ class Catalog:
         )
         return {r[0]: r[1] for r in rows}
 
-    def purge(self) -> None:
+    def purge(self, wait: bool = True) -> bool:
         """Leave nothing of deleted chunks readable in the catalog's files.
 
         secure_delete has zeroed their rows; the BM25 index still holds their words until its
-        segments are merged, and the WAL file old copies of the pages until a checkpoint.
+        segments are merged, and the WAL file old copies of the pages until a checkpoint,
+        which a reader's open snapshot holds back. Without `wait` (a reader purging what its
+        catch-up forgot) another process's write or snapshot makes it give up at once:
+        returns False, the purge still due. Raises sqlite3.Error when it cannot be done.
         """
-        self._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            with self._waiting(PURGE_WAIT_MS) if not wait else _nothing():
+                self._db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+                (held, _, _) = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError as exc:
+            if wait or exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            return False
+        if held and wait:
+            raise sqlite3.OperationalError(
+                "another process kept its read of the catalog open past the busy timeout"
+            )
+        return not held
 
     def replace_all(self, files: Iterable[tuple[FileRecord, Sequence[ChunkRow]]]) -> None:
         """Make the catalog hold exactly these files and embedded chunks, in one transaction."""

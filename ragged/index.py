@@ -593,7 +593,7 @@ class Index:
         """After a removal: make the removed text unreadable in the catalog's and the store's files.
 
         Returns why deleted text may remain in the store's files, if it may. Called with the
-        write lock held, but for a shared server's cache (`purge_cache`).
+        write lock held.
         """
         from ragged.store import Lasting
 
@@ -632,24 +632,31 @@ class Index:
         return self.catalog.meta(PURGE_DUE_KEY) is not None
 
     def purge_cache(self) -> str | None:
-        """On a shared server, `purge` this machine's catalog when a catch-up forgot chunks
-        other machines removed or replaced: their words stay in its keyword index until then,
-        and a machine that only reads would keep them for ever. The server's files are the
-        server's (`chroma vacuum` there), so this costs only the catalog's merge (0.1 s at 10k
-        chunks). Returns why deleted text may remain, if it may."""
-        from ragged.lock import write_lock
+        """On a shared server, purge this machine's catalog when a catch-up forgot chunks other
+        machines removed or replaced: their words stay in its keyword index until then, and a
+        machine that only reads would keep them for ever. The server's files are the server's
+        (`chroma vacuum` there), so this is the catalog's merge alone (0.1 s at 10k chunks).
 
-        if not self.store.shared or self.dropped or not self.purge_due:
+        A reader takes no write lock (a writer started meanwhile would be refused) and does
+        not wait behind another process's write: the purge then stays due, for the writer's
+        own at its end or the next command. Returns why deleted text may remain, if it may.
+        """
+        catalog = self.catalog
+        if not self.store.shared or self.dropped:
+            return None
+        seen = catalog.meta(PURGE_DUE_KEY)
+        if seen is None:
             return None
         try:
-            # Not while a writer is under way (this process's own `ingest` or `remove`, or
-            # another's): it purges at its end, and a reader must not wait behind it.
-            with write_lock(Path(self.settings.home)):
-                return self.purge()
-        except RaggedError:
-            return None  # held (Busy), or a data dir this machine cannot write to
-        except sqlite3.Error as exc:  # the mark could not be updated: the next command tries
-            return f"could not purge deleted text from {self.catalog.path}: {exc}"
+            if not catalog.purge(wait=False):
+                return None
+            with contextlib.suppress(sqlite3.OperationalError):  # busy: the next one clears it
+                catalog.clear_purge_due(seen)
+        except sqlite3.Error as exc:  # a full disk: tried again, three times in all
+            with contextlib.suppress(sqlite3.Error):
+                catalog.purge_failed(seen)
+            return f"could not purge deleted text from {catalog.path}: {exc}"
+        return None
 
     def purge_if_due(self) -> str | None:
         """`purge` when chunks were deleted since the last one: what `remove` does, after the
@@ -898,6 +905,9 @@ def open_index(
             if store.exists and store.count() > 0:
                 index.rebuilt = index.rebuild_from_store()
             elif not create and not store.exists:
+                # Reset on the server by another machine: the catch-up just forgot it all,
+                # and no command on it will get as far as purging after its results.
+                index.purge_cache()
                 raise missing_collection(settings, name)
     except BaseException:
         index.close()

@@ -465,22 +465,47 @@ def test_what_another_machine_removes_or_edits_out_is_unreadable_on_a_machine_th
     ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
 ) -> None:
     """B's catch-up forgets what A removed or edited out, and its keyword index held their
-    words: B purges its own catalog then, even if it never runs a writing command."""
+    words: B purges its own catalog then, even if it never runs a writing command. It takes
+    no write lock (a writer started meanwhile was refused) and does not wait behind another
+    process's write or open read: the purge stays due for the next command."""
     a.run("ingest", str(docs), "-q")
     b.search("capybara")
+    # As the keyword index holds them: lower case, stemmed.
     assert files_holding(b.home, "underwat") and files_holding(b.home, "zanzibar")
     notes = docs / "notes.txt"
     notes.write_text(notes.read_text().replace("underwater for five minutes", "a while"))
     a.run("ingest", str(docs), "-q")
     a.run("remove", str(docs / "travel.html"))
-    with write_lock(b.home):  # a writer under way on B purges at its end: no wait behind it
-        assert b.search("capybara")[0]["path"].endswith("notes.txt")
-    assert purge_due(b.home) and files_holding(b.home, "zanzibar")
-    b.search("capybara")  # the purge, after the results
-    # As the keyword index holds them: lower case, stemmed.
+    [path] = (b.home / "catalog").glob("server-*/default.sqlite")
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN")
+        other.execute("SELECT count(*) FROM chunks").fetchone()  # a read left open
+        searched = b.run("search", "capybara", "--json")
+        assert json.loads(searched.stdout)["hits"][0]["path"].endswith("notes.txt")
+        assert purge_due(b.home) and files_holding(b.home, "zanzibar")
+        other.execute("COMMIT")
+        other.execute("BEGIN IMMEDIATE")  # another process writing
+        searched = b.run("search", "capybara")
+        assert purge_due(b.home) and "purge" not in searched.stderr
+        other.execute("COMMIT")
+    with write_lock(b.home):  # a writer elsewhere in the data dir: no matter to a reader
+        b.search("capybara")
     assert files_holding(b.home, "underwat") == [] and files_holding(b.home, "zanzibar") == []
     assert not purge_due(b.home)
     assert not [hit for hit in b.search("ferry Zanzibar") if hit["path"].endswith("travel.html")]
+
+
+def test_a_collection_another_machine_reset_leaves_nothing_readable_on_this_one(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine
+) -> None:
+    """Found in review: after a reset elsewhere, B's catch-up forgot every chunk but each of
+    its commands then stopped at "does not exist", before any purge."""
+    a.run("ingest", str(docs), "-q")
+    b.search("capybara")
+    a.run("reset", "--yes")
+    refused = b.run("search", "capybara", ok=False)
+    assert refused.exit_code == 1 and "does not exist" in refused.stderr
+    assert files_holding(b.home, "zanzibar") == [] and files_holding(b.home, "underwat") == []
 
 
 def test_serve_purges_what_another_machine_removed_from_this_ones_catalog(
