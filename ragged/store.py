@@ -545,43 +545,28 @@ class Store:
         from chromadb.errors import NotFoundError
 
         client = self._client
-        col = None if self.shared else self._get()
-        # Read before the drop: Chroma forgets the segments but leaves their folders.
-        segments = self._segments(str(col.id)) if col is not None else []
         try:
             client.delete_collection(self.name)
         except NotFoundError:
-            pass
+            pass  # gone already: a reset stopped after this step, whose purge is still owed
         except Exception as exc:
             raise explain(exc, self.where) from exc
         self._collection = None
-        return None if col is None else self.purge(dropped=str(col.id), segments=segments)
+        # Also when the collection was gone: what a reset stopped in its purge left (Ctrl-C
+        # or a kill in the VACUUM) is cleared by the reset or ingest that finishes it.
+        return self.purge()
 
-    def _segments(self, collection_id: str) -> list[str]:
-        """Ids of an embedded collection's segments; the vector one names a folder of HNSW files."""
-        import sqlite3
-
-        try:
-            db = sqlite3.connect(f"file:{Path(self.where) / CHROMA_SQLITE}?mode=ro", uri=True)
-            try:
-                rows = db.execute(
-                    "SELECT id FROM segments WHERE collection = ?", (collection_id,)
-                ).fetchall()
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return []
-        return [str(r[0]) for r in rows]
-
-    def purge(self, dropped: str | None = None, segments: Sequence[str] = ()) -> str | None:
+    def purge(self) -> str | None:
         """Make text Chroma was told to delete unreadable in the embedded store's files.
 
         Chroma deletes rows but its SQLite file keeps what it wrote: every upsert (text
         included) in its write-ahead log (`embeddings_queue`) until the vector index has been
         persisted past it, the words of deleted chunks in its full-text index until a merge,
         and the deleted rows in free pages. So: the logged text of every chunk deleted since
-        is blanked (the log keeps its shape, so a replay still ends without the chunk), a
-        dropped collection's log entries and index folders go, then the full-text index is
+        is blanked (the log keeps its shape, so a replay still ends without the chunk), the
+        log entries and index folders of dropped collections go (Chroma leaves both; any
+        collection's, so that a drop whose purge was stopped is purged by the next one),
+        then the full-text index is
         merged and the file vacuumed, as `chroma vacuum` does. Nothing to do for a server,
         whose disk is the server's (run `chroma vacuum` there). Returns a reason if the
         files were not as expected (another Chroma version): deleted text may then remain.
@@ -602,8 +587,15 @@ class Store:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if dropped is not None:
-                    db.execute("DELETE FROM embeddings_queue WHERE topic LIKE ?", (f"%/{dropped}",))
+                # A topic ends in its collection's id; a collection is made before its
+                # first write, so a topic without one is a dropped collection's.
+                live = {str(r[0]) for r in db.execute("SELECT id FROM collections")}
+                for (topic,) in db.execute(
+                    "SELECT DISTINCT topic FROM embeddings_queue"
+                ).fetchall():
+                    if str(topic).rsplit("/", 1)[-1] not in live:
+                        db.execute("DELETE FROM embeddings_queue WHERE topic = ?", (topic,))
+                segments = {str(r[0]) for r in db.execute("SELECT id FROM segments")}
                 # Upserts followed by a delete of the same id: the text is never needed again.
                 db.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS ragged_deleted(topic, id, seq, "
@@ -624,10 +616,10 @@ class Store:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            for segment in segments:
-                # Chroma leaves a dropped collection's HNSW folder (its vectors) behind.
-                folder = root / segment
-                if folder.is_dir() and folder.parent == root:
+            for folder in root.iterdir():
+                # A vector segment's HNSW files are in a folder named by its id; Chroma
+                # forgets a dropped collection's segments but leaves their folders.
+                if folder.is_dir() and _is_uuid(folder.name) and folder.name not in segments:
                     shutil.rmtree(folder, ignore_errors=True)
             db.execute(
                 "INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES('optimize')"
@@ -663,6 +655,15 @@ class Store:
             # rewrites its HNSW files, SQLite's mtime moves): what this process did must not
             # look, at the next query, like another process's write (see _catch_up).
             self._settled()
+
+
+def _is_uuid(name: str) -> bool:
+    import uuid
+
+    try:
+        return str(uuid.UUID(name)) == name
+    except ValueError:
+        return False
 
 
 # hnswlib's persisted header (chroma-core/hnswlib, HEADER_FIELDS): int32 version, then size_t

@@ -136,6 +136,42 @@ def test_reset_leaves_no_text_and_no_vector_files(
     assert found["hits"][0]["path"].endswith("doc01.md")
 
 
+@pytest.mark.parametrize("then", ["reset", "ingest"])
+def test_a_reset_stopped_before_its_purge_is_purged_when_it_is_finished(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    then: str,
+) -> None:
+    """Found in review: a reset stopped after Chroma dropped the collection, in its purge
+    (Ctrl-C or a kill in a VACUUM of seconds), left the text in free pages and the vectors'
+    folder for good: the reset run again, or the ingest that finishes it, found no
+    collection to purge and said the collection was deleted."""
+    from ragged.store import Store
+
+    docs = secret_docs(tmp_path / "docs", n=5)
+    run(runner, "ingest", str(docs), "--quiet")
+    folders = {p.name for p in (env / "chroma").iterdir() if p.is_dir()}
+    purge = Store.purge
+
+    def stopped(self: Store, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C in the purge
+
+    monkeypatch.setattr(Store, "purge", stopped)
+    assert runner.invoke(app, ["reset", "--yes"]).exit_code == 130
+    assert "chroma/chroma.sqlite3" in files_holding(env, SECRET)
+    monkeypatch.setattr(Store, "purge", purge)
+    if then == "reset":
+        run(runner, "reset", "--yes")
+    else:
+        (docs / "secret.md").unlink()
+        run(runner, "ingest", str(docs), "--quiet")
+    assert files_holding(env, SECRET) == []
+    assert not {p.name for p in (env / "chroma").iterdir() if p.is_dir()} & folders
+
+
 def test_removed_text_left_by_hnswlib_in_unused_slots_is_zeroed(
     runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
 ) -> None:
