@@ -48,9 +48,48 @@ def reporting(state: State) -> Iterator[None]:
             raise
         render.error(exc.message, exc.hint)
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         render.interrupted()
-        raise typer.Exit(130) from None  # 128 + SIGINT
+        raise typer.Exit(128 + getattr(exc, "signum", 2)) from None  # 128 + SIGINT, or as sent
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal other than Ctrl-C, unwinding as Ctrl-C does (`stopping_cleanly`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def stopping_cleanly() -> Iterator[None]:
+    """SIGTERM (`kill`, systemd, `docker stop`) and SIGHUP (a closed terminal) stop a
+    long-running command as Ctrl-C does, its clean-up included (`watch` purges then),
+    rather than ending the process where it stands. The exit status says which signal."""
+    import signal
+
+    received: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise Stopped(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):  # SIGHUP: not on Windows
+        if hasattr(signal, name):
+            number = getattr(signal, name)
+            previous[number] = signal.signal(number, stop)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if received and not isinstance(exc, Stopped):
+            # Raised in our handler while watchfiles' Rust loop checked for signals, which
+            # it answers with a KeyboardInterrupt of its own.
+            raise Stopped(received[-1]) from None
+        raise
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from ragged.cli._common import (
     State,
     purge_notice,
     reporting,
+    stopping_cleanly,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ def watch(
     Changes are applied in batches once the folders are quiet (an editor's save or a
     `git checkout` is one batch); the write lock is held only while a batch is applied, so
     `ragged ingest` and `ragged remove` still work from another shell. If Ollama goes away,
-    text is stored and searchable by keywords, and embedded when Ollama is back. Ctrl-C stops.
+    text is stored and searchable by keywords, and embedded when Ollama is back. Ctrl-C
+    stops, as do SIGTERM and SIGHUP.
 
     Example: ragged watch ~/notes ~/papers
     """
@@ -61,7 +63,7 @@ def watch(
     from ragged.watch import watch as run_watch
 
     state: State = ctx.obj
-    with reporting(state):
+    with reporting(state), stopping_cleanly():
         settings = state.settings(collection=collection, embed_model=embed_model)
         err = render.console(stderr=True)
         live = None if quiet or json_out or not err.is_terminal else err.status("starting")
