@@ -52,10 +52,17 @@ def _load() -> tiktoken.Encoding:
 
     ranks = _read_ranks()
     if ranks is None:
-        return tiktoken.get_encoding(ENCODING_NAME)
-    return tiktoken.Encoding(
-        ENCODING_NAME, pat_str=PATTERN, mergeable_ranks=ranks, special_tokens=SPECIAL_TOKENS
-    )
+        enc = tiktoken.get_encoding(ENCODING_NAME)
+    else:
+        enc = tiktoken.Encoding(
+            ENCODING_NAME, pat_str=PATTERN, mergeable_ranks=ranks, special_tokens=SPECIAL_TOKENS
+        )
+    # The Rust tokenizer made its own copy of the ranks; the Python dict the Encoding keeps
+    # (100k bytes objects, 16-18 MB resident) serves only to pickle it, which ragged never
+    # does. Every process that counts tokens holds it for its whole life, an ingest at 100k
+    # chunks at its peak (issue 15's ceiling is 600 MB).
+    enc._mergeable_ranks = {}
+    return enc
 
 
 def _read_ranks() -> dict[bytes, int] | None:
