@@ -346,6 +346,23 @@ def test_lost_vectors_are_detected_and_repaired(
     assert again["hits"][0]["path"].endswith("notes.txt")
 
 
+def test_a_healthy_collection_of_identical_passages_is_not_called_damaged(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    """Found in review: doctor reads a few vectors back and searches with each for its own
+    chunk; among forty identical passages (a template, copies of one file) the five nearest
+    are forty ties, so it called a healthy store unreadable and offered to drop it."""
+    environ = {**os.environ, "RAGGED_HOME": str(env), "OLLAMA_HOST": ollama.host}
+    corpus = tmp_path / "copies"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"form{i:02}.md").write_text("# Leave request\n\nName, dates, signature.\n")
+    cli(environ, "ingest", str(corpus), "-q")
+    doctor = json.loads(cli(environ, "doctor", "--json").stdout)
+    check = next(c for c in doctor["checks"] if c["name"] == "collection default")
+    assert check["status"] == "ok", check
+
+
 # -- remove: what ragged shows is what it accepts; wide removals ask first --------------------
 
 
