@@ -366,6 +366,29 @@ def test_a_healthy_collection_of_identical_passages_is_not_called_damaged(
 # -- remove: what ragged shows is what it accepts; wide removals ask first --------------------
 
 
+def test_removing_a_file_still_on_disk_says_the_next_ingest_adds_it_again(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """`remove` forgets a file, not its folder: the next ingest of the folder added it again
+    without a word. Said once, with the way to keep it out, which then holds."""
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    notes = corpus / "notes.txt"
+    removed = run(runner, "remove", str(notes), "--json")
+    assert json.loads(removed.stdout)["on_disk"] == [str(notes)]
+    said = " ".join(removed.stderr.split())
+    assert f"{notes} is still on disk: the next `ingest` of its folder adds it again" in said
+    assert ".raggedignore" in said
+    assert ingest(runner, str(corpus))["added"] == 1  # as it said
+    (corpus / ".raggedignore").write_text("notes.txt\n")
+    assert ingest(runner, str(corpus))["removed"] == 1  # now excluded: gone, and stays gone
+    assert ingest(runner, str(corpus))["added"] == 0
+    gone = corpus / "markdown" / "typer" / "tutorial" / "intro.md"
+    gone.unlink()
+    removed = run(runner, "remove", str(gone))
+    assert "still on disk" not in removed.stderr
+
+
 @both_stores
 def test_remove_accepts_the_label_ragged_prints_from_anywhere(
     runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -109,8 +109,21 @@ def remove(
                     "run again with --yes to remove them",
                 )
             removed = run_remove(index, plan.paths, on_problem=purge_notice)
+        # Removing forgets a file, not the folder it is in: said once, or it comes back
+        # unnoticed at the next ingest of that folder.
+        kept = [p for p in removed if Path(p).is_file()]
+        if len(kept) == 1:
+            render.notice(
+                f"{render.escape_name(kept[0])} is still on disk: the next `ingest` of its "
+                "folder adds it again; to keep it out, name it in a .raggedignore there"
+            )
+        elif kept:
+            render.notice(
+                f"{len(kept)} of them are still on disk: the next `ingest` of their folders "
+                "adds them again; to keep them out, name them in a .raggedignore there"
+            )
         if json_out:
-            render.print_json({"removed": removed, "unmatched": plan.unmatched})
+            render.print_json({"removed": removed, "unmatched": plan.unmatched, "on_disk": kept})
         else:
             for p in removed:
                 render.console().print(f"removed {render.escape_name(p)}")
