@@ -598,8 +598,10 @@ class Catalog:
         # reader's catch-up marking it meanwhile is not lost.
         db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PURGE_DUE_KEY, uuid.uuid4().hex))
 
-    def clear_purge_due(self, seen: str) -> None:
-        with self.transaction() as db:
+    def clear_purge_due(self, seen: str, wait: bool = True) -> None:
+        """Done: the mark goes, unless a deletion since set a new one. Without `wait`, as
+        `purge`: a reader does not wait behind a writer's transaction for it."""
+        with self._waiting(PURGE_WAIT_MS) if not wait else _nothing(), self.transaction() as db:
             db.execute("DELETE FROM meta WHERE key = ? AND value = ?", (PURGE_DUE_KEY, seen))
 
     def purge_failed(self, seen: str) -> None:

@@ -642,18 +642,18 @@ class Index:
         own at its end or the next command. Returns why deleted text may remain, if it may.
         """
         catalog = self.catalog
-        if not self.store.shared or self.dropped:
-            return None
+        if not self.store.shared or self.dropped or catalog.read_only:
+            return None  # a read-only data dir: its catalog is as it was, nothing forgotten
         seen = catalog.meta(PURGE_DUE_KEY)
         if seen is None:
             return None
         try:
             if not catalog.purge(wait=False):
                 return None
-            with contextlib.suppress(sqlite3.OperationalError):  # busy: the next one clears it
-                catalog.clear_purge_due(seen)
+            with contextlib.suppress(sqlite3.OperationalError, StoreError):
+                catalog.clear_purge_due(seen, wait=False)  # busy: the next command clears it
         except sqlite3.Error as exc:  # a full disk: tried again, three times in all
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(sqlite3.Error, StoreError):
                 catalog.purge_failed(seen)
             return f"could not purge deleted text from {catalog.path}: {exc}"
         return None

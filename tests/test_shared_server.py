@@ -546,3 +546,23 @@ def test_a_running_chat_purges_what_another_machine_removed_before_it_ends(
         assert proc.poll() is None  # still chatting
     finally:
         proc.kill()
+
+
+def test_a_read_only_data_dir_with_a_purge_due_still_answers(
+    ollama: OllamaStandIn, docs: Path, a: Machine, b: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: a data dir mounted read-only (it still reads the server) whose
+    catalog had a purge due made every search, ask, list, chat and serve request fail."""
+    a.run("ingest", str(docs), "-q")
+    b.search("capybara")
+    a.run("remove", str(docs / "travel.html"))
+    [path] = (b.home / "catalog").glob("server-*/default.sqlite")
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN")
+        other.execute("SELECT count(*) FROM chunks").fetchone()  # the purge stays due
+        b.search("capybara")
+        other.execute("COMMIT")
+    assert purge_due(b.home)
+    monkeypatch.setattr("ragged.catalog._writable", lambda path: False)  # as a read-only mount
+    assert b.search("capybara")[0]["path"].endswith("notes.txt")
+    assert b.json("list")

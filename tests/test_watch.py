@@ -35,7 +35,14 @@ TIMEOUT = 60.0  # generous: the machine is shared, and a batch waits for quiet f
 class Watcher:
     """A `ragged watch --json` subprocess; its batches arrive on a queue as they are printed."""
 
-    def __init__(self, home: Path, host: str, *folders: Path, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        home: Path,
+        host: str,
+        *folders: Path,
+        args: tuple[str, ...] = (),
+        nohup: bool = False,
+    ) -> None:
         env = {**os.environ, "RAGGED_HOME": str(home), "OLLAMA_HOST": host}
         self.proc = subprocess.Popen(
             [*RAGGED, "watch", *map(str, folders), "--json", "--debounce", "150", *args],
@@ -43,6 +50,8 @@ class Watcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # What `nohup` does: the hang-up of the terminal is ignored from the start.
+            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None,
         )
         self.batches: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
@@ -458,6 +467,22 @@ def test_watch_purges_at_stop_what_it_had_not_yet(
     code, err = w.interrupt(how)
     assert code == 128 + how, err
     assert files_holding(env, SECRET) == []
+
+
+def test_nohup_watch_outlives_its_terminal(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, watchers: Any
+) -> None:
+    """Found in review: watch's SIGHUP handler (purge, then exit) replaced the `ignore` that
+    `nohup ragged watch ~/notes &` had set, so closing the terminal stopped it."""
+    docs = secret_docs(tmp_path / "docs", n=2)
+    w = watchers(env, ollama.host, docs, nohup=True)
+    w.batch()
+    w.proc.send_signal(signal.SIGHUP)
+    (docs / "doc01.md").write_text("# Doc 1\n\nStill watched after the hang-up.\n")
+    w.wait_until(lambda: bool(files_holding(env, "Still watched")), "a change after SIGHUP")
+    assert w.proc.poll() is None
+    code, err = w.interrupt()
+    assert code == 130, err
 
 
 def test_folders_that_never_go_quiet_still_have_deleted_text_purged(

@@ -76,8 +76,9 @@ def stopping_cleanly() -> Iterator[None]:
 
     previous = {}
     for name in ("SIGTERM", "SIGHUP"):  # SIGHUP: not on Windows
-        if hasattr(signal, name):
-            number = getattr(signal, name)
+        number = getattr(signal, name, None)
+        # An ignored signal stays ignored: `nohup ragged watch` must outlive its terminal.
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
             previous[number] = signal.signal(number, stop)
     try:
         yield

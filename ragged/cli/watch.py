@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -125,7 +126,9 @@ def watch(
             )
         finally:
             if live is not None:
-                live.stop()
+                # The terminal may be gone (SIGHUP): that must not replace why watch stopped.
+                with contextlib.suppress(OSError):
+                    live.stop()
 
 
 def batch_line(batch: Batch) -> str:
