@@ -107,6 +107,9 @@ UNBLANKED_KEY = "unblanked_passages"  # meta: a JSON list of chunk ids
 # meta: chunks were deleted since the files were last purged of deleted text (Index.purge);
 # kept here so a run killed before its purge, or a watch stopped before its own, leaves it due.
 PURGE_DUE_KEY = "purge_due"
+# meta: why the last purge left deleted text readable (a full disk, a file it may not write,
+# another Chroma's layout); `ragged doctor` names it, and a purge that succeeds clears it.
+PURGE_FAILED_KEY = "purge_failed"
 PURGE_TRIES = 3  # runs that try a purge that keeps failing before it waits for a new deletion
 BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 # A reader's purge (Catalog.purge without wait) waits this long for another process's brief
@@ -598,19 +601,25 @@ class Catalog:
         # reader's catch-up marking it meanwhile is not lost.
         db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PURGE_DUE_KEY, uuid.uuid4().hex))
 
-    def clear_purge_due(self, seen: str, wait: bool = True) -> None:
-        """Done: the mark goes, unless a deletion since set a new one. Without `wait`, as
-        `purge`: a reader does not wait behind a writer's transaction for it."""
+    def clear_purge_due(self, seen: str | None, wait: bool = True) -> None:
+        """Purged: the mark goes, unless a deletion since set a new one, and so does the
+        record of an earlier failure. Without `wait`, as `purge`: a reader does not wait
+        behind a writer's transaction for it."""
         with self._waiting(PURGE_WAIT_MS) if not wait else _nothing(), self.transaction() as db:
             db.execute("DELETE FROM meta WHERE key = ? AND value = ?", (PURGE_DUE_KEY, seen))
+            db.execute("DELETE FROM meta WHERE key = ?", (PURGE_FAILED_KEY,))
 
-    def purge_failed(self, seen: str) -> None:
+    def purge_failed(self, seen: str | None, problem: str) -> None:
         """A purge that failed (a full disk, a file it may not write) stays due for the next
         runs, but not for ever: a failure that repeats would cost every later run a whole
-        purge. After PURGE_TRIES, only a new deletion (a new mark) makes it due again."""
-        tries = seen.count("+") + 1
+        purge. After PURGE_TRIES, only a new deletion (a new mark) or `doctor --fix` tries
+        again; `problem` stays on record for `doctor` until a purge succeeds."""
+        tries = seen.count("+") + 1 if seen is not None else PURGE_TRIES
         with self.transaction() as db:
-            if tries >= PURGE_TRIES:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PURGE_FAILED_KEY, problem))
+            if seen is None:
+                pass  # nothing was due (a `remove` purges whether or not)
+            elif tries >= PURGE_TRIES:
                 db.execute("DELETE FROM meta WHERE key = ? AND value = ?", (PURGE_DUE_KEY, seen))
             else:
                 db.execute(

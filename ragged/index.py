@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ragged.catalog import PURGE_DUE_KEY, UNBLANKED_KEY, ChunkRow, FileRecord, now
+from ragged.catalog import PURGE_DUE_KEY, PURGE_FAILED_KEY, UNBLANKED_KEY, ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, StoreError
 
 if TYPE_CHECKING:
@@ -612,13 +612,15 @@ class Index:
         stored = store.purge()
         if stored is not None:
             problems.append(stored)
-        if seen is not None:
-            if not problems or (isinstance(stored, Lasting) and len(problems) == 1):
-                # Done, or not doable on these files (laid out by another Chroma version):
-                # trying again would cost a whole purge each time for nothing.
-                catalog.clear_purge_due(seen)
-            else:
-                catalog.purge_failed(seen)  # a full disk, a held lock: the next runs try again
+        if not problems or (isinstance(stored, Lasting) and len(problems) == 1):
+            # Done, or not doable on these files (laid out by another Chroma version, which
+            # the notice sends to `chroma vacuum`): trying again would cost a whole purge
+            # each time for nothing.
+            catalog.clear_purge_due(seen)
+        else:
+            # A full disk, a held lock: the next runs try again, and `doctor` names the
+            # problem until a purge succeeds.
+            catalog.purge_failed(seen, "; ".join(problems))
         if matched:
             catalog.set_meta("store_fingerprint", store.fingerprint() or "")
         if problems == [stored]:
@@ -653,9 +655,10 @@ class Index:
             with contextlib.suppress(sqlite3.OperationalError, StoreError):
                 catalog.clear_purge_due(seen, wait=False)  # busy: the next command clears it
         except sqlite3.Error as exc:  # a full disk: tried again, three times in all
+            problem = f"could not purge deleted text from {catalog.path}: {exc}"
             with contextlib.suppress(sqlite3.Error, StoreError):
-                catalog.purge_failed(seen)
-            return f"could not purge deleted text from {catalog.path}: {exc}"
+                catalog.purge_failed(seen, problem)
+            return problem
         return None
 
     def purge_if_due(self) -> str | None:
@@ -1052,6 +1055,7 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
         sample = sorted(catalog.embedded_ids())[:3] if probe and embedded else []
         lost = Index(settings, catalog, store).lost_vector_files()
         cached_revision = catalog.meta("server_revision")
+        purge_due, purge_failed = catalog.meta(PURGE_DUE_KEY), catalog.meta(PURGE_FAILED_KEY)
     finally:
         catalog.close()
     refill = f"{FIX} embeds them again from the stored text"
@@ -1087,6 +1091,20 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
             "the vector store cannot read back its vectors (vector files deleted or damaged)",
             refill,
             damaged=True,
+        )
+    if purge_failed:
+        return found(
+            "warn",
+            f"deleted text may still be readable in the data dir: its purge failed "
+            f"({purge_failed})",
+            f"mend that, then {FIX} purges it",
+        )
+    if purge_due:
+        return found(
+            "warn",
+            "deleted text is still to be purged from the data dir (a run stopped before its "
+            "purge, or `watch` waits for quiet folders)",
+            f"the next `ingest` purges it; {FIX} does it now",
         )
     if held > embedded and not store.shared:
         return found(
@@ -1161,8 +1179,13 @@ def repair(settings: Settings, name: str, embed: Callable[[Index], object]) -> s
         index.reconcile()
         pending = index.catalog.pending_count()
         if pending:
-            embed(index)  # ends the run itself
+            embed(index)  # ends the run itself (and purges, if that was due)
             done.append(f"embedded {pending - index.catalog.pending_count()} chunks again")
         else:
             index.end_run()
+        if index.purge_due or index.catalog.meta(PURGE_FAILED_KEY):
+            problem = index.purge()
+            if problem:
+                raise RaggedError(purge_advice(problem))
+            done.append("purged deleted text from the data dir")
     return "; ".join(done) or "nothing to repair"

@@ -351,3 +351,70 @@ def test_a_purge_that_keeps_failing_is_tried_a_few_runs_then_waits_for_a_new_del
     assert "the next runs try again" not in shown  # given up until something is deleted again
     (docs / "doc01.md").write_text("# Doc 1\n\nShorter now.\n")
     assert json.loads(run(runner, "ingest", str(docs), "--json").stdout)["purged"]
+
+
+def collection_check(runner: CliRunner, *args: str) -> dict:  # type: ignore[type-arg]
+    done = runner.invoke(app, ["doctor", "--json", *args])
+    checks = json.loads(done.stdout)["checks"]
+    return {c["name"]: c for c in checks}  # type: ignore[no-any-return]
+
+
+def test_doctor_names_a_purge_that_failed_and_fix_does_it(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """A purge that failed three times waits for the next deletion, and the deleted text
+    stays readable meanwhile: `doctor` said the collection was fine. It names the failure
+    now, and `doctor --fix` purges once the cause is mended."""
+    other = secret_docs(tmp_path / "other", n=2)
+    (other / "secret.md").unlink()
+    run(runner, "ingest", str(other), "--quiet", "--collection", "other")
+    [folder] = [p.parent for p in (env / "chroma").glob("*/header.bin")]
+    docs = secret_docs(tmp_path / "docs", n=3)
+    run(runner, "ingest", str(docs), "--quiet")
+    vectors = (folder / "data_level0.bin").read_bytes()
+    (folder / "data_level0.bin").unlink()
+    (folder / "data_level0.bin").mkdir()  # every purge fails there, as in the test above
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    for _ in range(4):  # three tries, then given up
+        run(runner, "ingest", str(docs), "--quiet")
+    check = collection_check(runner)["collection default"]
+    assert check["status"] == "warn" and "data_level0.bin" in check["detail"]
+    assert "deleted text may still be readable" in check["detail"]
+    (folder / "data_level0.bin").rmdir()  # mended
+    (folder / "data_level0.bin").write_bytes(vectors)
+    fixed = collection_check(runner, "--fix")
+    assert fixed["repair default"]["status"] == "ok", fixed["repair default"]
+    assert "purged deleted text" in fixed["repair default"]["detail"]
+    assert fixed["collection default"]["status"] == "ok"
+    assert files_holding(env, SECRET) == []
+
+
+def test_doctor_names_a_purge_still_due_and_fix_does_it(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ingest stopped in its purge leaves it due for the next run; until then `doctor`
+    says the deleted text is still to be purged, and `doctor --fix` purges it."""
+    from ragged.store import Store
+
+    docs = secret_docs(tmp_path / "docs", n=3)
+    run(runner, "ingest", str(docs), "--quiet")
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    purge = Store.purge
+
+    def stopped(self: Store) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C in the purge
+
+    monkeypatch.setattr(Store, "purge", stopped)
+    assert runner.invoke(app, ["ingest", str(docs), "--quiet"]).exit_code == 130
+    monkeypatch.setattr(Store, "purge", purge)
+    assert "chroma/chroma.sqlite3" in files_holding(env, SECRET)
+    check = collection_check(runner)["collection default"]
+    assert check["status"] == "warn" and "still to be purged" in check["detail"], check
+    fixed = collection_check(runner, "--fix")
+    assert "purged deleted text" in fixed["repair default"]["detail"], fixed["repair default"]
+    assert fixed["collection default"]["status"] == "ok"
+    assert files_holding(env, SECRET) == []
