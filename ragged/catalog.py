@@ -601,13 +601,14 @@ class Catalog:
         # reader's catch-up marking it meanwhile is not lost.
         db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PURGE_DUE_KEY, uuid.uuid4().hex))
 
-    def clear_purge_due(self, seen: str | None, wait: bool = True) -> None:
-        """Purged: the mark goes, unless a deletion since set a new one, and so does the
-        record of an earlier failure. Without `wait`, as `purge`: a reader does not wait
-        behind a writer's transaction for it."""
+    def clear_purge_due(self, seen: str | None, wait: bool = True, purged: bool = True) -> None:
+        """The mark goes, unless a deletion since set a new one, and if `purged`, the record
+        of an earlier failure too. Without `wait`, as `purge`: a reader does not wait behind
+        a writer's transaction for it."""
         with self._waiting(PURGE_WAIT_MS) if not wait else _nothing(), self.transaction() as db:
             db.execute("DELETE FROM meta WHERE key = ? AND value = ?", (PURGE_DUE_KEY, seen))
-            db.execute("DELETE FROM meta WHERE key = ?", (PURGE_FAILED_KEY,))
+            if purged:
+                db.execute("DELETE FROM meta WHERE key = ?", (PURGE_FAILED_KEY,))
 
     def purge_failed(self, seen: str | None, problem: str) -> None:
         """A purge that failed (a full disk, a file it may not write) stays due for the next

@@ -612,11 +612,13 @@ class Index:
         stored = store.purge()
         if stored is not None:
             problems.append(stored)
-        if not problems or (isinstance(stored, Lasting) and len(problems) == 1):
-            # Done, or not doable on these files (laid out by another Chroma version, which
-            # the notice sends to `chroma vacuum`): trying again would cost a whole purge
-            # each time for nothing.
+        if not problems:
             catalog.clear_purge_due(seen)
+        elif isinstance(stored, Lasting) and len(problems) == 1:
+            # Not doable on these files (laid out by another Chroma version, which the notice
+            # sends to `chroma vacuum`): trying again would cost a whole purge each time for
+            # nothing. It did not succeed, so an earlier failure stays on record.
+            catalog.clear_purge_due(seen, purged=False)
         else:
             # A full disk, a held lock: the next runs try again, and `doctor` names the
             # problem until a purge succeeds.
@@ -1099,13 +1101,6 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
             f"({purge_failed})",
             f"mend that, then {FIX} purges it",
         )
-    if purge_due:
-        return found(
-            "warn",
-            "deleted text is still to be purged from the data dir (a run stopped before its "
-            "purge, or `watch` waits for quiet folders)",
-            f"the next `ingest` purges it; {FIX} does it now",
-        )
     if held > embedded and not store.shared:
         return found(
             "warn",
@@ -1117,6 +1112,13 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
             "warn",
             f"{files} files, {chunks} chunks, {pending} of them awaiting embeddings",
             "`ragged ingest` (no path needed) embeds them",
+        )
+    if purge_due:
+        return found(
+            "warn",
+            "deleted text is still to be purged from the data dir (a run stopped before its "
+            "purge, or `watch` waits for quiet folders)",
+            f"the next `ingest` purges it; {FIX} does it now",
         )
     agree = "catalog and store agree"
     if store.shared:
@@ -1186,6 +1188,7 @@ def repair(settings: Settings, name: str, embed: Callable[[Index], object]) -> s
         if index.purge_due or index.catalog.meta(PURGE_FAILED_KEY):
             problem = index.purge()
             if problem:
-                raise RaggedError(purge_advice(problem))
+                # This try counted as one of the runs' three: say whether any is left.
+                raise RaggedError(purge_advice(problem, retried=index.purge_due))
             done.append("purged deleted text from the data dir")
     return "; ".join(done) or "nothing to repair"

@@ -387,6 +387,15 @@ def test_removing_a_file_still_on_disk_says_the_next_ingest_adds_it_again(
     gone.unlink()
     removed = run(runner, "remove", str(gone))
     assert "still on disk" not in removed.stderr
+    # Found in review: files an ingest of their folder would not take in again get no line.
+    hidden = corpus / ".draft.md"
+    hidden.write_text("# Draft\n\nNot for the index.\n")
+    testing = corpus / "markdown" / "typer" / "tutorial" / "testing.md"
+    ingest(runner, str(hidden))
+    (testing.parent / ".raggedignore").write_text("testing.md\n")
+    for path in (hidden, testing):
+        removed = run(runner, "remove", str(path), "--json")
+        assert json.loads(removed.stdout)["on_disk"] == [] and "still on disk" not in removed.stderr
 
 
 @both_stores

@@ -23,7 +23,9 @@ def doctor(
     fix: Annotated[
         bool,
         typer.Option(
-            "--fix", help="Pull the missing models and make the data dir private, then check again."
+            "--fix",
+            help="Pull the missing models, make the data dir private, repair collections (and "
+            "purge deleted text left to purge), then check again.",
         ),
     ] = False,
     bench: Annotated[

@@ -111,7 +111,9 @@ def remove(
             removed = run_remove(index, plan.paths, on_problem=purge_notice)
         # Removing forgets a file, not the folder it is in: said once, or it comes back
         # unnoticed at the next ingest of that folder.
-        kept = [p for p in removed if Path(p).is_file()]
+        from ragged.ingest.walk import taken_in_again
+
+        kept = [p for p in removed if taken_in_again(Path(p))]
         if len(kept) == 1:
             render.notice(
                 f"{render.escape_name(kept[0])} is still on disk: the next `ingest` of its "

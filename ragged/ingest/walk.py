@@ -70,6 +70,20 @@ def undecodable(path: str | Path) -> bool:
     return False
 
 
+def taken_in_again(path: Path) -> bool:
+    """Whether an ingest of a folder that holds `path` takes it in: a regular file of a type
+    ragged reads, not hidden, and kept out by no ignore file in its folder or a folder above
+    it (the walk reads those of the folder it is given and of every folder below)."""
+    if path.name.startswith(".") or path.suffix.lower() not in readable_suffixes():
+        return False
+    try:
+        if not path.is_file():
+            return False
+    except OSError:
+        return False
+    return not any(_ignored(path, False, _read_ignores(folder)) for folder in path.parents)
+
+
 def _spec(lines: Sequence[str]):  # type: ignore[no-untyped-def]
     import pathspec
 
