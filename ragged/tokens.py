@@ -52,11 +52,10 @@ def _load() -> tiktoken.Encoding:
 
     ranks = _read_ranks()
     if ranks is None:
-        enc = tiktoken.get_encoding(ENCODING_NAME)
-    else:
-        enc = tiktoken.Encoding(
-            ENCODING_NAME, pat_str=PATTERN, mergeable_ranks=ranks, special_tokens=SPECIAL_TOKENS
-        )
+        return tiktoken.get_encoding(ENCODING_NAME)  # tiktoken's own, shared: left whole
+    enc = tiktoken.Encoding(
+        ENCODING_NAME, pat_str=PATTERN, mergeable_ranks=ranks, special_tokens=SPECIAL_TOKENS
+    )
     # The Rust tokenizer made its own copy of the ranks; the Python dict the Encoding keeps
     # (100k bytes objects, 16-18 MB resident) serves only to pickle it, which ragged never
     # does. Every process that counts tokens holds it for its whole life, an ingest at 100k
