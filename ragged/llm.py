@@ -125,10 +125,9 @@ class LLM:
         client = getattr(self._local, "client", None)
         if client is None:
             import httpx
-            import ollama
 
             # ollama.Client hands `timeout`, `verify` and `event_hooks` to httpx.Client as is.
-            client = ollama.Client(
+            client = _ollama().Client(
                 host=self.host,
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
                 verify=_tls(),
@@ -179,8 +178,8 @@ class LLM:
         import json
 
         import httpx
-        import ollama
 
+        ollama = _ollama()
         _ = self._client  # made (imports and all) before the clock starts: Ollama's time counts
         started = time.monotonic()
         deadline = started + self.timeout
@@ -474,10 +473,41 @@ def _short(exc: BaseException) -> str:
 
 
 def _import_client() -> None:
-    import ollama  # noqa: F401
-
-    _tls()
+    _ollama()
     _response_class()
+
+
+@functools.cache
+def _ollama() -> Any:
+    """The ollama module, imported once.
+
+    At import it makes a client of its own (for its module-level functions, which ragged
+    does not use), and httpx builds a TLS context for it: ~16 ms of every cold command's
+    wait before its first request, twice over with ragged's own (`_tls`). That client gets
+    the one ragged's share, which httpx would have built alike from the same arguments; a
+    caller with other arguments (another thread meanwhile: a Chroma server's client) gets
+    httpx's own.
+    """
+    tls = _tls()
+    import httpx._transports.default as transports  # where httpx's Client gets its context
+
+    build = getattr(transports, "create_ssl_context", None)
+    if build is None:  # another httpx layout: the plain import
+        import ollama
+
+        return ollama
+
+    def shared(*args: Any, **kwargs: Any) -> Any:
+        if not args and kwargs == {"verify": True, "cert": None, "trust_env": True}:
+            return tls
+        return build(*args, **kwargs)
+
+    transports.create_ssl_context = shared
+    try:
+        import ollama
+    finally:
+        transports.create_ssl_context = build
+    return ollama
 
 
 def _decode_with_orjson(response: Any) -> None:

@@ -117,6 +117,33 @@ def test_the_proxies_the_environment_names_are_used(
         proxy.server.server_close()
 
 
+SHARED_TLS = """
+import ssl, httpx, httpx._transports.default as transports
+from ragged import llm
+original = transports.create_ssl_context
+llm._import_client()
+import ollama
+def context(client):
+    return client._transport._pool._ssl_context
+print(context(ollama._client._client) is llm._tls())  # ollama's own client: the shared one
+print(transports.create_ssl_context is original)  # httpx is as it was after the import
+print(context(httpx.Client(verify=False)).verify_mode == ssl.CERT_NONE)  # others: their own
+print(context(httpx.Client()) is llm._tls())
+"""
+
+
+def test_ollamas_own_client_shares_ragged_tls_context_and_no_other_does() -> None:
+    """ollama makes a client at import, whose TLS context httpx built again (~16 ms of every
+    cold command): it gets ragged's, and nothing else does, during the import or after."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SHARED_TLS], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["True", "True", "True", "False"], done.stderr
+
+
 def test_a_reply_orjson_refuses_is_read_as_the_standard_library_reads_it() -> None:
     """Ollama sends UTF-8 JSON without NaN; a proxy in between might not. What the standard
     library reads, ragged reads the same (but for integers past 64 bits, which orjson reads
