@@ -477,9 +477,24 @@ def _import_client() -> None:
     _response_class()
 
 
-@functools.cache
+_ollama_module: Any = None
+_importing = threading.Lock()
+
+
 def _ollama() -> Any:
-    """The ollama module, imported once.
+    """The ollama module, imported once (`_import_ollama`); locked, because the patch it
+    makes to httpx meanwhile must be undone by the thread that made it, and a cold `ask`
+    makes its first two requests from two threads at once."""
+    global _ollama_module
+    if _ollama_module is None:
+        with _importing:
+            if _ollama_module is None:
+                _ollama_module = _import_ollama()
+    return _ollama_module
+
+
+def _import_ollama() -> Any:
+    """The ollama module, imported.
 
     At import it makes a client of its own (for its module-level functions, which ragged
     does not use), and httpx builds a TLS context for it: ~16 ms of every cold command's

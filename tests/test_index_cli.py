@@ -396,6 +396,10 @@ def test_removing_a_file_still_on_disk_says_the_next_ingest_adds_it_again(
     for path in (hidden, testing):
         removed = run(runner, "remove", str(path), "--json")
         assert json.loads(removed.stdout)["on_disk"] == [] and "still on disk" not in removed.stderr
+    # A rule in a folder above is not read by an ingest of the file's own folder.
+    (corpus / "markdown" / ".raggedignore").write_text("fastapi/\n")
+    intro = corpus / "markdown" / "fastapi" / "tutorial" / "intro.md"
+    assert json.loads(run(runner, "remove", str(intro), "--json").stdout)["on_disk"] == [str(intro)]
 
 
 @both_stores

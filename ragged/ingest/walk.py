@@ -71,9 +71,9 @@ def undecodable(path: str | Path) -> bool:
 
 
 def taken_in_again(path: Path) -> bool:
-    """Whether an ingest of a folder that holds `path` takes it in: a regular file of a type
-    ragged reads, not hidden, and kept out by no ignore file in its folder or a folder above
-    it (the walk reads those of the folder it is given and of every folder below)."""
+    """Whether an ingest of the folder that holds `path` takes it in: a regular file of a
+    type ragged reads, not hidden, and kept out by no ignore file in that folder (the walk
+    reads those of the folder it is given and below, none above)."""
     if path.name.startswith(".") or path.suffix.lower() not in readable_suffixes():
         return False
     try:
@@ -81,7 +81,7 @@ def taken_in_again(path: Path) -> bool:
             return False
     except OSError:
         return False
-    return not any(_ignored(path, False, _read_ignores(folder)) for folder in path.parents)
+    return _ignored(path, False, _read_ignores(path.parent)) is None
 
 
 def _spec(lines: Sequence[str]):  # type: ignore[no-untyped-def]
