@@ -615,12 +615,11 @@ class Catalog:
         runs, but not for ever: a failure that repeats would cost every later run a whole
         purge. After PURGE_TRIES, only a new deletion (a new mark) or `doctor --fix` tries
         again; `problem` stays on record for `doctor` until a purge succeeds."""
-        tries = seen.count("+") + 1 if seen is not None else PURGE_TRIES
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PURGE_FAILED_KEY, problem))
             if seen is None:
-                pass  # nothing was due (a `remove` purges whether or not)
-            elif tries >= PURGE_TRIES:
+                return  # nothing was due (a `remove` purges whether or not)
+            if seen.count("+") + 1 >= PURGE_TRIES:
                 db.execute("DELETE FROM meta WHERE key = ? AND value = ?", (PURGE_DUE_KEY, seen))
             else:
                 db.execute(

@@ -566,8 +566,8 @@ class Store:
         is blanked (the log keeps its shape, so a replay still ends without the chunk), the
         log entries and index folders of dropped collections go (Chroma leaves both; any
         collection's, so that a drop whose purge was stopped is purged by the next one),
-        then the full-text index is
-        merged and the file vacuumed, as `chroma vacuum` does. Nothing to do for a server,
+        then the full-text index is merged and the file vacuumed, as `chroma vacuum` does.
+        Nothing to do for a server,
         whose disk is the server's (run `chroma vacuum` there). Returns a reason if the
         files were not as expected (another Chroma version): deleted text may then remain.
         """

@@ -136,6 +136,18 @@ def test_reset_leaves_no_text_and_no_vector_files(
     assert found["hits"][0]["path"].endswith("doc01.md")
 
 
+def stopped_in_its_purge(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    """`ragged ARGS`, stopped as by Ctrl-C as the store's purge starts."""
+    from ragged.store import Store
+
+    def stopped(self: Store) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Store, "purge", stopped)
+        assert runner.invoke(app, list(args)).exit_code == 130
+
+
 @pytest.mark.parametrize("then", ["reset", "ingest"])
 def test_a_reset_stopped_before_its_purge_is_purged_when_it_is_finished(
     runner: CliRunner,
@@ -149,20 +161,11 @@ def test_a_reset_stopped_before_its_purge_is_purged_when_it_is_finished(
     (Ctrl-C or a kill in a VACUUM of seconds), left the text in free pages and the vectors'
     folder for good: the reset run again, or the ingest that finishes it, found no
     collection to purge and said the collection was deleted."""
-    from ragged.store import Store
-
     docs = secret_docs(tmp_path / "docs", n=5)
     run(runner, "ingest", str(docs), "--quiet")
     folders = {p.name for p in (env / "chroma").iterdir() if p.is_dir()}
-    purge = Store.purge
-
-    def stopped(self: Store, *args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt  # as Ctrl-C in the purge
-
-    monkeypatch.setattr(Store, "purge", stopped)
-    assert runner.invoke(app, ["reset", "--yes"]).exit_code == 130
+    stopped_in_its_purge(runner, monkeypatch, "reset", "--yes")
     assert "chroma/chroma.sqlite3" in files_holding(env, SECRET)
-    monkeypatch.setattr(Store, "purge", purge)
     if then == "reset":
         run(runner, "reset", "--yes")
     else:
@@ -328,21 +331,30 @@ def test_a_read_only_data_dir_serves_list_search_and_ask(
     assert f"cannot write to the data dir {env}" in " ".join(ingest.stderr.split())
 
 
+def purges_failing(runner: CliRunner, env: Path, tmp_path: Path) -> tuple[Path, Path, bytes]:
+    """A collection 'default' whose secret was just edited out, in a store where every purge
+    fails: the vector file of another collection, whose unused slots every purge zeroes, is
+    a directory (a failure whoever runs the tests; that collection is not used again).
+    Returns the folder ingested, that vector file, and what it held."""
+    other = secret_docs(tmp_path / "other", n=2)
+    (other / "secret.md").unlink()
+    run(runner, "ingest", str(other), "--quiet", "--collection", "other")
+    [blocked] = (env / "chroma").glob("*/data_level0.bin")
+    docs = secret_docs(tmp_path / "docs", n=3)
+    run(runner, "ingest", str(docs), "--quiet")
+    vectors = blocked.read_bytes()
+    blocked.unlink()
+    blocked.mkdir()
+    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    return docs, blocked, vectors
+
+
 def test_a_purge_that_keeps_failing_is_tried_a_few_runs_then_waits_for_a_new_deletion(
     runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
 ) -> None:
     """Found in review: a purge that fails the same way every time (a file it may not write)
     stayed due, so every later run, unchanged ones included, paid a whole purge again."""
-    other = secret_docs(tmp_path / "other", n=2)
-    run(runner, "ingest", str(other), "--quiet", "--collection", "other")
-    [folder] = [p.parent for p in (env / "chroma").glob("*/header.bin")]
-    docs = secret_docs(tmp_path / "docs", n=3)
-    run(runner, "ingest", str(docs), "--quiet")
-    # The other collection's vector file, whose unused slots every purge zeroes: a directory
-    # there makes that step fail, whoever runs the tests (that collection is not used again).
-    (folder / "data_level0.bin").unlink()
-    (folder / "data_level0.bin").mkdir()
-    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    docs, _, _ = purges_failing(runner, env, tmp_path)
     runs = [json.loads(run(runner, "ingest", str(docs), "--json").stdout) for _ in range(4)]
     assert [r["purged"] for r in runs] == [True, True, True, False]
     assert all("data_level0.bin" in r["purge_problem"] for r in runs[:3])
@@ -365,23 +377,14 @@ def test_doctor_names_a_purge_that_failed_and_fix_does_it(
     """A purge that failed three times waits for the next deletion, and the deleted text
     stays readable meanwhile: `doctor` said the collection was fine. It names the failure
     now, and `doctor --fix` purges once the cause is mended."""
-    other = secret_docs(tmp_path / "other", n=2)
-    (other / "secret.md").unlink()
-    run(runner, "ingest", str(other), "--quiet", "--collection", "other")
-    [folder] = [p.parent for p in (env / "chroma").glob("*/header.bin")]
-    docs = secret_docs(tmp_path / "docs", n=3)
-    run(runner, "ingest", str(docs), "--quiet")
-    vectors = (folder / "data_level0.bin").read_bytes()
-    (folder / "data_level0.bin").unlink()
-    (folder / "data_level0.bin").mkdir()  # every purge fails there, as in the test above
-    (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
+    docs, blocked, vectors = purges_failing(runner, env, tmp_path)
     for _ in range(4):  # three tries, then given up
         run(runner, "ingest", str(docs), "--quiet")
     check = collection_check(runner)["collection default"]
     assert check["status"] == "warn" and "data_level0.bin" in check["detail"]
     assert "deleted text may still be readable" in check["detail"]
-    (folder / "data_level0.bin").rmdir()  # mended
-    (folder / "data_level0.bin").write_bytes(vectors)
+    blocked.rmdir()  # mended
+    blocked.write_bytes(vectors)
     fixed = collection_check(runner, "--fix")
     assert fixed["repair default"]["status"] == "ok", fixed["repair default"]
     assert "purged deleted text" in fixed["repair default"]["detail"]
@@ -398,19 +401,10 @@ def test_doctor_names_a_purge_still_due_and_fix_does_it(
 ) -> None:
     """An ingest stopped in its purge leaves it due for the next run; until then `doctor`
     says the deleted text is still to be purged, and `doctor --fix` purges it."""
-    from ragged.store import Store
-
     docs = secret_docs(tmp_path / "docs", n=3)
     run(runner, "ingest", str(docs), "--quiet")
     (docs / "secret.md").write_text("# Payroll\n\nMoved to the HR system.\n")
-    purge = Store.purge
-
-    def stopped(self: Store) -> None:
-        raise KeyboardInterrupt  # as Ctrl-C in the purge
-
-    monkeypatch.setattr(Store, "purge", stopped)
-    assert runner.invoke(app, ["ingest", str(docs), "--quiet"]).exit_code == 130
-    monkeypatch.setattr(Store, "purge", purge)
+    stopped_in_its_purge(runner, monkeypatch, "ingest", str(docs), "--quiet")
     assert "chroma/chroma.sqlite3" in files_holding(env, SECRET)
     check = collection_check(runner)["collection default"]
     assert check["status"] == "warn" and "still to be purged" in check["detail"], check

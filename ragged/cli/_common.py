@@ -112,7 +112,7 @@ def open_collection(
         yield index
         if index.unblanked is not None:
             render.notice(index.unblanked)  # it says whether a later run tries again
-        problem = index.purge_cache()  # after the results: a reader's catch-up forgot chunks
+        problem = index.purge_cache()  # what a reader's catch-up forgot, before it ends
         if problem is not None:
             purge_notice(problem)
 
