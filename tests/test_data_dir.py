@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -412,3 +413,121 @@ def test_doctor_names_a_purge_still_due_and_fix_does_it(
     assert "purged deleted text" in fixed["repair default"]["detail"], fixed["repair default"]
     assert fixed["collection default"]["status"] == "ok"
     assert files_holding(env, SECRET) == []
+
+
+# -- the store's size: chunk texts kept whole in Chroma's index of metadata strings -----------
+
+TEXT_INDEX = "embedding_metadata_string_value"  # Chroma's index of (key, string value)
+
+
+def prose_docs(root: Path, n: int = 12) -> Path:
+    """Files whose chunks are as long as a real document's at 512 tokens (1.5-2.5 KB)."""
+    root.mkdir(parents=True)
+    for i in range(n):
+        paragraphs = [
+            " ".join(
+                f"Paragraph {p} of report {i} describes how the river delta {i * 7 + p} "
+                f"carried sediment north in season {s}, and what the survey measured."
+                for s in range(9)
+            )
+            for p in range(6)
+        ]
+        (root / f"report{i:02}.md").write_text(f"# Report {i}\n\n" + "\n\n".join(paragraphs))
+    return root
+
+
+def spilled_pages(store: Path) -> tuple[int, int]:
+    """(overflow pages of Chroma's string index, chunk texts too long for a 4 KB page's entry)."""
+    db = sqlite3.connect(f"file:{store / 'chroma.sqlite3'}?mode=ro", uri=True)
+    try:
+        try:
+            spilled = db.execute(
+                "SELECT count(*) FROM dbstat WHERE name = ? AND pagetype = 'overflow'",
+                (TEXT_INDEX,),
+            ).fetchone()[0]
+        except sqlite3.OperationalError:
+            pytest.skip("this SQLite was built without the dbstat table")
+        long_texts = db.execute(
+            "SELECT count(*) FROM embedding_metadata WHERE key = 'ragged:text' "
+            "AND length(CAST(string_value AS BLOB)) > 1002"  # SQLite's limit at 4 KB pages
+        ).fetchone()[0]
+    finally:
+        db.close()
+    return int(spilled), int(long_texts)
+
+
+def test_chunk_texts_fit_in_chromas_string_index_without_spilling(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """Chroma indexes every metadata string, the chunk's text included. At SQLite's default
+    4 KB pages an entry keeps ~1 KB and a longer text spills to a mostly empty page of its
+    own: that index was two thirds of the store's file at 100k chunks, rewritten by every
+    purge. A new store's pages hold a whole chunk's text."""
+    docs = prose_docs(tmp_path / "docs")
+    run(runner, "ingest", str(docs), "--quiet")
+    spilled, long_texts = spilled_pages(env / "chroma")
+    assert long_texts >= 12  # texts 4 KB pages would spill
+    assert spilled == 0
+
+
+def test_a_purge_lays_out_an_earlier_rageds_store_as_a_new_one(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """A store made with 4 KB pages (ragged 0.2) is rewritten with the larger ones by the
+    next purge, which rewrites the whole file anyway; everything else in it stays."""
+    docs = prose_docs(tmp_path / "docs")
+    run(runner, "ingest", str(docs), "--quiet")
+    store = env / "chroma"
+    db = sqlite3.connect(store / "chroma.sqlite3", isolation_level=None)
+    db.execute("PRAGMA page_size = 4096")
+    db.execute("VACUUM")
+    db.close()
+    assert spilled_pages(store)[0] > 0  # as 0.2 left it
+
+    run(runner, "remove", str(docs / "report03.md"))
+    assert spilled_pages(store)[0] == 0
+    chroma, catalog, pending = stored_ids(env)
+    assert chroma == catalog and pending == 0 and len(chroma) >= 11
+    done = subprocess.run(
+        [*RAGGED, "search", "river delta 40 sediment season", "--json"],
+        env=environ(env, ollama),
+        capture_output=True,
+        text=True,
+    )
+    hits = json.loads(done.stdout)["hits"]
+    assert hits and all(not h["path"].endswith("report03.md") for h in hits)
+
+
+def test_a_process_keeps_using_its_store_across_a_change_of_page_size(
+    ollama: OllamaStandIn, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`watch` and `serve` keep Chroma open while a purge (theirs or another process's)
+    rewrites the file with another page size: their next writes and searches must go on."""
+    from ragged.config import load_settings
+    from ragged.index import open_index
+    from ragged.ingest import ingest
+    from ragged.llm import connect
+    from ragged.retrieve import retrieve
+
+    docs = prose_docs(tmp_path / "docs")
+    settings = load_settings({})
+    index, llm = open_index(settings, create=True), connect(settings)
+    ingest([docs], index, llm)
+    db = sqlite3.connect(env / "chroma" / "chroma.sqlite3", isolation_level=None)
+    db.execute("PRAGMA page_size = 4096")  # another process's purge, under this one's client
+    db.execute("VACUUM")
+    db.close()
+    (docs / "extra.md").write_text("# Extra\n\nThe lighthouse keeper logged the storm.\n")
+    (docs / "report05.md").unlink()
+    report = ingest([docs], index, llm)  # writes, deletes, and purges: 16 KB pages again
+    assert report.added == 1 and report.removed == 1 and report.purged
+    assert report.purge_problem is None
+    hits = retrieve("lighthouse keeper storm", index, llm).hits
+    assert hits and hits[0].path.endswith("extra.md")
+    assert spilled_pages(env / "chroma")[0] == 0
+    index.close()
+    chroma, catalog, pending = stored_ids(env)
+    assert chroma == catalog and pending == 0 and len(chroma) >= 12
+    db = sqlite3.connect(env / "chroma" / "chroma.sqlite3")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
