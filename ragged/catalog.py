@@ -104,6 +104,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 UNBLANKED_KEY = "unblanked_passages"  # meta: a JSON list of chunk ids
+CHUNKING_KEY = "chunking"  # meta: "chunk_tokens/chunk_overlap", what the chunks were cut with
 # meta: chunks were deleted since the files were last purged of deleted text (Index.purge);
 # kept here so a run killed before its purge, or a watch stopped before its own, leaves it due.
 PURGE_DUE_KEY = "purge_due"

@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ragged.catalog import PURGE_DUE_KEY, PURGE_FAILED_KEY, UNBLANKED_KEY, ChunkRow, FileRecord, now
+from ragged.catalog import (
+    CHUNKING_KEY,
+    PURGE_DUE_KEY,
+    PURGE_FAILED_KEY,
+    UNBLANKED_KEY,
+    ChunkRow,
+    FileRecord,
+    now,
+)
 from ragged.errors import RaggedError, StoreError
 
 if TYPE_CHECKING:
@@ -595,7 +603,7 @@ class Index:
         Returns why deleted text may remain in the store's files, if it may. Called with the
         write lock held.
         """
-        from ragged.store import Lasting
+        from ragged.store import Lasting, page_size_for
 
         catalog, store = self.catalog, self.store
         seen = catalog.meta(PURGE_DUE_KEY)
@@ -609,7 +617,11 @@ class Index:
             catalog.purge()
         except sqlite3.Error as exc:  # a full disk: the store's part is still worth doing
             problems.append(f"could not purge deleted text from {catalog.path}: {exc}")
-        stored = store.purge()
+        # The file is laid out anew for the chunks this collection was cut into, whatever
+        # this command's settings say (a `remove` run without the ingest's --chunk-tokens).
+        chunking = catalog.meta(CHUNKING_KEY)
+        tokens = int(chunking.split("/")[0]) if chunking else self.settings.chunk_tokens
+        stored = store.purge(page_size_for(tokens))
         if stored is not None:
             problems.append(stored)
         if not problems:

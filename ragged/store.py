@@ -41,12 +41,15 @@ REVISION_KEY = "ragged:revision"
 # SQLite's default 4 KB pages an index entry keeps ~1 KB; the rest of a longer text spills
 # to an overflow page of its own, mostly empty. Three texts in four are longer at 512 tokens,
 # and that index was 489 MB of a 747 MB file at 100k chunks, which each purge's VACUUM
-# rewrites. The store's file takes the smallest page size at which the longest text of the
-# configured chunk size fits in its entry (a small write costs more with larger pages):
-# at 10k chunks the file was 43% smaller and an edit's ingest, purge included, 23% faster
-# (docs/benchmarks.md, fifteenth pass). A file keeps the size it was made with until a purge.
-PAGE_SIZES = (4096, 8192, 16384, 32768, 65536)  # SQLite's default first
-TEXT_BYTES_PER_TOKEN = 7  # UTF-8 bytes per cl100k token: 6.5 at most in the shared corpus
+# rewrites. 16 KB pages keep ~4 KB in an entry: a typical text up to ~1,000 tokens, and the
+# longest at 512 (the shared corpus has 3.8 UTF-8 bytes per token, 6.5 at most). Longer
+# chunks spill at 16 KB too, wasting more of each larger overflow page, so they keep 4 KB;
+# 8, 32 and 64 KB were never clearly the smallest (docs/benchmarks.md, fifteenth pass). At
+# 10k chunks of 512 tokens the file was 43% smaller and an edit's ingest, purge included, 23%
+# faster. A file keeps its size until a purge, which lays it out for the purged collection.
+LARGE_PAGE = 16384
+SMALL_PAGE = 4096  # SQLite's default
+TEXT_BYTES_PER_TOKEN = 4  # UTF-8 bytes per cl100k token in a typical text
 INDEX_ENTRY_BYTES = 32  # the entry's record header, the key "ragged:text" and the row id
 WRITE_BATCH = 1000  # well under Chroma's max batch size, and bounded memory per request
 DEFAULT_SERVER_PORT = 8000  # `chroma run`'s port; the compose file maps it to 8001
@@ -575,7 +578,7 @@ class Store:
         # or a kill in the VACUUM) is cleared by the reset or ingest that finishes it.
         return self.purge()
 
-    def purge(self) -> str | None:
+    def purge(self, page_size: int | None = None) -> str | None:
         """Make text Chroma was told to delete unreadable in the embedded store's files.
 
         Chroma deletes rows but its SQLite file keeps what it wrote: every upsert (text
@@ -586,9 +589,10 @@ class Store:
         log entries and index folders of dropped collections go (Chroma leaves both; any
         collection's, so that a drop whose purge was stopped is purged by the next one),
         then the full-text index is merged and the file vacuumed, as `chroma vacuum` does.
-        Nothing to do for a server,
-        whose disk is the server's (run `chroma vacuum` there). Returns a reason if the
-        files were not as expected (another Chroma version): deleted text may then remain.
+        The rewrite takes `page_size` (by default the one this store was opened with, see
+        LARGE_PAGE) at no extra cost. Nothing to do for a server, whose disk is the server's
+        (run `chroma vacuum` there). Returns a reason if the files were not as expected
+        (another Chroma version): deleted text may then remain.
         """
         if self.shared:
             return None
@@ -643,10 +647,10 @@ class Store:
             db.execute(
                 "INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES('optimize')"
             )
-            if self.page_size is not None:
-                # The rewrite takes this size at no extra cost: a store made by an earlier
-                # ragged (4 KB pages) is laid out as a new one is (see PAGE_SIZES).
-                db.execute(f"PRAGMA page_size = {int(self.page_size)}")
+            page_size = page_size or self.page_size
+            if page_size is not None:
+                # A store made by an earlier ragged (4 KB pages) is laid out as a new one is.
+                db.execute(f"PRAGMA page_size = {int(page_size)}")
             db.execute("VACUUM")
         except sqlite3.Error as exc:
             problem = f"could not purge deleted text from {path}: {exc}"
@@ -963,24 +967,21 @@ def _client(settings: Settings) -> Any:
 
 
 def page_size_for(chunk_tokens: int) -> int:
-    """The smallest SQLite page size at which Chroma's index of metadata strings holds a
-    whole chunk's text in one entry (see PAGE_SIZES); SQLite's default where none does, since
-    a spilled entry wastes less of a small overflow page than of a large one."""
+    """The SQLite page size for a store of chunks of this size (see LARGE_PAGE)."""
     need = chunk_tokens * TEXT_BYTES_PER_TOKEN + INDEX_ENTRY_BYTES
-    fits = (size for size in PAGE_SIZES if _largest_local_payload(size) >= need)
-    return next(fits, PAGE_SIZES[0])
+    return LARGE_PAGE if need <= _largest_local_payload(LARGE_PAGE) else SMALL_PAGE
 
 
 def _largest_local_payload(page_size: int) -> int:
     # SQLite's file format: an index b-tree cell keeps at most ((U - 12) * 64 / 255) - 23
     # bytes of its payload in its page (U, the usable size, is the page size here: Chroma
-    # reserves none); anything longer keeps less than half a kilobyte there and spills.
+    # reserves none); a longer payload keeps less in the page and spills the rest.
     return (page_size - 12) * 64 // 255 - 23
 
 
 def _lay_out(path: Path, page_size: int) -> None:
     """Give a new embedded store's file its page size before Chroma writes the first page
-    (an empty file: ragged made it, private, just before; see PAGE_SIZES)."""
+    (an empty file: ragged made it, private, just before; see LARGE_PAGE)."""
     if path.stat().st_size:
         return
     db = sqlite3.connect(path, isolation_level=None)

@@ -141,7 +141,7 @@ def stopped_in_its_purge(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, *ar
     """`ragged ARGS`, stopped as by Ctrl-C as the store's purge starts."""
     from ragged.store import Store
 
-    def stopped(self: Store) -> None:
+    def stopped(self: Store, page_size: int | None = None) -> None:
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patched:
@@ -473,8 +473,8 @@ def test_chunk_texts_fit_in_chromas_string_index_without_spilling(
 def test_a_purge_lays_out_an_earlier_rageds_store_as_a_new_one(
     runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
 ) -> None:
-    """A store made with 4 KB pages (ragged 0.2) is rewritten with the larger ones by the
-    next purge, which rewrites the whole file anyway; everything else in it stays."""
+    """A store made with 4 KB pages (ragged 0.2) is rewritten with 16 KB ones by the next
+    purge, which rewrites the whole file anyway; everything else in it stays."""
     docs = prose_docs(tmp_path / "docs")
     run(runner, "ingest", str(docs), "--quiet")
     store = env / "chroma"
@@ -531,3 +531,28 @@ def test_a_process_keeps_using_its_store_across_a_change_of_page_size(
     db = sqlite3.connect(env / "chroma" / "chroma.sqlite3")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
+
+
+def test_a_purge_lays_the_store_out_for_the_chunks_it_holds_not_the_commands_settings(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """Chunks of 2,000 tokens spill at any page size, and waste less of 4 KB overflow pages:
+    a `remove` run without the ingest's --chunk-tokens must not lay their store out for the
+    default 512 (16 KB pages, 20% more disk in the shared corpus)."""
+    from ragged.store import page_size_for
+
+    assert page_size_for(2000) != page_size_for(512)  # else this test tests nothing
+    docs = prose_docs(tmp_path / "docs")
+    store = env / "chroma" / "chroma.sqlite3"
+
+    def page_size() -> int:
+        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            return int(db.execute("PRAGMA page_size").fetchone()[0])
+        finally:
+            db.close()
+
+    run(runner, "ingest", str(docs), "--chunk-tokens", "2000", "--quiet")
+    assert page_size() == page_size_for(2000)
+    run(runner, "remove", str(docs / "report03.md"))
+    assert page_size() == page_size_for(2000)

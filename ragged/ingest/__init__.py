@@ -34,7 +34,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from ragged.catalog import ChunkRow, FileRecord, now
+from ragged.catalog import CHUNKING_KEY, ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, UnreadableDocument
 from ragged.index import embed_text, embed_title, make_row
 from ragged.ingest.writer import BATCHES_PER_WRITE, MIN_BATCHES_PER_WRITE, VectorWriter
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
     from ragged.llm import LLM
 
 SPLIT_DEPTH = 6  # an over-long input is halved at most this often (1/64 of it per request)
-# Catalog meta: the "chunk_tokens/chunk_overlap" that the stored chunks were cut with.
-CHUNKING_KEY = "chunking"
 
 
 class ChunkingChanged(RaggedError):
