@@ -603,6 +603,8 @@ class Index:
         Returns why deleted text may remain in the store's files, if it may. Called with the
         write lock held.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         from ragged.store import Lasting, page_size_for
 
         catalog, store = self.catalog, self.store
@@ -613,15 +615,21 @@ class Index:
         recorded = catalog.store_fingerprint
         matched = bool(recorded) and recorded == store.fingerprint() and not catalog.interrupted
         problems: list[str] = []
-        try:
-            catalog.purge()
-        except sqlite3.Error as exc:  # a full disk: the store's part is still worth doing
-            problems.append(f"could not purge deleted text from {catalog.path}: {exc}")
         # The file is laid out anew for the chunks this collection was cut into, whatever
         # this command's settings say (a `remove` run without the ingest's --chunk-tokens).
         chunking = catalog.meta(CHUNKING_KEY)
         tokens = int(chunking.split("/")[0]) if chunking else self.settings.chunk_tokens
-        stored = store.purge(page_size_for(tokens))
+        # Two files, two connections, and SQLite works without the GIL: the store's VACUUM
+        # runs on a thread while the catalog merges its keyword index here (both O(store):
+        # 1.9 s and 0.8 s at 100k chunks). Leaving the block waits for the VACUUM, even when
+        # Ctrl-C stops the catalog's part, so nothing outlives the command.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="purge") as pool:
+            storing = pool.submit(store.purge, page_size_for(tokens))
+            try:
+                catalog.purge()
+            except sqlite3.Error as exc:  # a full disk: the store's part is still worth doing
+                problems.append(f"could not purge deleted text from {catalog.path}: {exc}")
+            stored = storing.result()
         if stored is not None:
             problems.append(stored)
         if not problems:
