@@ -29,15 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ragged.catalog import (
-    CHUNKING_KEY,
-    PURGE_DUE_KEY,
-    PURGE_FAILED_KEY,
-    UNBLANKED_KEY,
-    ChunkRow,
-    FileRecord,
-    now,
-)
+from ragged.catalog import PURGE_DUE_KEY, PURGE_FAILED_KEY, UNBLANKED_KEY, ChunkRow, FileRecord, now
 from ragged.errors import RaggedError, StoreError
 
 if TYPE_CHECKING:
@@ -605,7 +597,7 @@ class Index:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from ragged.store import Lasting, page_size_for
+        from ragged.store import Lasting
 
         catalog, store = self.catalog, self.store
         seen = catalog.meta(PURGE_DUE_KEY)
@@ -615,16 +607,12 @@ class Index:
         recorded = catalog.store_fingerprint
         matched = bool(recorded) and recorded == store.fingerprint() and not catalog.interrupted
         problems: list[str] = []
-        # The file is laid out anew for the chunks this collection was cut into, whatever
-        # this command's settings say (a `remove` run without the ingest's --chunk-tokens).
-        chunking = catalog.meta(CHUNKING_KEY)
-        tokens = int(chunking.split("/")[0]) if chunking else self.settings.chunk_tokens
         # Two files, two connections, and SQLite works without the GIL: the store's VACUUM
         # runs on a thread while the catalog merges its keyword index here (both O(store):
         # 1.9 s and 0.8 s at 100k chunks). Leaving the block waits for the VACUUM, even when
         # Ctrl-C stops the catalog's part, so nothing outlives the command.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="purge") as pool:
-            storing = pool.submit(store.purge, page_size_for(tokens))
+            storing = pool.submit(store.purge)
             try:
                 catalog.purge()
             except sqlite3.Error as exc:  # a full disk: the store's part is still worth doing

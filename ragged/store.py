@@ -46,11 +46,15 @@ REVISION_KEY = "ragged:revision"
 # chunks spill at 16 KB too, wasting more of each larger overflow page, so they keep 4 KB;
 # 8, 32 and 64 KB were never clearly the smallest (docs/benchmarks.md, fifteenth pass). At
 # 10k chunks of 512 tokens the file was 43% smaller and an edit's ingest, purge included, 23%
-# faster. A file keeps its size until a purge, which lays it out for the purged collection.
+# faster. A new file takes the size for the configured chunk_tokens; a purge's VACUUM, which
+# rewrites the file anyway, the size for the texts the file holds, all collections' (a median
+# of a sample: one collection's chunking, or a command's settings, would flip a shared file).
 LARGE_PAGE = 16384
 SMALL_PAGE = 4096  # SQLite's default
 TEXT_BYTES_PER_TOKEN = 4  # UTF-8 bytes per cl100k token in a typical text
 INDEX_ENTRY_BYTES = 32  # the entry's record header, the key "ragged:text" and the row id
+SAMPLED_TEXTS = 500  # evenly spread over the rows: ~25 ms at 100k chunks, against seconds of VACUUM
+DOCUMENT_KEY = "chroma:document"  # where Chroma keeps a document: the text, in earlier versions
 WRITE_BATCH = 1000  # well under Chroma's max batch size, and bounded memory per request
 DEFAULT_SERVER_PORT = 8000  # `chroma run`'s port; the compose file maps it to 8001
 # chromadb's HTTP client waits forever by default (httpx timeout=None). A wrong host should
@@ -158,11 +162,9 @@ class Store:
         where: str,
         *,
         factory: Callable[[], Any] | None = None,
-        page_size: int | None = None,
     ) -> None:
         self._made = client
         self._factory = factory
-        self.page_size = page_size  # for the embedded file, set when made and at each purge
         self._generation = _generation
         # The embedded store's fingerprint as this process last left it (see _catch_up), and
         # as it was before this process first opened it (see Index.close).
@@ -578,7 +580,7 @@ class Store:
         # or a kill in the VACUUM) is cleared by the reset or ingest that finishes it.
         return self.purge()
 
-    def purge(self, page_size: int | None = None) -> str | None:
+    def purge(self) -> str | None:
         """Make text Chroma was told to delete unreadable in the embedded store's files.
 
         Chroma deletes rows but its SQLite file keeps what it wrote: every upsert (text
@@ -589,9 +591,9 @@ class Store:
         log entries and index folders of dropped collections go (Chroma leaves both; any
         collection's, so that a drop whose purge was stopped is purged by the next one),
         then the full-text index is merged and the file vacuumed, as `chroma vacuum` does.
-        The rewrite takes `page_size` (by default the one this store was opened with, see
-        LARGE_PAGE) at no extra cost. Nothing to do for a server, whose disk is the server's
-        (run `chroma vacuum` there). Returns a reason if the files were not as expected
+        The rewrite takes the page size for the texts the file holds (see LARGE_PAGE) at no
+        extra cost. Nothing to do for a server, whose disk is the server's (run `chroma
+        vacuum` there). Returns a reason if the files were not as expected
         (another Chroma version): deleted text may then remain.
         """
         if self.shared:
@@ -647,10 +649,9 @@ class Store:
             db.execute(
                 "INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES('optimize')"
             )
-            page_size = page_size or self.page_size
-            if page_size is not None:
-                # A store made by an earlier ragged (4 KB pages) is laid out as a new one is.
-                db.execute(f"PRAGMA page_size = {int(page_size)}")
+            page_size = _page_size_for_texts(db)
+            if page_size is not None:  # else no text left to lay out for: the size it has
+                db.execute(f"PRAGMA page_size = {page_size}")
             db.execute("VACUUM")
         except sqlite3.Error as exc:
             problem = f"could not purge deleted text from {path}: {exc}"
@@ -972,6 +973,31 @@ def page_size_for(chunk_tokens: int) -> int:
     return LARGE_PAGE if need <= _largest_local_payload(LARGE_PAGE) else SMALL_PAGE
 
 
+def _page_size_for_texts(db: sqlite3.Connection) -> int | None:
+    """The page size for the chunk texts in Chroma's file (see LARGE_PAGE): the large one when
+    the median of an even sample of them fits one of its index entries; None without texts."""
+    lo, hi = db.execute("SELECT min(id), max(id) FROM embeddings").fetchone()
+    if lo is None:
+        return None
+    step = max(1, (hi - lo) // SAMPLED_TEXTS)
+    # Every step-th row id, each looked up by the metadata's primary key (id, key): a few
+    # hundred lookups, not a scan of the metadata (0.4 s at 100k chunks).
+    lengths = sorted(
+        n
+        for (n,) in db.execute(
+            "WITH RECURSIVE pick(id) AS (SELECT ? UNION ALL SELECT id + ? FROM pick "
+            "WHERE id + ? <= ?) SELECT length(CAST(m.string_value AS BLOB)) FROM pick "
+            "JOIN embedding_metadata m ON m.id = pick.id AND m.key IN (?, ?) "
+            "WHERE m.string_value IS NOT NULL",
+            (lo, step, step, hi, TEXT_KEY, DOCUMENT_KEY),
+        )
+    )
+    if not lengths:
+        return None
+    typical = lengths[len(lengths) // 2] + INDEX_ENTRY_BYTES
+    return LARGE_PAGE if typical <= _largest_local_payload(LARGE_PAGE) else SMALL_PAGE
+
+
 def _largest_local_payload(page_size: int) -> int:
     # SQLite's file format: an index b-tree cell keeps at most ((U - 12) * 64 / 255) - 23
     # bytes of its payload in its page (U, the usable size, is the page size here: Chroma
@@ -1056,7 +1082,6 @@ def open_store(settings: Settings, collection: str | None = None) -> Store:
         collection or settings.collection,
         store_location(settings),
         factory=lambda: _client(settings),
-        page_size=page_size_for(settings.chunk_tokens),
     )
 
 

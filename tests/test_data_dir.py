@@ -141,7 +141,7 @@ def stopped_in_its_purge(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, *ar
     """`ragged ARGS`, stopped as by Ctrl-C as the store's purge starts."""
     from ragged.store import Store
 
-    def stopped(self: Store, page_size: int | None = None) -> None:
+    def stopped(self: Store) -> None:
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patched:
@@ -533,26 +533,46 @@ def test_a_process_keeps_using_its_store_across_a_change_of_page_size(
     db.close()
 
 
+def store_page_size(env: Path) -> int:
+    db = sqlite3.connect(f"file:{env / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True)
+    try:
+        return int(db.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        db.close()
+
+
 def test_a_purge_lays_the_store_out_for_the_chunks_it_holds_not_the_commands_settings(
     runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
 ) -> None:
     """Chunks of 2,000 tokens spill at any page size, and waste less of 4 KB overflow pages:
     a `remove` run without the ingest's --chunk-tokens must not lay their store out for the
-    default 512 (16 KB pages, 20% more disk in the shared corpus)."""
+    default 512 (16 KB pages, 28% more disk in the shared corpus)."""
     from ragged.store import page_size_for
 
     assert page_size_for(2000) != page_size_for(512)  # else this test tests nothing
     docs = prose_docs(tmp_path / "docs")
-    store = env / "chroma" / "chroma.sqlite3"
-
-    def page_size() -> int:
-        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-        try:
-            return int(db.execute("PRAGMA page_size").fetchone()[0])
-        finally:
-            db.close()
-
     run(runner, "ingest", str(docs), "--chunk-tokens", "2000", "--quiet")
-    assert page_size() == page_size_for(2000)
+    assert store_page_size(env) == page_size_for(2000)
     run(runner, "remove", str(docs / "report03.md"))
-    assert page_size() == page_size_for(2000)
+    assert store_page_size(env) == page_size_for(2000)
+
+
+def test_collections_of_two_chunk_sizes_share_the_layout_most_of_their_text_needs(
+    runner: CliRunner, ollama: OllamaStandIn, env: Path, tmp_path: Path
+) -> None:
+    """One file holds every collection of a data dir: a purge of a small collection of long
+    chunks must not lay it out for those (the others' 16 KB saving lost, 30% more disk); and
+    once the collection of short chunks is reset, what remains is laid out for what remains."""
+    from ragged.store import page_size_for
+
+    short = prose_docs(tmp_path / "short", n=12)
+    long = prose_docs(tmp_path / "long", n=3)
+    run(runner, "ingest", str(short), "--quiet")
+    run(runner, "ingest", str(long), "-c", "long", "--chunk-tokens", "2000", "--quiet")
+    run(runner, "remove", "-c", "long", str(long / "report01.md"))
+    assert store_page_size(env) == page_size_for(512)
+
+    run(runner, "reset", "-y")  # the default collection; a reset purges the file
+    assert store_page_size(env) == page_size_for(2000)
+    hits = json.loads(run(runner, "search", "river delta sediment", "-c", "long", "--json").stdout)
+    assert {Path(h["path"]).name for h in hits["hits"]} == {"report00.md", "report02.md"}
