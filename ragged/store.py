@@ -53,7 +53,7 @@ LARGE_PAGE = 16384
 SMALL_PAGE = 4096  # SQLite's default
 TEXT_BYTES_PER_TOKEN = 4  # UTF-8 bytes per cl100k token in a typical text
 INDEX_ENTRY_BYTES = 32  # the entry's record header, the key "ragged:text" and the row id
-SAMPLED_TEXTS = 500  # evenly spread over the rows: ~25 ms at 100k chunks, against seconds of VACUUM
+SAMPLED_TEXTS = 500  # spread over the rows: ~10-60 ms at 100k chunks, against seconds of VACUUM
 DOCUMENT_KEY = "chroma:document"  # where Chroma keeps a document: the text, in earlier versions
 WRITE_BATCH = 1000  # well under Chroma's max batch size, and bounded memory per request
 DEFAULT_SERVER_PORT = 8000  # `chroma run`'s port; the compose file maps it to 8001
@@ -580,6 +580,17 @@ class Store:
         # or a kill in the VACUUM) is cleared by the reset or ingest that finishes it.
         return self.purge()
 
+    def purge_space(self) -> int:
+        """Bytes of disk a purge may need while it runs: its VACUUM builds a copy of the file
+        (in the temporary directory, often the same disk) and journals the whole file beside
+        it. 0 for a server, whose files are the server's."""
+        if self.shared:
+            return 0
+        try:
+            return 2 * (Path(self.where) / CHROMA_SQLITE).stat().st_size
+        except OSError:
+            return 0
+
     def purge(self) -> str | None:
         """Make text Chroma was told to delete unreadable in the embedded store's files.
 
@@ -976,20 +987,21 @@ def page_size_for(chunk_tokens: int) -> int:
 def _page_size_for_texts(db: sqlite3.Connection) -> int | None:
     """The page size for the chunk texts in Chroma's file (see LARGE_PAGE): the large one when
     the median of an even sample of them fits one of its index entries; None without texts."""
-    lo, hi = db.execute("SELECT min(id), max(id) FROM embeddings").fetchone()
-    if lo is None:
-        return None
-    step = max(1, (hi - lo) // SAMPLED_TEXTS)
-    # Every step-th row id, each looked up by the metadata's primary key (id, key): a few
-    # hundred lookups, not a scan of the metadata (0.4 s at 100k chunks).
+    (rows,) = db.execute("SELECT count(*) FROM embeddings").fetchone()
+    step = max(1, rows // SAMPLED_TEXTS)
+    # The rows whose id is a multiple of `step`: one in `step` of the rows that exist, spread
+    # over them however their ids cluster (a reset leaves gaps), found by a scan of the small
+    # `embeddings` table; each text then by the metadata's primary key (id, key), not by a
+    # scan of the metadata (0.4 s at 100k chunks).
     lengths = sorted(
         n
         for (n,) in db.execute(
-            "WITH RECURSIVE pick(id) AS (SELECT ? UNION ALL SELECT id + ? FROM pick "
-            "WHERE id + ? <= ?) SELECT length(CAST(m.string_value AS BLOB)) FROM pick "
-            "JOIN embedding_metadata m ON m.id = pick.id AND m.key IN (?, ?) "
-            "WHERE m.string_value IS NOT NULL",
-            (lo, step, step, hi, TEXT_KEY, DOCUMENT_KEY),
+            # CROSS JOIN: SQLite then keeps this order, where it would rather walk the
+            # string index's every text for the key.
+            "SELECT length(CAST(m.string_value AS BLOB)) FROM embeddings e "
+            "CROSS JOIN embedding_metadata m ON m.id = e.id AND m.key IN (?, ?) "
+            "WHERE e.id % ? = 0 AND m.string_value IS NOT NULL",
+            (TEXT_KEY, DOCUMENT_KEY, step),
         )
     )
     if not lengths:
