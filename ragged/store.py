@@ -156,12 +156,7 @@ class Store:
     """One Chroma collection, with the embedding model it was built with recorded on it."""
 
     def __init__(
-        self,
-        client: Any,
-        name: str,
-        where: str,
-        *,
-        factory: Callable[[], Any] | None = None,
+        self, client: Any, name: str, where: str, *, factory: Callable[[], Any] | None = None
     ) -> None:
         self._made = client
         self._factory = factory
@@ -604,8 +599,8 @@ class Store:
         then the full-text index is merged and the file vacuumed, as `chroma vacuum` does.
         The rewrite takes the page size for the texts the file holds (see LARGE_PAGE) at no
         extra cost. Nothing to do for a server, whose disk is the server's (run `chroma
-        vacuum` there). Returns a reason if the files were not as expected
-        (another Chroma version): deleted text may then remain.
+        vacuum` there). Returns a reason if the files were not as expected (another Chroma
+        version): deleted text may then remain.
         """
         if self.shared:
             return None
