@@ -79,3 +79,26 @@ def test_bench_memory_runs_both_sections(tmp_path: Path) -> None:
     rows = json.loads(done.stdout)["rows"]
     assert [r["section"] for r in rows] == ["huge", "huge"] + ["collection"] * 6
     assert all(r["peak_rss_mb"] > 0 for r in rows)
+
+
+def test_bench_edit_times_an_edited_files_ingest_beside_another_revision(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "bench" / "edit.py"), "--size", "150", "--reps", "1"]
+    done = subprocess.run(
+        [*cmd, "--against", "HEAD"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("this: median ") for line in lines), done.stdout
+    assert any(line.startswith("HEAD: median ") for line in lines), done.stdout
+    assert any(line.startswith("this / HEAD: ") for line in lines), done.stdout
+
+
+def test_bench_page_size_measures_each_page_size(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "bench" / "page_size.py"), "--tokens", "512"]
+    cmd += ["--corpus", str(ROOT / "tests" / "data" / "docs")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 512 |")]
+    sizes = [cell.strip() for cell in row.strip("|").split("|")[1:]]
+    assert len(sizes) == 5 and sum(cell.startswith("**") for cell in sizes) >= 1, row
+    assert all(float(cell.strip("*")) > 0 for cell in sizes), row
