@@ -44,6 +44,7 @@ class Watcher:
         nohup: bool = False,
     ) -> None:
         env = {**os.environ, "RAGGED_HOME": str(home), "OLLAMA_HOST": host}
+        env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT then prints every thread's stack (interrupt)
         self.proc = subprocess.Popen(
             [*RAGGED, "watch", *map(str, folders), "--json", "--debounce", "150", *args],
             env=env,
@@ -105,7 +106,14 @@ class Watcher:
 
     def interrupt(self, how: signal.Signals = signal.SIGINT) -> tuple[int, str]:
         self.proc.send_signal(how)
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Say where it hangs: the child's faulthandler prints its threads' stacks.
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(timeout=10)
+            time.sleep(0.2)
+            pytest.fail(f"watch still running 30 s after {how.name}:\n{''.join(self.stderr)}")
         time.sleep(0.1)  # let the reader threads take the last lines
         return self.proc.returncode, "".join(self.stderr)
 
