@@ -51,8 +51,12 @@ class Watcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # What `nohup` does: the hang-up of the terminal is ignored from the start.
-            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None,
+            # What `nohup` does: the hang-up of the terminal is ignored from the start. Without
+            # it, the default whatever pytest inherited: run under nohup itself, the watch
+            # ignored the tests' SIGHUP and never stopped.
+            preexec_fn=lambda: signal.signal(
+                signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL
+            ),
         )
         self.batches: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
