@@ -53,3 +53,37 @@ class UnreadableDocument(RaggedError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+def tls_trouble(
+    exc: BaseException, where: str, setting: str, server: str
+) -> tuple[str, str] | None:
+    """(message, hint) when what failed behind `exc` is a TLS handshake with `where`, else None.
+
+    httpx and the clients above it report a failed handshake as a failed connection, and
+    ragged then said that `server` was not running; the ssl error is still in the chain.
+    `setting` is the variable that holds the URL (OLLAMA_HOST, RAGGED_CHROMA_URL).
+    """
+    import ssl
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and not isinstance(current, ssl.SSLError):
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+        if current is not None and id(current) in seen:
+            return None
+    if current is None:
+        return None
+    if isinstance(current, ssl.SSLCertVerificationError):
+        return (
+            f"cannot verify the TLS certificate of {where}: {current.verify_message}",
+            "if your own CA signed it, point SSL_CERT_FILE at that CA's certificate "
+            "(or SSL_CERT_DIR at a folder of them)",
+        )
+    reason = current.reason or str(current).split("\n", 1)[0] or type(current).__name__
+    return (
+        f"TLS with {where} failed ({reason})",
+        f"{server} itself serves plain HTTP: unless a TLS proxy stands in front of it, "
+        f"write http:// in {setting}",
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from ragged.errors import EmbeddingMismatch, StoreError
+from ragged.errors import EmbeddingMismatch, StoreError, tls_trouble
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -831,6 +831,9 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
             "this), then run the command again; RAGGED_CHROMA_TIMEOUT sets the wait",
         )
     if isinstance(exc, httpx.ConnectError):
+        tls = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "Chroma")
+        if tls is not None:
+            return StoreError(prefix + tls[0], tls[1])
         return StoreError(f"{prefix}the Chroma server at {where} is not running", SERVER_DOWN_HINT)
     if isinstance(exc, httpx.TransportError):
         # Reset, "Server disconnected without sending a response": it went away mid-request.

@@ -27,7 +27,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in list(os.environ):
         if (
             var.startswith("RAGGED_")
-            or var in ("OLLAMA_HOST", "NO_COLOR", "FORCE_COLOR")
+            or var in ("OLLAMA_HOST", "NO_COLOR", "FORCE_COLOR", "SSL_CERT_FILE", "SSL_CERT_DIR")
             or var.lower() in proxies  # the stand-in's traffic must not go through a proxy
         ):
             monkeypatch.delenv(var, raising=False)

@@ -13,7 +13,7 @@ nomic-embed-text and of models outside CATALOGUE; all-minilm (384) and mxbai-emb
 their real sizes so tests can provoke a dimension mismatch.
 
 State and knobs (all thread-safe; the plain attributes may be changed while running):
-`url`, `host`, `installed`, `loaded` (names /api/ps lists), `add_model(name)`, `remove_model(name)`,
+`url`, `host` (`start(tls=context)` serves HTTPS), `installed`, `loaded` (names /api/ps lists), `add_model(name)`, `remove_model(name)`,
 `requests` (a snapshot of the log of `Request(method, path, body)`), `count(path)`,
 `embedded_inputs`, `busy_seconds` (time spent in simulated work), `peak_parallel` (most requests
 working at once), `prompt_truncations` (prompts cut to fit num_ctx), `reset()` (clears the log and
@@ -50,6 +50,7 @@ import math
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -531,6 +532,7 @@ class OllamaStandIn:
         self._flaky: dict[str, tuple[float, random.Random]] = {}
         self._stopped = threading.Event()  # releases stalled requests
         self._server: _Server | None = None
+        self._scheme = "http"
         self._thread: threading.Thread | None = None
         self.reset()
         for name in models:
@@ -538,10 +540,16 @@ class OllamaStandIn:
 
     # lifecycle
 
-    def start(self, port: int = 0) -> OllamaStandIn:
-        """Listen on a free port (or `port`, to come back where it was) in a background thread."""
+    def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> OllamaStandIn:
+        """Listen on a free port (or `port`, to come back where it was) in a background thread;
+        with `tls` (a server-side context), over HTTPS, as Ollama behind a TLS reverse proxy."""
         self._stopped.clear()
         self._server = _Server(("127.0.0.1", port), _Handler)
+        if tls is not None:
+            # The handshake runs in accept(); one a client aborts (it does not trust the
+            # certificate) raises there, and socketserver drops that connection and goes on.
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "http" if tls is None else "https"
         self._server.standin = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -576,8 +584,9 @@ class OllamaStandIn:
 
     @property
     def url(self) -> str:
-        """`http://127.0.0.1:PORT`, for `ollama.Client(host=...)`."""
-        return f"http://{self.host}"
+        """`http://127.0.0.1:PORT` (`https://` when started with `tls`), for OLLAMA_HOST or
+        `ollama.Client(host=...)`."""
+        return f"{self._scheme}://{self.host}"
 
     # models
 

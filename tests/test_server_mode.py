@@ -273,6 +273,27 @@ def test_https_with_a_private_certificate(
 
 
 @pytest.mark.server
+def test_a_certificate_not_trusted_is_named_not_a_server_not_running(
+    runner: CliRunner,
+    chroma_server: ChromaServer,
+    self_signed: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without SSL_CERT_FILE the private certificate fails verification; 0.2 said "the Chroma
+    server ... is not running" and to start one."""
+    proxy = RecordingProxy(chroma_server, tls=self_signed)
+    try:
+        monkeypatch.setenv("RAGGED_CHROMA_URL", proxy.url)
+        result = run(runner, "collections", ok=False)
+        assert result.exit_code == 1
+        assert f"cannot verify the TLS certificate of {proxy.url}: self" in result.stderr
+        assert "SSL_CERT_FILE" in result.stderr
+        assert "not running" not in result.stderr and "Traceback" not in result.output
+    finally:
+        proxy.close()
+
+
+@pytest.mark.server
 def test_a_missing_database_is_created_on_first_use(
     runner: CliRunner, chroma_server: ChromaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,166 @@
+"""Ollama over HTTPS (behind a TLS reverse proxy on another machine), through the real CLI.
+
+The stand-in serves TLS with a certificate from a private CA (tests/tls.py), as Caddy or nginx
+with an internal CA would. Found on 0.2: a certificate ragged did not trust was reported as
+"Ollama isn't running" with `ollama serve` as the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from ragged import llm
+from ragged.cli import app
+from tests.conftest import CHAT_MODEL, EMBED_MODEL
+from tests.ollama_standin import OllamaStandIn
+from tests.tls import Authority, make_authority
+
+
+@pytest.fixture
+def authority(tmp_path: Path) -> Authority:
+    return make_authority(tmp_path / "ca")
+
+
+@pytest.fixture
+def ollama_tls(authority: Authority, monkeypatch: pytest.MonkeyPatch) -> Iterator[OllamaStandIn]:
+    """The stand-in over HTTPS, its certificate signed by `authority`; OLLAMA_HOST names it."""
+    server = OllamaStandIn(models=(f"{EMBED_MODEL}:latest", CHAT_MODEL))
+    server.start(tls=authority.server_context())
+    try:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_https_ollama_signed_by_its_own_ca_works_with_ssl_cert_file(
+    runner: CliRunner,
+    ollama_tls: OllamaStandIn,
+    authority: Authority,
+    docs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ollama_tls.url.startswith("https://")
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca))
+    result = runner.invoke(app, ["ingest", str(docs), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["pending"] == 0 and report["chunks"] == report["embedded"] > 0
+    found = runner.invoke(app, ["search", "Do capybaras live near rivers?", "--json"])
+    assert found.exit_code == 0, found.output
+    assert Path(json.loads(found.stdout)["hits"][0]["path"]).name == "notes.txt"
+    assert ollama_tls.count("/api/embed") >= 2
+
+
+def test_an_untrusted_certificate_is_named_as_such_not_as_ollama_not_running(
+    runner: CliRunner, ollama_tls: OllamaStandIn, docs: Path
+) -> None:
+    """certifi's bundle does not hold the private CA: the line says what failed and how to
+    fix it; the text is kept pending, as whenever Ollama cannot be used."""
+    result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1, result.output
+    assert (
+        f"cannot verify the TLS certificate of {ollama_tls.url}: unable to get local issuer "
+        "certificate" in result.stderr
+    )
+    assert "SSL_CERT_FILE" in result.stderr
+    assert "isn't running" not in result.stderr and "ollama serve" not in result.stderr
+    assert "await embeddings" in result.stderr and "Traceback" not in result.output
+
+    doctor = runner.invoke(app, ["doctor", "--json"])
+    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "ollama")
+    assert check["status"] == "fail"
+    assert "cannot verify the TLS certificate" in check["detail"]
+    assert "SSL_CERT_FILE" in check["fix"]
+
+
+@pytest.fixture
+def plain_http_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A plain-HTTP server that answers a TLS hello with "400 Bad Request" at once, as Go's
+    net/http (Ollama's) does when the hello happens to hold a newline; OLLAMA_HOST names it
+    with https://."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setenv("OLLAMA_HOST", url)
+    try:
+        yield url
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_https_to_a_plain_http_server_says_to_write_http(
+    runner: CliRunner, plain_http_reply: str, docs: Path
+) -> None:
+    result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1
+    assert f"TLS with {plain_http_reply} failed (" in result.stderr
+    assert "write http:// in OLLAMA_HOST" in result.stderr
+    assert "isn't running" not in result.stderr and "Traceback" not in result.output
+
+
+def test_plain_http_reads_no_certificates_and_https_reads_the_named_ones(
+    ollama: OllamaStandIn, authority: Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trust store is read at the first TLS connection (~20 ms of every cold command
+    before), and the context used then is the one SSL_CERT_FILE names."""
+    llm._tls_for.cache_clear()  # a context an earlier test in this process has used
+    plain = llm.LLM(ollama.url, timeout=10, retry_delays=())
+    assert len(plain.embed(["alpha beta"], EMBED_MODEL)[0]) == 768
+    assert llm._tls().cert_store_stats()["x509_ca"] == 0
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca))
+    secure = OllamaStandIn(models=(f"{EMBED_MODEL}:latest",)).start(tls=authority.server_context())
+    try:
+        assert secure.url.startswith("https://")
+        assert llm.LLM(secure.url, timeout=10, retry_delays=()).version() == secure.version
+    finally:
+        secure.stop()
+    assert llm._tls().cert_store_stats()["x509_ca"] == 1  # the private CA, and only it
+
+
+@pytest.mark.parametrize("variable", [None, "SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE"])
+def test_the_context_is_httpxs_own_once_it_has_loaded(
+    variable: str | None, authority: Authority, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every setting ssl and httpx give a default client context, on whichever Python runs
+    this; the same trust anchors once loaded. A future Python that adds a default fails here."""
+    if variable == "SSL_CERT_FILE":
+        monkeypatch.setenv(variable, str(authority.ca))
+    elif variable == "SSL_CERT_DIR":
+        monkeypatch.setenv(variable, str(authority.ca.parent))
+    elif variable == "SSLKEYLOGFILE":
+        monkeypatch.setenv(variable, str(tmp_path / "keys.log"))
+    llm._tls_for.cache_clear()
+    ours, theirs = llm._tls(), httpx.create_ssl_context()
+    settings = (
+        "protocol options verify_flags verify_mode check_hostname minimum_version "
+        "maximum_version keylog_filename post_handshake_auth security_level"
+    ).split()
+    assert {s: getattr(ours, s) for s in settings} == {s: getattr(theirs, s) for s in settings}
+    assert ours.get_ciphers() == theirs.get_ciphers()
+    ours._trust()
+    assert ours.cert_store_stats() == theirs.cert_store_stats()
+    assert ours.get_ca_certs() == theirs.get_ca_certs()
+    assert isinstance(ours, ssl.SSLContext)
