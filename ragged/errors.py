@@ -56,34 +56,38 @@ class UnreadableDocument(RaggedError):
 
 
 def tls_trouble(
-    exc: BaseException, where: str, setting: str, server: str
+    exc: BaseException, where: str, setting: str, server: str, waited: float | None = None
 ) -> tuple[str, str] | None:
     """(message, hint) when what failed behind `exc` is a TLS handshake with `where`, else None.
 
-    httpx and the clients above it report a failed handshake as a failed connection, and
-    ragged then said that `server` was not running; the ssl error is still in the chain.
-    `setting` is the variable that holds the URL (OLLAMA_HOST, RAGGED_CHROMA_URL).
+    httpx and the clients above it report a failed handshake as a failed connection, and one
+    that got no answer as a connect timeout; ragged then said that `server` was not running,
+    or could not be reached. The ssl error is still in the chain. `setting` is the variable
+    that holds the URL (OLLAMA_HOST, RAGGED_CHROMA_URL); `waited`, the connect timeout.
     """
     import ssl
 
+    plain_http = (
+        f"{server} itself serves plain HTTP: unless a TLS proxy stands in front of it, "
+        f"write http:// in {setting}"
+    )
     seen: set[int] = set()
     current: BaseException | None = exc
-    while current is not None and not isinstance(current, ssl.SSLError):
+    while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return (
+                f"cannot verify the TLS certificate of {where}: {current.verify_message}",
+                "if your own CA signed it, point SSL_CERT_FILE at that CA's certificate "
+                "(or SSL_CERT_DIR at a folder of them)",
+            )
+        if isinstance(current, ssl.SSLError):
+            reason = current.reason or str(current).split("\n", 1)[0] or type(current).__name__
+            return f"TLS with {where} failed ({reason})", plain_http
+        # CPython's words for a handshake the server never answered: a plain-HTTP server
+        # (Go's, Ollama's) waits for a request line that a TLS hello does not hold.
+        if isinstance(current, TimeoutError) and "handshake operation timed out" in str(current):
+            within = f" within {waited:g} s" if waited is not None else ""
+            return f"TLS with {where} failed (no answer to the handshake{within})", plain_http
         current = current.__cause__ or current.__context__
-        if current is not None and id(current) in seen:
-            return None
-    if current is None:
-        return None
-    if isinstance(current, ssl.SSLCertVerificationError):
-        return (
-            f"cannot verify the TLS certificate of {where}: {current.verify_message}",
-            "if your own CA signed it, point SSL_CERT_FILE at that CA's certificate "
-            "(or SSL_CERT_DIR at a folder of them)",
-        )
-    reason = current.reason or str(current).split("\n", 1)[0] or type(current).__name__
-    return (
-        f"TLS with {where} failed ({reason})",
-        f"{server} itself serves plain HTTP: unless a TLS proxy stands in front of it, "
-        f"write http:// in {setting}",
-    )
+    return None

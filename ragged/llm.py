@@ -215,6 +215,9 @@ class LLM:
                 ) from exc
             except httpx.ConnectTimeout as exc:
                 # Nothing answered at all: a wrong host or a firewall, which retrying won't fix.
+                tls = tls_trouble(exc, self.host, "OLLAMA_HOST", "Ollama", self.connect_timeout)
+                if tls is not None:
+                    raise OllamaUnavailable(*tls) from exc
                 raise OllamaUnavailable(
                     f"cannot reach Ollama at {self.host} "
                     f"(no connection within {self.connect_timeout:g} s)",

@@ -818,6 +818,9 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
             )
     request_timeout, connect_timeout = _timeouts(where)
     if isinstance(exc, httpx.ConnectTimeout):
+        tls = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "Chroma", connect_timeout)
+        if tls is not None:
+            return StoreError(prefix + tls[0], tls[1])
         return StoreError(
             f"{prefix}cannot reach the Chroma server at {where} "
             f"(no connection within {connect_timeout:g} s)",

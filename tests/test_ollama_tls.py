@@ -22,7 +22,7 @@ from ragged import llm
 from ragged.cli import app
 from tests.conftest import CHAT_MODEL, EMBED_MODEL
 from tests.ollama_standin import OllamaStandIn
-from tests.tls import Authority, make_authority
+from tests.tls import Authority, make_authority, silent_server
 
 
 @pytest.fixture
@@ -118,6 +118,39 @@ def test_https_to_a_plain_http_server_says_to_write_http(
     assert f"TLS with {plain_http_reply} failed (" in result.stderr
     assert "write http:// in OLLAMA_HOST" in result.stderr
     assert "isn't running" not in result.stderr and "Traceback" not in result.output
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[str]:
+    with silent_server() as host:
+        yield host
+
+
+def test_https_to_a_server_that_never_answers_the_hello_says_so(
+    runner: CliRunner, silent_listener: str, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.2 said "cannot reach Ollama (no connection within 10 s)" and to open the firewall,
+    though the connection was made: the TLS handshake is what got no answer."""
+    monkeypatch.setenv("OLLAMA_HOST", f"https://{silent_listener}")
+    monkeypatch.setenv("RAGGED_TIMEOUT", "1")  # the connect timeout is at most this
+    result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1
+    assert (
+        f"TLS with https://{silent_listener} failed (no answer to the handshake within 1 s)"
+        in result.stderr
+    )
+    assert "write http:// in OLLAMA_HOST" in result.stderr
+    assert "cannot reach" not in result.stderr and "firewall" not in result.stderr
+
+
+def test_https_to_a_closed_port_still_says_ollama_is_not_running(
+    runner: CliRunner, ollama_down: str, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"https://{ollama_down}")
+    result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1
+    assert f"Ollama isn't running at https://{ollama_down}" in result.stderr
+    assert "TLS" not in result.stderr
 
 
 def test_plain_http_reads_no_certificates_and_https_reads_the_named_ones(

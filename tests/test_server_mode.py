@@ -32,6 +32,7 @@ from ragged.store import http_options, open_store
 from tests.chroma_server import ChromaServer, free_port
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
+from tests.tls import silent_server
 
 RAGGED = [sys.executable, "-m", "ragged"]
 TOKEN = "s3cret-token"
@@ -291,6 +292,22 @@ def test_a_certificate_not_trusted_is_named_not_a_server_not_running(
         assert "not running" not in result.stderr and "Traceback" not in result.output
     finally:
         proxy.close()
+
+
+def test_a_tls_hello_that_gets_no_answer_is_named_not_an_unreachable_server(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """https:// at a server that accepts and never answers the hello (Chroma's own port
+    serves plain HTTP): the connection was made, so "cannot reach" and a firewall were wrong."""
+    with silent_server() as host:
+        url = f"https://{host}"
+        monkeypatch.setenv("RAGGED_CHROMA_URL", url)
+        monkeypatch.setenv("RAGGED_CHROMA_TIMEOUT", "1")
+        result = run(runner, "collections", ok=False)
+    assert result.exit_code == 1
+    assert f"TLS with {url} failed (no answer to the handshake within 1 s)" in result.stderr
+    assert "write http:// in RAGGED_CHROMA_URL" in result.stderr
+    assert "cannot reach" not in result.stderr and "Traceback" not in result.output
 
 
 @pytest.mark.server

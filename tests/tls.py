@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +98,27 @@ def make_authority(folder: Path) -> Authority:
         )
     )
     return out
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A server that accepts connections and never writes: a plain-HTTP server (Go's, which
+    Ollama's is) given a TLS hello with no newline in it, so its request line never ends.
+    Yields `127.0.0.1:PORT`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
