@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable, tls_trouble
+from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
 from ragged.models import PLAIN, embedding_format, full_name
+from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -191,9 +191,10 @@ class LLM:
             attempts += 1
             try:
                 return fn()
-            except ConnectionError as exc:
+            except (ConnectionError, httpx.ConnectError) as exc:
                 # The client says "failed to connect" for a refused connection and for a
                 # failed TLS handshake alike; what failed is in the exception's context.
+                # (httpx's own error: `version` asks over the client's httpx session.)
                 tls = tls_trouble(exc, self.host, "OLLAMA_HOST", "Ollama")
                 if tls is not None:
                     raise OllamaUnavailable(*tls) from exc
@@ -566,76 +567,12 @@ def _response_class() -> Any:
 
 
 def _tls() -> Any:
-    """One TLS context for every client of the process, as httpx would make it (certifi, or
-    SSL_CERT_FILE / SSL_CERT_DIR). httpx builds one per client even for plain http, ~20 ms
-    each: an ingest's four embedding threads, and every thread of `ragged serve`, paid it."""
-    return _tls_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    """One TLS context for every client of the process (ragged/tls.py): httpx builds one per
+    client even for plain http, ~20 ms each: an ingest's four embedding threads, and every
+    thread of `ragged serve`, paid it."""
+    from ragged.tls import client_context
 
-
-@functools.cache
-def _tls_for(cert_file: str | None, cert_dir: str | None) -> Any:
-    """httpx's default context, but for when its trust anchors are read (`_TrustOnFirstUse`).
-
-    Which anchors, as httpx chooses them: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's
-    bundle. The rest is what `ssl.create_default_context` sets on this Python (the test that
-    compares the two keeps it so on later Pythons).
-    """
-    import ssl
-    import sys
-
-    if cert_file:
-        where: tuple[str | None, str | None] = (cert_file, None)
-    elif cert_dir:
-        where = (None, cert_dir)
-    else:
-        import certifi
-
-        where = (certifi.where(), None)
-    context = _trust_on_first_use()(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
-    context.anchors = where
-    if sys.version_info >= (3, 13):  # create_default_context's stricter chain checks
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
-    keylog = os.environ.get("SSLKEYLOGFILE")
-    if keylog and not sys.flags.ignore_environment:
-        context.keylog_filename = keylog
-    return context
-
-
-@functools.cache
-def _trust_on_first_use() -> type:
-    import ssl
-
-    class TrustOnFirstUse(ssl.SSLContext):
-        """A client context that reads its trust anchors at its first TLS connection.
-
-        Reading certifi's bundle (117 CAs) costs ~20 ms of CPU, holding the GIL, before a
-        cold command's first request; Ollama is mostly plain http on this machine or the
-        LAN, where no certificate is ever checked. httpx reaches the context only through
-        `wrap_socket` (a direct connection) and `wrap_bio` (TLS through an HTTPS proxy, and
-        anyio's streams), so both load the anchors first, whatever the URL or proxy.
-        """
-
-        anchors: tuple[str | None, str | None] = (None, None)
-        _trusted = False
-        _loading = threading.Lock()
-
-        def _trust(self) -> None:
-            if not self._trusted:
-                with self._loading:
-                    if not self._trusted:
-                        cafile, capath = self.anchors
-                        self.load_verify_locations(cafile=cafile, capath=capath)
-                        self._trusted = True
-
-        def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
-            self._trust()
-            return super().wrap_socket(*args, **kwargs)
-
-        def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
-            self._trust()
-            return super().wrap_bio(*args, **kwargs)
-
-    return TrustOnFirstUse
+    return client_context()
 
 
 def connect(settings: Settings) -> LLM:

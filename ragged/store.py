@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from ragged.errors import EmbeddingMismatch, StoreError, tls_trouble
+from ragged.errors import EmbeddingMismatch, StoreError
+from ragged.tls import CertificatesUnreadable
+from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
     from ragged.config import Settings
@@ -1043,10 +1045,15 @@ def _preflight(url: str, options: dict[str, Any], timeout: float) -> None:
     if ":" in host:
         host = f"[{host}]"  # an IPv6 literal
     try:
-        with httpx.Client(
+        probe = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
             headers=options["headers"] or {},
-        ) as probe:  # the environment counts as for chromadb's own session (SSL_CERT_FILE)
+        )  # the environment counts as for chromadb's own session (SSL_CERT_FILE)
+    except OSError as exc:  # httpx reads the CA certificates as it makes a client
+        problem = CertificatesUnreadable.now(exc)
+        raise StoreError(problem.message, problem.hint) from exc
+    try:
+        with probe:
             probe.get(f"{scheme}://{host}:{options['port']}{HEARTBEAT_PATH}")
     except httpx.HTTPError as exc:
         raise explain(exc, url) from exc

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from ragged import llm
+from ragged import llm, tls
 from ragged.cli import app
 from tests.conftest import CHAT_MODEL, EMBED_MODEL
 from tests.ollama_standin import OllamaStandIn
@@ -81,6 +81,71 @@ def test_an_untrusted_certificate_is_named_as_such_not_as_ollama_not_running(
     assert check["status"] == "fail"
     assert "cannot verify the TLS certificate" in check["detail"]
     assert "SSL_CERT_FILE" in check["fix"]
+
+
+def test_a_name_the_certificate_does_not_hold_is_named_with_its_own_fix(
+    runner: CliRunner,
+    ollama_tls: OllamaStandIn,
+    authority: Authority,
+    docs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The certificate is for 127.0.0.1 only; SSL_CERT_FILE cannot mend a name (review)."""
+    url = ollama_tls.url.replace("127.0.0.1", "localhost")
+    monkeypatch.setenv("OLLAMA_HOST", url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca))
+    result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1
+    assert (
+        f"cannot verify the TLS certificate of {url}: Hostname mismatch, certificate is not "
+        "valid for 'localhost'; " in result.stderr
+    )
+    assert "name the server in OLLAMA_HOST as its certificate does" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "No such file or directory"), (b"garbage\n", "no PEM certificate read from it")],
+)
+def test_ssl_cert_file_that_cannot_be_read_is_named(
+    content: bytes | None,
+    reason: str,
+    runner: CliRunner,
+    ollama_tls: OllamaStandIn,
+    tmp_path: Path,
+    docs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A typo in the variable the hint names: it was "Ollama isn't running" (a missing file)
+    or "write http://" (not PEM), found in review. Plain http never reads it."""
+    named = tmp_path / "my-ca.pem"
+    if content is not None:
+        named.write_bytes(content)
+    monkeypatch.setenv("SSL_CERT_FILE", str(named))
+    result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1
+    assert f"cannot read the CA certificates SSL_CERT_FILE names ({named}): {reason}" in (
+        result.stderr
+    )
+    assert "point SSL_CERT_FILE at a PEM file of CA certificates" in result.stderr
+    assert "isn't running" not in result.stderr and "http://" not in result.stderr
+
+    with OllamaStandIn(models=(f"{EMBED_MODEL}:latest", CHAT_MODEL)) as plain:
+        monkeypatch.setenv("OLLAMA_HOST", plain.url)
+        assert runner.invoke(app, ["ingest", str(docs)]).exit_code == 0
+
+
+def test_ollamas_version_names_tls_and_a_server_down_as_every_call_does(
+    ollama_tls: OllamaStandIn, ollama_down: str
+) -> None:
+    """`version` (serve's /health, doctor) asks over httpx itself, whose errors took another
+    branch: "lost the connection ... certificate verify failed", "... Connection refused"."""
+    with pytest.raises(llm.OllamaUnavailable, match="cannot verify the TLS certificate of"):
+        llm.LLM(ollama_tls.url, timeout=5, retry_delays=()).version()
+    with pytest.raises(
+        llm.OllamaUnavailable, match=f"Ollama isn't running at http://{ollama_down}"
+    ):
+        llm.LLM(f"http://{ollama_down}", timeout=5, retry_delays=()).version()
 
 
 @pytest.fixture
@@ -158,7 +223,7 @@ def test_plain_http_reads_no_certificates_and_https_reads_the_named_ones(
 ) -> None:
     """The trust store is read at the first TLS connection (~20 ms of every cold command
     before), and the context used then is the one SSL_CERT_FILE names."""
-    llm._tls_for.cache_clear()  # a context an earlier test in this process has used
+    tls._context_for.cache_clear()  # a context an earlier test in this process has used
     plain = llm.LLM(ollama.url, timeout=10, retry_delays=())
     assert len(plain.embed(["alpha beta"], EMBED_MODEL)[0]) == 768
     assert llm._tls().cert_store_stats()["x509_ca"] == 0
@@ -185,7 +250,7 @@ def test_the_context_is_httpxs_own_once_it_has_loaded(
         monkeypatch.setenv(variable, str(authority.ca.parent))
     elif variable == "SSLKEYLOGFILE":
         monkeypatch.setenv(variable, str(tmp_path / "keys.log"))
-    llm._tls_for.cache_clear()
+    tls._context_for.cache_clear()
     ours, theirs = llm._tls(), httpx.create_ssl_context()
     settings = (
         "protocol options verify_flags verify_mode check_hostname minimum_version "

@@ -310,6 +310,21 @@ def test_a_tls_hello_that_gets_no_answer_is_named_not_an_unreachable_server(
     assert "cannot reach" not in result.stderr and "Traceback" not in result.output
 
 
+def test_an_ssl_cert_file_that_does_not_exist_is_named_not_a_traceback(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "my-ca.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+    monkeypatch.setenv("RAGGED_CHROMA_URL", "https://127.0.0.1:9")
+    result = run(runner, "collections", ok=False)
+    assert result.exit_code == 1
+    assert (
+        f"cannot read the CA certificates SSL_CERT_FILE names ({missing}): No such file or "
+        "directory" in result.stderr
+    )
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.server
 def test_a_missing_database_is_created_on_first_use(
     runner: CliRunner, chroma_server: ChromaServer, monkeypatch: pytest.MonkeyPatch

@@ -1,0 +1,190 @@
+"""TLS for ragged's HTTP clients (Ollama's, and the Chroma server's heartbeat).
+
+client_context(): the one client context the process's Ollama clients share, as httpx would
+make it, but whose trust anchors are read at its first TLS connection. trouble(): one line for
+a TLS failure that httpx and the clients above it report as a failed or timed-out connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+from typing import Any
+
+# OpenSSL's verify codes that SSL_CERT_FILE cannot mend (X509_V_ERR_*).
+NAME_MISMATCH = {62, 63, 64}  # HOSTNAME_MISMATCH, EMAIL_MISMATCH, IP_ADDRESS_MISMATCH
+OUT_OF_DATE = {9, 10}  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+# OpenSSL's reasons when the other end does not speak TLS at all (a plain-HTTP server).
+NOT_TLS = {
+    "WRONG_VERSION_NUMBER",
+    "RECORD_LAYER_FAILURE",
+    "HTTP_REQUEST",
+    "PACKET_LENGTH_TOO_LONG",
+    "UNKNOWN_PROTOCOL",
+}
+
+
+def anchors() -> tuple[str, str | None, str | None]:
+    """(what names them, cafile, capath): the trust anchors httpx would load now."""
+    return _anchors(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+def _anchors(cert_file: str | None, cert_dir: str | None) -> tuple[str, str | None, str | None]:
+    """By httpx's order: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's bundle."""
+    if cert_file:
+        return "SSL_CERT_FILE", cert_file, None
+    if cert_dir:
+        return "SSL_CERT_DIR", None, cert_dir
+    import certifi
+
+    return "certifi's bundle", certifi.where(), None
+
+
+class CertificatesUnreadable(OSError):
+    """The CA certificates to trust could not be read. An OSError, so that raised inside a
+    connection attempt it reaches the caller in httpx's ConnectError, where trouble() finds it."""
+
+    def __init__(self, source: str, path: str, cause: OSError) -> None:
+        import ssl
+
+        if isinstance(cause, ssl.SSLError):
+            reason = f"no PEM certificate read from it ({cause.reason or cause})"
+        else:
+            reason = cause.strerror or str(cause)
+        super().__init__(f"cannot read the CA certificates {source} names ({path}): {reason}")
+        self.message = str(self)
+        self.hint = (
+            "reinstall ragged: the certifi package's CA bundle is missing or damaged"
+            if source.startswith("certifi")
+            else f"point {source} at a PEM file of CA certificates (a folder of them, hashed "
+            "by `openssl rehash`, for SSL_CERT_DIR), or unset it"
+        )
+
+    @classmethod
+    def now(cls, cause: OSError) -> CertificatesUnreadable:
+        """For `cause`, raised while loading the anchors the environment names now."""
+        source, cafile, capath = anchors()
+        return cls(source, str(cafile or capath), cause)
+
+
+def client_context() -> Any:
+    """One TLS context for every Ollama client of the process (httpx builds one per client,
+    ~20 ms each, even for plain http); a new one when the environment names other anchors."""
+    return _context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _context_for(cert_file: str | None, cert_dir: str | None) -> Any:
+    """httpx's default context, but for when its trust anchors are read (`_trust_on_first_use`).
+
+    The rest is what `ssl.create_default_context` sets on this Python (the test that
+    compares the two keeps it so on later Pythons).
+    """
+    import ssl
+
+    context = _trust_on_first_use()(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    context.anchors = _anchors(cert_file, cert_dir)
+    if sys.version_info >= (3, 13):  # create_default_context's stricter chain checks
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:
+        context.keylog_filename = keylog
+    return context
+
+
+@functools.cache
+def _trust_on_first_use() -> type:
+    import ssl
+
+    class TrustOnFirstUse(ssl.SSLContext):
+        """A client context that reads its trust anchors at its first TLS connection.
+
+        Reading certifi's bundle (117 CAs) costs ~20 ms of CPU, holding the GIL, before a
+        cold command's first request; Ollama is mostly plain http on this machine or the
+        LAN, where no certificate is ever checked. httpx reaches the context only through
+        `wrap_socket` (a direct connection) and `wrap_bio` (TLS through an HTTPS proxy, and
+        anyio's streams), so both load the anchors first, whatever the URL or proxy. Until
+        they are loaded it trusts nothing: a failure to load fails closed.
+        """
+
+        anchors: tuple[str, str | None, str | None] = ("", None, None)
+        _trusted = False
+        _loading = threading.Lock()
+
+        def _trust(self) -> None:
+            if not self._trusted:
+                with self._loading:
+                    if not self._trusted:
+                        source, cafile, capath = self.anchors
+                        try:
+                            self.load_verify_locations(cafile=cafile, capath=capath)
+                        except OSError as exc:  # ssl.SSLError included: not PEM
+                            raise CertificatesUnreadable(
+                                source, str(cafile or capath), exc
+                            ) from exc
+                        self._trusted = True
+
+        def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+            self._trust()
+            return super().wrap_socket(*args, **kwargs)
+
+        def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+            self._trust()
+            return super().wrap_bio(*args, **kwargs)
+
+    return TrustOnFirstUse
+
+
+def trouble(
+    exc: BaseException, where: str, setting: str, server: str, waited: float | None = None
+) -> tuple[str, str] | None:
+    """(message, hint) when what failed behind `exc` is TLS with `where`, else None.
+
+    httpx and the clients above it report a failed handshake as a failed connection, and one
+    that got no answer as a connect timeout; ragged then said that `server` was not running,
+    or could not be reached. The cause is still in the exception's chain. `setting` is the
+    variable that holds the URL (OLLAMA_HOST, RAGGED_CHROMA_URL); `waited`, the connect timeout.
+    """
+    import ssl
+
+    plain_http = (
+        f"{server} itself serves plain HTTP: unless a TLS proxy stands in front of it, "
+        f"write http:// in {setting}"
+    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, CertificatesUnreadable):
+            return current.message, current.hint
+        if isinstance(current, ssl.SSLCertVerificationError):
+            message = f"cannot verify the TLS certificate of {where}: "
+            message += str(current.verify_message).rstrip(".")
+            if current.verify_code in NAME_MISMATCH:
+                hint = f"name the server in {setting} as its certificate does"
+            elif current.verify_code in OUT_OF_DATE:
+                hint = "renew the server's certificate, or set this machine's clock right"
+            else:
+                hint = (
+                    "if your own CA signed it, point SSL_CERT_FILE at that CA's certificate "
+                    "(or SSL_CERT_DIR at a folder of them)"
+                )
+            return message, hint
+        if isinstance(current, ssl.SSLError):
+            reason = current.reason or str(current).split("\n", 1)[0] or type(current).__name__
+            if reason in NOT_TLS:
+                return f"TLS with {where} failed ({reason})", plain_http
+            return (
+                f"TLS with {where} failed ({reason})",
+                f"check what terminates TLS in front of {server}: its log says why it ended "
+                "the handshake",
+            )
+        # CPython's words for a handshake the server never answered: a plain-HTTP server
+        # (Go's, Ollama's) waits for a request line that a TLS hello does not hold.
+        if isinstance(current, TimeoutError) and "handshake operation timed out" in str(current):
+            within = f" within {waited:g} s" if waited is not None else ""
+            return f"TLS with {where} failed (no answer to the handshake{within})", plain_http
+        current = current.__cause__ or current.__context__
+    return None
