@@ -103,6 +103,24 @@ def test_a_name_the_certificate_does_not_hold_is_named_with_its_own_fix(
     assert "name the server in OLLAMA_HOST as its certificate does" in result.stderr
 
 
+def test_an_expired_certificate_is_named_with_its_own_fix(
+    runner: CliRunner, tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = make_authority(tmp_path / "stale", expired=True)
+    server = OllamaStandIn(models=(f"{EMBED_MODEL}:latest",)).start(tls=stale.server_context())
+    url = server.url
+    try:
+        monkeypatch.setenv("OLLAMA_HOST", url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(stale.ca))
+        result = runner.invoke(app, ["ingest", str(docs)])
+    finally:
+        server.stop()
+    assert result.exit_code == 1
+    assert f"cannot verify the TLS certificate of {url}: certificate has expired" in result.stderr
+    assert "renew the server's certificate" in result.stderr
+    assert "SSL_CERT_FILE" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [(None, "No such file or directory"), (b"garbage\n", "no PEM certificate read from it")],

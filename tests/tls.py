@@ -30,8 +30,9 @@ class Authority:
         return context
 
 
-def make_authority(folder: Path) -> Authority:
-    """A CA and a server certificate for 127.0.0.1, valid for a day, as PEM files in `folder`."""
+def make_authority(folder: Path, *, expired: bool = False) -> Authority:
+    """A CA and a server certificate for 127.0.0.1, valid for a day (or, `expired`, a server
+    certificate that ran out yesterday), as PEM files in `folder`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -68,6 +69,8 @@ def make_authority(folder: Path) -> Authority:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
+    if expired:
+        valid = (now - datetime.timedelta(days=2), now - datetime.timedelta(days=1))
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
