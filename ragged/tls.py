@@ -167,13 +167,12 @@ def trouble(
             elif current.verify_code in OUT_OF_DATE:
                 hint = "renew the server's certificate, or set this machine's clock right"
             else:
-                hint = (
-                    "if your own CA signed it, point SSL_CERT_FILE at that CA's certificate "
-                    "(or SSL_CERT_DIR at a folder of them)"
-                )
+                hint = _untrusted_hint()
             return message, hint
         if isinstance(current, ssl.SSLError):
             reason = current.reason or str(current).split("\n", 1)[0] or type(current).__name__
+            if reason == "UNEXPECTED_EOF_WHILE_READING":
+                reason = f"it closed the connection during the handshake: {reason}"
             if reason in NOT_TLS:
                 return f"TLS with {where} failed ({reason})", plain_http
             return (
@@ -188,3 +187,16 @@ def trouble(
             return f"TLS with {where} failed (no answer to the handshake{within})", plain_http
         current = current.__cause__ or current.__context__
     return None
+
+
+def _untrusted_hint() -> str:
+    """What to do about a certificate no trusted CA signed, by where the anchors came from."""
+    source, cafile, capath = anchors()
+    if source == "SSL_CERT_FILE":
+        return f"the CA that signed it is not in {cafile} (SSL_CERT_FILE): add its certificate"
+    if source == "SSL_CERT_DIR":
+        return (
+            f"the CA that signed it is not in {capath} (SSL_CERT_DIR) under a hashed name: "
+            f"put its certificate there and run `openssl rehash {capath}`"
+        )
+    return "if your own CA signed it, point SSL_CERT_FILE at that CA's certificate"

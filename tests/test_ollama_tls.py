@@ -103,6 +103,24 @@ def test_a_name_the_certificate_does_not_hold_is_named_with_its_own_fix(
     assert "name the server in OLLAMA_HOST as its certificate does" in result.stderr
 
 
+def test_a_certificate_another_ca_signed_says_the_named_file_lacks_that_ca(
+    runner: CliRunner,
+    ollama_tls: OllamaStandIn,
+    tmp_path: Path,
+    docs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SSL_CERT_FILE is set, to another CA: telling the user to set it helps nobody (review)."""
+    other = make_authority(tmp_path / "other")
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.ca))
+    result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1
+    assert f"cannot verify the TLS certificate of {ollama_tls.url}: unable to get local" in (
+        result.stderr
+    )
+    assert f"the CA that signed it is not in {other.ca} (SSL_CERT_FILE)" in result.stderr
+
+
 def test_an_expired_certificate_is_named_with_its_own_fix(
     runner: CliRunner, tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
