@@ -160,7 +160,9 @@ def trouble(
         if isinstance(current, CertificatesUnreadable):
             return current.message, current.hint
         if isinstance(current, ssl.SSLCertVerificationError):
-            message = f"cannot verify the TLS certificate of {where}: "
+            proxy = _tls_proxy_for(where)
+            of = f"{where}, or of the proxy {proxy} on the way" if proxy else where
+            message = f"cannot verify the TLS certificate of {of}: "
             message += str(current.verify_message).rstrip(".")
             if current.verify_code in NAME_MISMATCH:
                 hint = f"name the server in {setting} as its certificate does"
@@ -200,3 +202,23 @@ def _untrusted_hint() -> str:
             f"put its certificate there and run `openssl rehash {capath}`"
         )
     return "if your own CA signed it, point SSL_CERT_FILE at that CA's certificate"
+
+
+def _tls_proxy_for(where: str) -> str | None:
+    """The https:// proxy the environment routes `where` through (http_proxy, https_proxy,
+    all_proxy, no_proxy, as httpx reads them), if any: TLS with it can be what failed, and a
+    certificate "of http://..." named nothing the user could find."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or not proxy.lower().startswith("https://"):
+        return None
+    # no_proxy as the environment gives it, as httpx reads it (urllib.request's own
+    # proxy_bypass would also ask macOS's and Windows's settings); not in typeshed.
+    bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
+    if bypass(parts.netloc, proxies):
+        return None
+    return proxy

@@ -121,6 +121,28 @@ def test_a_certificate_another_ca_signed_says_the_named_file_lacks_that_ca(
     assert f"the CA that signed it is not in {other.ca} (SSL_CERT_FILE)" in result.stderr
 
 
+def test_an_https_proxy_whose_certificate_fails_is_named_with_the_server(
+    runner: CliRunner, ollama_tls: OllamaStandIn, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS to the proxy itself (http_proxy=https://...) failed, and the line named the
+    certificate "of http://gpu-box...", which has none (review). The stand-in over TLS
+    stands for the proxy: the handshake with it fails before anything is proxied."""
+    monkeypatch.setenv("OLLAMA_HOST", "http://gpu-box.invalid:11434")
+    monkeypatch.setenv("http_proxy", ollama_tls.url)
+    result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1
+    assert (
+        "cannot verify the TLS certificate of http://gpu-box.invalid:11434, or of the proxy "
+        f"{ollama_tls.url} on the way: unable to get local issuer certificate" in result.stderr
+    )
+    # An https:// server the proxy is bypassed for: its own certificate, no proxy named.
+    monkeypatch.setenv("OLLAMA_HOST", ollama_tls.url)
+    monkeypatch.setenv("https_proxy", "https://127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    bypassed = runner.invoke(app, ["ingest", str(docs)])
+    assert f"cannot verify the TLS certificate of {ollama_tls.url}: unable" in bypassed.stderr
+
+
 def test_an_expired_certificate_is_named_with_its_own_fix(
     runner: CliRunner, tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
