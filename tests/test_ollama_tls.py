@@ -8,9 +8,7 @@ with an internal CA would. Found on 0.2: a certificate ragged did not trust was 
 from __future__ import annotations
 
 import json
-import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from ragged import llm, tls
 from ragged.cli import app
 from tests.conftest import CHAT_MODEL, EMBED_MODEL
 from tests.ollama_standin import OllamaStandIn
-from tests.tls import Authority, make_authority, silent_server
+from tests.tls import Authority, make_authority, raw_server
 
 
 @pytest.fixture
@@ -208,29 +206,10 @@ def test_ollamas_version_names_tls_and_a_server_down_as_every_call_does(
 
 @pytest.fixture
 def plain_http_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A plain-HTTP server that answers a TLS hello with "400 Bad Request" at once, as Go's
-    net/http (Ollama's) does when the hello happens to hold a newline; OLLAMA_HOST names it
-    with https://."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
-
-    threading.Thread(target=serve, daemon=True).start()
-    url = f"https://127.0.0.1:{listener.getsockname()[1]}"
-    monkeypatch.setenv("OLLAMA_HOST", url)
-    try:
-        yield url
-    finally:
-        stop.set()
-        listener.close()
+    """OLLAMA_HOST with https:// at a plain-HTTP server that answers the hello at once."""
+    with raw_server(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n") as host:
+        monkeypatch.setenv("OLLAMA_HOST", f"https://{host}")
+        yield f"https://{host}"
 
 
 def test_https_to_a_plain_http_server_says_to_write_http(
@@ -245,7 +224,7 @@ def test_https_to_a_plain_http_server_says_to_write_http(
 
 @pytest.fixture
 def silent_listener() -> Iterator[str]:
-    with silent_server() as host:
+    with raw_server() as host:
         yield host
 
 

@@ -32,7 +32,7 @@ from ragged.store import http_options, open_store
 from tests.chroma_server import ChromaServer, free_port
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
-from tests.tls import silent_server
+from tests.tls import raw_server
 
 RAGGED = [sys.executable, "-m", "ragged"]
 TOKEN = "s3cret-token"
@@ -299,7 +299,7 @@ def test_a_tls_hello_that_gets_no_answer_is_named_not_an_unreachable_server(
 ) -> None:
     """https:// at a server that accepts and never answers the hello (Chroma's own port
     serves plain HTTP): the connection was made, so "cannot reach" and a firewall were wrong."""
-    with silent_server() as host:
+    with raw_server() as host:
         url = f"https://{host}"
         monkeypatch.setenv("RAGGED_CHROMA_URL", url)
         monkeypatch.setenv("RAGGED_CHROMA_TIMEOUT", "1")

@@ -104,19 +104,25 @@ def make_authority(folder: Path, *, expired: bool = False) -> Authority:
 
 
 @contextmanager
-def silent_server() -> Iterator[str]:
-    """A server that accepts connections and never writes: a plain-HTTP server (Go's, which
-    Ollama's is) given a TLS hello with no newline in it, so its request line never ends.
-    Yields `127.0.0.1:PORT`."""
+def raw_server(reply: bytes | None = None) -> Iterator[str]:
+    """A TCP server that speaks no TLS; yields `127.0.0.1:PORT`. With `reply`, it writes that
+    at once to each connection and closes it (Go's net/http, Ollama's, answering a TLS hello
+    that happens to hold a newline with "400 Bad Request"); without, it accepts and never
+    writes (the same server given a hello with no newline: its request line never ends)."""
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
 
     def serve() -> None:
         while True:
             try:
-                held.append(listener.accept()[0])
+                conn = listener.accept()[0]
             except OSError:
                 return
+            if reply is None:
+                held.append(conn)
+                continue
+            with conn:
+                conn.sendall(reply)
 
     threading.Thread(target=serve, daemon=True).start()
     try:
