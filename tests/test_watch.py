@@ -23,8 +23,9 @@ from ragged.cli import app
 from ragged.config import load_settings
 from ragged.index import open_index
 from ragged.ingest import ingest
-from ragged.llm import connect
-from ragged.store import open_store
+from ragged.llm import NOT_RUNNING_HINT, connect
+from ragged.store import SERVER_DOWN_HINT, open_store
+from tests.chroma_server import ChromaServer
 from tests.ollama_standin import OllamaStandIn
 from tests.test_data_dir import SECRET, files_holding, secret_docs
 
@@ -42,11 +43,13 @@ class Watcher:
         *folders: Path,
         args: tuple[str, ...] = (),
         nohup: bool = False,
+        as_json: bool = True,
     ) -> None:
         env = {**os.environ, "RAGGED_HOME": str(home), "OLLAMA_HOST": host}
         env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT then prints every thread's stack (interrupt)
+        json_flag = ["--json"] if as_json else []
         self.proc = subprocess.Popen(
-            [*RAGGED, "watch", *map(str, folders), "--json", "--debounce", "150", *args],
+            [*RAGGED, "watch", *map(str, folders), *json_flag, "--debounce", "150", *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -81,6 +84,17 @@ class Watcher:
             pytest.fail(f"no batch within {timeout} s; stderr: {''.join(self.stderr)}")
         self.seen.append(got)
         return got
+
+    def line(self, holding: str, seen: int = 0) -> int:
+        """Where the first stderr line from `seen` on that holds `holding` is; without --json,
+        each batch prints its lines there."""
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            for i in range(seen, len(self.stderr)):
+                if holding in self.stderr[i]:
+                    return i
+            time.sleep(0.1)
+        pytest.fail(f"no line with {holding!r} in {TIMEOUT} s; stderr: {''.join(self.stderr)}")
 
     def wait_until(
         self, condition: Callable[[], bool], what: str, batch: bool = True
@@ -318,6 +332,71 @@ def test_ollama_going_away_leaves_text_pending_then_embedded_when_it_returns(
         assert watcher.interrupt()[0] == 130
     finally:
         ollama.stop()
+
+
+@pytest.mark.server
+def test_a_watch_that_cannot_embed_or_store_says_what_to_do(
+    tmp_path: Path, env: Path, watchers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry line comes with the hint `ingest` gives for the same fault: Ollama gone, then
+    the Chroma server gone, each fixed while the watch runs."""
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    ollama = OllamaStandIn().start()
+    server = ChromaServer(tmp_path / "chroma").start()
+    monkeypatch.setenv("RAGGED_CHROMA_URL", server.url)
+    try:
+        port = int(ollama.host.rsplit(":", 1)[1])
+        watcher: Watcher = watchers(env, ollama.host, notes, as_json=False)
+        seen = watcher.line("synced 3 files") + 1
+        ollama.stop()
+        (notes / "outage.md").write_text("# Outage\n\nWombats produce cube-shaped droppings.\n")
+        seen = watcher.line("stored as text and await", seen) + 1
+        hint = watcher.stderr[watcher.line("hint:", seen)]
+        assert watcher.stderr[seen] == hint and hint.rstrip().endswith(f"hint: {NOT_RUNNING_HINT}")
+        ollama.start(port)
+        server.stop()
+        (notes / "later.md").write_text("# Later\n\nQuokkas are marsupials.\n")
+        seen = watcher.line("could not apply changes", seen) + 1
+        hint = watcher.stderr[watcher.line("hint:", seen)]
+        assert watcher.stderr[seen] == hint and hint.rstrip().endswith(
+            f"hint: {SERVER_DOWN_HINT}"
+        ), hint
+        server.start()
+        # Both faults mended: everything stored and embedded, as a fresh ingest would be.
+        deadline = time.monotonic() + TIMEOUT
+        while len(snapshot(env)[0]) != 5 or snapshot(env)[3]:
+            assert time.monotonic() < deadline, "".join(watcher.stderr)
+            time.sleep(0.2)
+        _, in_catalog, in_store, _ = snapshot(env)
+        assert in_catalog == in_store
+        assert watcher.interrupt()[0] == 130
+    finally:
+        ollama.stop()
+        server.stop()
+
+
+@pytest.mark.server
+def test_a_retry_in_json_carries_the_hint(
+    tmp_path: Path, env: Path, watchers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    ollama = OllamaStandIn().start()
+    server = ChromaServer(tmp_path / "chroma").start()
+    monkeypatch.setenv("RAGGED_CHROMA_URL", server.url)
+    try:
+        watcher: Watcher = watchers(env, ollama.host, notes)
+        assert watcher.batch()["hint"] is None
+        server.stop()
+        (notes / "later.md").write_text("# Later\n\nQuokkas are marsupials.\n")
+        failed = watcher.batch()
+        assert failed["error"] and failed["retry_in"] > 0
+        assert failed["hint"] == SERVER_DOWN_HINT, failed
+        assert watcher.interrupt()[0] == 130
+    finally:
+        ollama.stop()
+        server.stop()
 
 
 def test_one_line_per_applied_batch_without_json(

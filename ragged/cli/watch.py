@@ -86,6 +86,7 @@ def watch(
                 live.update(f"applying {events} changes" if events else "syncing")
 
         status = "starting"
+        told: list[str | None] = [None]  # the fault whose hint was printed last
 
         def on_purge(starting: bool) -> None:
             if live is not None:
@@ -97,7 +98,10 @@ def watch(
                 sys.stdout.write(json.dumps(batch_data(batch), ensure_ascii=False) + "\n")
                 sys.stdout.flush()
             elif batch.changed or batch.error or batch.report.embed_error or batch.report.held_back:
-                err.print(batch_line(batch))
+                # The hint once per fault: a retry every few seconds repeats only the line.
+                fault = batch_fault(batch)
+                err.print(batch_line(batch, with_hint=fault != told[0]))
+                told[0] = fault
             if batch.report.unblanked and not json_out:
                 render.notice(batch.report.unblanked)
             if live is not None:
@@ -131,16 +135,30 @@ def watch(
                     live.stop()
 
 
-def batch_line(batch: Batch) -> str:
-    """One line for an applied batch: when, what changed, what is left to do."""
+def batch_fault(batch: Batch) -> str | None:
+    """What kept a batch from being applied or embedded, if anything."""
+    return batch.error.message if batch.error is not None else batch.report.embed_error
+
+
+def batch_hint(batch: Batch) -> str | None:
+    """What to do about the batch's fault: the hint `ingest` gives for the same one."""
+    return batch.error.hint if batch.error is not None else batch.report.embed_hint
+
+
+def batch_line(batch: Batch, with_hint: bool = True) -> str:
+    """One line for an applied batch: when, what changed, what is left to do; with_hint, a
+    second line saying how to mend the fault that stopped it, if one did."""
     from ragged import render
 
     r = batch.report
     stamp = time.strftime("%H:%M:%S")
+    hint = batch_hint(batch) if with_hint else None
+    hint_line = f"\n{stamp} [dim]hint:[/] {render.escape(hint)}" if hint else ""
     if batch.error is not None:
         again = f"; trying again in {batch.retry_in:.0f} s" if batch.retry_in else ""
         return (
             f"{stamp} [red]could not apply changes:[/] {render.escape(batch.error.message)}{again}"
+            + hint_line
         )
     parts = [
         f"{n} {what}"
@@ -160,9 +178,11 @@ def batch_line(batch: Batch) -> str:
     line = f"{stamp} " + (", ".join(parts) or "no changes") + f" ({r.seconds:.1f} s)"
     if r.embed_error:
         again = f"; trying again in {batch.retry_in:.0f} s" if batch.retry_in else ""
+        chunks = "1 chunk is" if r.pending == 1 else f"{r.pending} chunks are"
+        awaits = "awaits" if r.pending == 1 else "await"
         line += (
-            f"\n{stamp} [yellow]{render.escape(r.embed_error)}:[/] {r.pending} chunks are "
-            f"stored as text and await embeddings{again}"
+            f"\n{stamp} [yellow]{render.escape(r.embed_error)}:[/] {chunks} "
+            f"stored as text and {awaits} embeddings{again}" + hint_line
         )
     for held in r.held_back:
         line += (
@@ -182,5 +202,6 @@ def batch_data(batch: Batch) -> dict[str, Any]:
         events=batch.events,
         retry_in=batch.retry_in,
         error=batch.error.message if batch.error else None,
+        hint=batch_hint(batch),
     )
     return data
