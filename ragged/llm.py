@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
 from ragged.models import PLAIN, embedding_format, full_name
+from ragged.tls import plain_http_refused
 from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
@@ -206,12 +207,17 @@ class LLM:
                     raise ModelMissing(model, self.host) from exc
                 if exc.status_code == 400 and TOO_LONG_MESSAGE in str(exc.error):
                     raise InputTooLong(f"{model}: {exc.error}") from exc
+                refused = plain_http_refused(
+                    exc.status_code, str(exc.error), self.host, "OLLAMA_HOST"
+                )
+                if refused is not None:
+                    raise OllamaUnavailable(*refused) from exc
                 if exc.status_code in RETRY_STATUSES and self._pause(attempt, deadline):
                     attempt += 1
                     continue
                 status = f" (HTTP {exc.status_code})" if exc.status_code > 0 else ""
                 raise OllamaFailed(
-                    f"Ollama at {self.host} failed: {exc.error}{status}",
+                    f"Ollama at {self.host} failed: {_reply_text(str(exc.error))}{status}",
                     hint="see the Ollama server log (`ollama serve` output) for the cause",
                 ) from exc
             except httpx.ConnectTimeout as exc:
@@ -475,6 +481,17 @@ class LLM:
 def _seconds(value: float) -> str:
     """e.g. 0.53 -> '0.5', 12.4 -> '12', 300.2 -> '300'."""
     return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def _reply_text(text: str) -> str:
+    """An error reply's text for one line: a web page (a proxy's, in Ollama's place) by its
+    title, and any text with its line breaks and runs of spaces collapsed."""
+    import re
+
+    if text.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        text = title.group(1) if title else re.sub(r"<[^>]*>", " ", text)
+    return " ".join(text.split())
 
 
 def _short(exc: BaseException) -> str:

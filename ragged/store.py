@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ragged.errors import EmbeddingMismatch, StoreError
-from ragged.tls import CertificatesUnreadable
+from ragged.tls import CertificatesUnreadable, plain_http_refused
 from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
+    import httpx
+
     from ragged.config import Settings
 
 # Chroma phones home unless told not to; a local-first tool must not. The variable covers
@@ -784,6 +786,16 @@ def _unpack(document: str | None, metadata: Any) -> tuple[str, dict[str, Any]]:
     return str(text if text is not None else document or ""), meta
 
 
+def _body(response: httpx.Response) -> str:
+    """A reply's text, or "" if it was streamed and never read."""
+    import httpx
+
+    try:
+        return str(response.text)
+    except httpx.ResponseNotRead:
+        return ""
+
+
 def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreError:
     """Turn whatever chromadb or httpx raised into one StoreError that says what to do.
 
@@ -811,6 +823,8 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
         if status in (401, 403):
             refused = True
             text = f"HTTP {status} {exc.response.reason_phrase}"
+        elif tls := plain_http_refused(status, _body(exc.response), where, "RAGGED_CHROMA_URL"):
+            return StoreError(prefix + tls[0], tls[1])
         else:
             return StoreError(
                 f"{prefix}{where} answered HTTP {status} {exc.response.reason_phrase} "

@@ -3,6 +3,7 @@
 client_context(): the one client context the process's Ollama clients share, as httpx would
 make it, but whose trust anchors are read at its first TLS connection. trouble(): one line for
 a TLS failure that httpx and the clients above it report as a failed or timed-out connection.
+plain_http_refused(): one line for the reverse, http:// at a server that speaks only TLS.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ NOT_TLS = {
     "PACKET_LENGTH_TOO_LONG",
     "UNKNOWN_PROTOCOL",
 }
+
+# How TLS servers refuse a plain-HTTP request, with HTTP 400 (lower case, spaces collapsed):
+# Go's net/http (Caddy, Traefik), nginx, Apache httpd.
+PLAIN_HTTP_REFUSALS = (
+    "client sent an http request to an https server",
+    "the plain http request was sent to https port",
+    "speaking plain http to an ssl-enabled server port",
+)
 
 
 def anchors() -> tuple[str, str | None, str | None]:
@@ -222,3 +231,17 @@ def _tls_proxy_for(where: str) -> str | None:
     if bypass(parts.netloc, proxies):
         return None
     return proxy
+
+
+def plain_http_refused(status: int, body: str, where: str, setting: str) -> tuple[str, str] | None:
+    """(message, hint) if a reply is a TLS server refusing a plain-HTTP request, else None.
+
+    http:// at the TLS proxy in front of a server gets a 400 and a page of the proxy's: shown
+    as the server's own error, it sent people to the server's log."""
+    text = " ".join(body.split()).lower()
+    if status != 400 or not any(words in text for words in PLAIN_HTTP_REFUSALS):
+        return None
+    return (
+        f"{where} speaks HTTPS: it refused a plain-HTTP request (HTTP 400)",
+        f"write https:// in {setting}",
+    )

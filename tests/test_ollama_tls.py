@@ -222,6 +222,64 @@ def test_https_to_a_plain_http_server_says_to_write_http(
     assert "isn't running" not in result.stderr and "Traceback" not in result.output
 
 
+# What TLS servers answer a plain-HTTP request with: Go's net/http (Caddy, Traefik), nginx
+# and Apache. Ollama has no TLS of its own: https:// means one of these in front of it.
+PLAIN_HTTP_REFUSED = {
+    "go": b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+    "nginx": b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Type: text/html\r\n"
+    b"Connection: close\r\n\r\n<html>\r\n<head><title>400 The plain HTTP request was sent "
+    b"to HTTPS port</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
+    b"<center>The plain HTTP request was sent to HTTPS port</center>\r\n<hr><center>nginx"
+    b"</center>\r\n</body>\r\n</html>\r\n",
+    "apache": b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nConnection: close\r\n"
+    b'\r\n<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>400 Bad '
+    b"Request</title>\n</head><body>\n<h1>Bad Request</h1>\n<p>Your browser sent a request "
+    b"that this server could not understand.<br />\nReason: You're speaking plain HTTP to an "
+    b"SSL-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please."
+    b"<br />\n</p>\n</body></html>\n",
+}
+
+
+@pytest.mark.parametrize("server", sorted(PLAIN_HTTP_REFUSED))
+def test_http_to_a_tls_port_says_to_write_https(
+    server: str, runner: CliRunner, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http:// at the TLS proxy in front of Ollama: 0.2 printed the proxy's page, HTML and
+    carriage returns included, as "Ollama failed" and sent the user to Ollama's log."""
+    with raw_server(PLAIN_HTTP_REFUSED[server]) as host:
+        monkeypatch.setenv("OLLAMA_HOST", f"http://{host}")
+        result = runner.invoke(app, ["ingest", str(docs)])
+        doctor = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 1
+    assert (
+        f"http://{host} speaks HTTPS: it refused a plain-HTTP request (HTTP 400)" in result.stderr
+    )
+    assert "write https:// in OLLAMA_HOST" in result.stderr
+    assert "await embeddings" in result.stderr
+    for noise in ("<", "\\x0d", "server log", "Traceback"):
+        assert noise not in result.output, noise
+    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "ollama")
+    assert check["status"] == "fail" and "speaks HTTPS" in check["detail"]
+    assert "write https://" in check["fix"]
+
+
+def test_a_web_page_in_an_error_is_reported_by_its_title(
+    runner: CliRunner, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy's error page in place of Ollama's JSON error: its title, on one line."""
+    page = (
+        b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n"
+        b"<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 "
+        b"Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    with raw_server(page) as host:
+        monkeypatch.setenv("OLLAMA_HOST", f"http://{host}")
+        result = runner.invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 1
+    assert f"Ollama at http://{host} failed: 403 Forbidden (HTTP 403)" in result.stderr
+    assert "<" not in result.output and "\\x0d" not in result.output
+
+
 @pytest.fixture
 def silent_listener() -> Iterator[str]:
     with raw_server() as host:

@@ -310,6 +310,23 @@ def test_a_tls_hello_that_gets_no_answer_is_named_not_an_unreachable_server(
     assert "cannot reach" not in result.stderr and "Traceback" not in result.output
 
 
+def test_http_to_a_tls_port_is_named_with_https_as_the_fix(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http:// at a TLS proxy in front of the server (Caddy, Traefik: Go's own reply); 0.2
+    asked whether it was a Chroma 1.x server."""
+    reply = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+    with raw_server(reply) as host:
+        monkeypatch.setenv("RAGGED_CHROMA_URL", f"http://{host}")
+        result = run(runner, "collections", ok=False)
+    assert result.exit_code == 1
+    assert f"http://{host} speaks HTTPS: it refused a plain-HTTP request (HTTP 400)" in (
+        result.stderr
+    )
+    assert "write https:// in RAGGED_CHROMA_URL" in result.stderr
+    assert "Chroma 1.x" not in result.stderr and "Traceback" not in result.output
+
+
 def test_an_ssl_cert_file_that_does_not_exist_is_named_not_a_traceback(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

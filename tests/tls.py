@@ -7,6 +7,7 @@ a certificate their own CA signed, which no public bundle (certifi's) trusts. Ma
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import socket
@@ -112,6 +113,19 @@ def raw_server(reply: bytes | None = None) -> Iterator[str]:
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
 
+    def answer(conn: socket.socket, reply: bytes) -> None:
+        # As a real server does: read what came first, answer, then read to the end before
+        # closing. Closed with the client's bytes unread, the kernel resets the connection
+        # and the client sees "reset by peer" instead of the reply.
+        with conn:
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                conn.recv(65536)
+                conn.sendall(reply)
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(65536):
+                    pass
+
     def serve() -> None:
         while True:
             try:
@@ -121,8 +135,7 @@ def raw_server(reply: bytes | None = None) -> Iterator[str]:
             if reply is None:
                 held.append(conn)
                 continue
-            with conn:
-                conn.sendall(reply)
+            threading.Thread(target=answer, args=(conn, reply), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     try:
