@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
 from ragged.models import PLAIN, embedding_format, full_name
-from ragged.tls import plain_http_refused
+from ragged.tls import direct_mounts, plain_http_refused, this_machine, unreachable_proxy
 from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
@@ -133,9 +133,17 @@ class LLM:
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
                 verify=_tls(),
                 event_hooks={"response": [_decode_with_orjson]},
+                mounts=direct_mounts(self.host),
             )
             self._local.client = client
         return client
+
+    def _proxy_trouble(self, waited: float | None = None) -> tuple[str, str] | None:
+        """(message, hint) if a failed connection was to the proxy on the way to Ollama;
+        Ollama on this machine is always reached directly (`direct_mounts`)."""
+        if this_machine(self.host):
+            return None
+        return unreachable_proxy(self.host, "Ollama", waited)
 
     def _limit(self, seconds: float) -> None:
         """Let this thread's next request wait at most `seconds` (connect and each read)."""
@@ -199,6 +207,9 @@ class LLM:
                 tls = tls_trouble(exc, self.host, "OLLAMA_HOST", "Ollama")
                 if tls is not None:
                     raise OllamaUnavailable(*tls) from exc
+                proxy = self._proxy_trouble()
+                if proxy is not None:
+                    raise OllamaUnavailable(*proxy) from exc
                 raise OllamaUnavailable(
                     f"Ollama isn't running at {self.host}", hint=NOT_RUNNING_HINT
                 ) from exc
@@ -225,6 +236,9 @@ class LLM:
                 tls = tls_trouble(exc, self.host, "OLLAMA_HOST", "Ollama", self.connect_timeout)
                 if tls is not None:
                     raise OllamaUnavailable(*tls) from exc
+                proxy = self._proxy_trouble(self.connect_timeout)
+                if proxy is not None:
+                    raise OllamaUnavailable(*proxy) from exc
                 raise OllamaUnavailable(
                     f"cannot reach Ollama at {self.host} "
                     f"(no connection within {self.connect_timeout:g} s)",

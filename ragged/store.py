@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ragged.errors import EmbeddingMismatch, StoreError
-from ragged.tls import CertificatesUnreadable, plain_http_refused
+from ragged.tls import CertificatesUnreadable, plain_http_refused, unreachable_proxy
 from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
@@ -837,6 +837,10 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
         tls = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "Chroma", connect_timeout)
         if tls is not None:
             return StoreError(prefix + tls[0], tls[1])
+        # chromadb's client follows the environment's proxies, this machine included.
+        proxy = unreachable_proxy(where, "the Chroma server", connect_timeout)
+        if proxy is not None:
+            return StoreError(prefix + proxy[0], proxy[1])
         return StoreError(
             f"{prefix}cannot reach the Chroma server at {where} "
             f"(no connection within {connect_timeout:g} s)",
@@ -853,6 +857,9 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
         tls = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "Chroma")
         if tls is not None:
             return StoreError(prefix + tls[0], tls[1])
+        proxy = unreachable_proxy(where, "the Chroma server")
+        if proxy is not None:
+            return StoreError(prefix + proxy[0], proxy[1])
         return StoreError(f"{prefix}the Chroma server at {where} is not running", SERVER_DOWN_HINT)
     if isinstance(exc, httpx.TransportError):
         # Reset, "Server disconnected without sending a response": it went away mid-request.

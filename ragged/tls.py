@@ -1,9 +1,11 @@
-"""TLS for ragged's HTTP clients (Ollama's, and the Chroma server's heartbeat).
+"""TLS and proxies for ragged's HTTP clients (Ollama's, and the Chroma server's heartbeat).
 
 client_context(): the one client context the process's Ollama clients share, as httpx would
 make it, but whose trust anchors are read at its first TLS connection. trouble(): one line for
 a TLS failure that httpx and the clients above it report as a failed or timed-out connection.
 plain_http_refused(): one line for the reverse, http:// at a server that speaks only TLS.
+direct_mounts() keeps Ollama on this machine clear of proxies; unreachable_proxy() names the
+proxy the environment sends a request through when that proxy is what could not be reached.
 """
 
 from __future__ import annotations
@@ -214,23 +216,80 @@ def _untrusted_hint() -> str:
 
 
 def _tls_proxy_for(where: str) -> str | None:
-    """The https:// proxy the environment routes `where` through (http_proxy, https_proxy,
-    all_proxy, no_proxy, as httpx reads them), if any: TLS with it can be what failed, and a
-    certificate "of http://..." named nothing the user could find."""
+    """The https:// proxy the environment routes `where` through, if any: TLS with it can be
+    what failed, and a certificate "of http://..." named nothing the user could find."""
+    found = proxy_for(where)
+    return found[0] if found and found[0].lower().startswith("https://") else None
+
+
+def proxy_for(where: str) -> tuple[str, str] | None:
+    """(proxy URL, the variable that names it) the environment routes `where` through, read
+    as httpx reads it (http_proxy, https_proxy, all_proxy, no_proxy; lower case first)."""
     import urllib.request
     from urllib.parse import urlsplit
 
     parts = urlsplit(where)
     proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy or not proxy.lower().startswith("https://"):
+    scheme = next((s for s in (parts.scheme, "all") if proxies.get(s)), None)
+    if scheme is None:
         return None
     # no_proxy as the environment gives it, as httpx reads it (urllib.request's own
     # proxy_bypass would also ask macOS's and Windows's settings); not in typeshed.
     bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
     if bypass(parts.netloc, proxies):
         return None
-    return proxy
+    names = (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")
+    return proxies[scheme], next((n for n in names if os.environ.get(n)), names[0])
+
+
+def this_machine(where: str) -> bool:
+    """Whether a URL names this machine: localhost, a loopback address, or 0.0.0.0."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(where).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def direct_mounts(where: str) -> dict[str, None]:
+    """httpx `mounts` that send requests to `where` past any proxy when it is this machine.
+
+    A proxy cannot reach this machine's loopback, yet httpx sends 127.0.0.1 through
+    http_proxy unless no_proxy lists it: with a company proxy in the environment, down or
+    reachable only on its VPN, an Ollama running here read as "Ollama isn't running". Go's
+    clients, Ollama's own among them, never proxy a loopback address."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(where).hostname
+    if not host or not this_machine(where):
+        return {}
+    return {f"all://[{host}]" if ":" in host else f"all://{host}": None}
+
+
+def unreachable_proxy(
+    where: str, server: str, waited: float | None = None
+) -> tuple[str, str] | None:
+    """(message, hint) when a request to `where` went through a proxy, which is then what a
+    failed or timed-out connection failed to reach; else None. `server` names what is at
+    `where` ("Ollama", "the Chroma server")."""
+    from urllib.parse import urlsplit
+
+    found = proxy_for(where)
+    if found is None:
+        return None
+    proxy, variable = found
+    within = f" (no connection within {waited:g} s)" if waited is not None else ""
+    return (
+        f"cannot reach the proxy {proxy} ({variable}) on the way to {server} at {where}{within}",
+        f"start the proxy or correct {variable}; if {server} can be reached without it, add "
+        f"{urlsplit(where).hostname} to no_proxy",
+    )
 
 
 def plain_http_refused(status: int, body: str, where: str, setting: str) -> tuple[str, str] | None:
