@@ -397,6 +397,16 @@ def _check_url(name: str, url: str, fail: Any) -> None:
         raise fail(name, rule, url) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
         raise fail(name, rule, url)
+    if parts.username is not None or parts.password is not None:
+        # chromadb sends neither, and every error about the server would print them.
+        from ragged.tls import without_password
+
+        raise fail(
+            name,
+            "a URL without a user or password (chromadb does not send them; "
+            "RAGGED_CHROMA_TOKEN holds a token for the server)",
+            without_password(url),
+        )
 
 
 def describe(settings: Settings) -> list[tuple[str, Any, str, str]]:

@@ -239,7 +239,19 @@ def proxy_for(where: str) -> tuple[str, str] | None:
     if bypass(parts.netloc, proxies):
         return None
     names = (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")
-    return proxies[scheme], next((n for n in names if os.environ.get(n)), names[0])
+    return without_password(proxies[scheme]), next(
+        (n for n in names if os.environ.get(n)), names[0]
+    )
+
+
+def without_password(url: str) -> str:
+    """`url` with the password of its user part, if any, as *** (http://user:***@host:3128):
+    the proxy is named on stderr, which terminals show and logs keep."""
+    scheme, sep, rest = url.rpartition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def this_machine(where: str) -> bool:

@@ -70,6 +70,26 @@ def test_a_proxy_that_is_down_is_named_not_ollama(
     assert "proxy" not in direct.stderr
 
 
+def test_a_proxys_password_is_never_printed(
+    runner: CliRunner, proxy_down: str, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy URL may carry a user and password (http://user:pass@host:port): naming the
+    proxy must not put the password on the terminal, or in a log that collects stderr."""
+    with_password = proxy_down.replace("http://", "http://alice:s3cret-Pa55@")
+    monkeypatch.setenv("OLLAMA_HOST", "http://gpu-box.invalid:11434")
+    monkeypatch.setenv("http_proxy", with_password)
+    result = runner.invoke(app, ["ingest", str(docs), "--json"])
+    assert result.exit_code == 1
+    shown = proxy_down.replace("http://", "http://alice:***@")
+    assert f"cannot reach the proxy {shown} (http_proxy)" in result.stderr
+    assert "s3cret" not in result.output
+
+    monkeypatch.setenv("RAGGED_CHROMA_URL", "http://chroma.invalid:8000")
+    listed = runner.invoke(app, ["collections"])
+    assert f"cannot reach the proxy {shown} (http_proxy)" in listed.stderr
+    assert "s3cret" not in listed.output
+
+
 def test_a_chroma_server_behind_a_proxy_that_is_down_names_the_proxy(
     runner: CliRunner, proxy_down: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,3 +105,17 @@ def test_a_chroma_server_behind_a_proxy_that_is_down_names_the_proxy(
         "http://chroma.invalid:8000" in result.stderr
     )
     assert "no_proxy" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_chroma_url_with_a_password_is_refused_without_printing_it(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chromadb sends no user or password from the URL (ragged sends RAGGED_CHROMA_TOKEN), yet
+    every error about the server printed the URL whole, password included."""
+    monkeypatch.setenv("RAGGED_CHROMA_URL", "http://alice:s3cret-Pa55@127.0.0.1:9")
+    for command in (["collections"], ["config"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, result.output
+        assert "chroma_url must be a URL without a user or password" in result.stderr
+        assert "RAGGED_CHROMA_TOKEN" in result.stderr
+        assert "s3cret" not in result.output and "http://alice:***@127.0.0.1:9" in result.stderr
