@@ -204,7 +204,9 @@ class LLM:
                 # The client says "failed to connect" for a refused connection and for a
                 # failed TLS handshake alike; what failed is in the exception's context.
                 # (httpx's own error: `version` asks over the client's httpx session.)
-                tls = tls_trouble(exc, self.host, "OLLAMA_HOST", "Ollama")
+                tls = tls_trouble(
+                    exc, self.host, "OLLAMA_HOST", "Ollama", direct=this_machine(self.host)
+                )
                 if tls is not None:
                     raise OllamaUnavailable(*tls) from exc
                 proxy = self._proxy_trouble()
@@ -233,7 +235,14 @@ class LLM:
                 ) from exc
             except httpx.ConnectTimeout as exc:
                 # Nothing answered at all: a wrong host or a firewall, which retrying won't fix.
-                tls = tls_trouble(exc, self.host, "OLLAMA_HOST", "Ollama", self.connect_timeout)
+                tls = tls_trouble(
+                    exc,
+                    self.host,
+                    "OLLAMA_HOST",
+                    "Ollama",
+                    self.connect_timeout,
+                    direct=this_machine(self.host),
+                )
                 if tls is not None:
                     raise OllamaUnavailable(*tls) from exc
                 proxy = self._proxy_trouble(self.connect_timeout)

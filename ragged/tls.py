@@ -149,14 +149,20 @@ def _trust_on_first_use() -> type:
 
 
 def trouble(
-    exc: BaseException, where: str, setting: str, server: str, waited: float | None = None
+    exc: BaseException,
+    where: str,
+    setting: str,
+    server: str,
+    waited: float | None = None,
+    direct: bool = False,
 ) -> tuple[str, str] | None:
     """(message, hint) when what failed behind `exc` is TLS with `where`, else None.
 
     httpx and the clients above it report a failed handshake as a failed connection, and one
     that got no answer as a connect timeout; ragged then said that `server` was not running,
     or could not be reached. The cause is still in the exception's chain. `setting` is the
-    variable that holds the URL (OLLAMA_HOST, RAGGED_CHROMA_URL); `waited`, the connect timeout.
+    variable that holds the URL (OLLAMA_HOST, RAGGED_CHROMA_URL); `waited`, the connect timeout;
+    `direct`, whether the client goes past the environment's proxies (`direct_mounts`).
     """
     import ssl
 
@@ -171,7 +177,7 @@ def trouble(
         if isinstance(current, CertificatesUnreadable):
             return current.message, current.hint
         if isinstance(current, ssl.SSLCertVerificationError):
-            proxy = _tls_proxy_for(where)
+            proxy = None if direct else _tls_proxy_for(where)
             of = f"{where}, or of the proxy {proxy} on the way" if proxy else where
             message = f"cannot verify the TLS certificate of {of}: "
             message += str(current.verify_message).rstrip(".")

@@ -139,6 +139,10 @@ def test_an_https_proxy_whose_certificate_fails_is_named_with_the_server(
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     bypassed = runner.invoke(app, ["ingest", str(docs)])
     assert f"cannot verify the TLS certificate of {ollama_tls.url}: unable" in bypassed.stderr
+    # Ollama on this machine is never proxied, no_proxy or not: no proxy to name either.
+    monkeypatch.delenv("no_proxy")
+    direct = runner.invoke(app, ["ingest", str(docs)])
+    assert f"cannot verify the TLS certificate of {ollama_tls.url}: unable" in direct.stderr
 
 
 def test_an_expired_certificate_is_named_with_its_own_fix(
