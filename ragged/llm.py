@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
 from ragged.models import PLAIN, embedding_format, full_name
-from ragged.tls import direct_mounts, plain_http_refused, this_machine, unreachable_proxy
+from ragged.tls import direct_mounts, plain_http_refused, this_machine
 from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
@@ -138,12 +138,11 @@ class LLM:
             self._local.client = client
         return client
 
-    def _proxy_trouble(self, waited: float | None = None) -> tuple[str, str] | None:
-        """(message, hint) if a failed connection was to the proxy on the way to Ollama;
-        Ollama on this machine is always reached directly (`direct_mounts`)."""
-        if this_machine(self.host):
-            return None
-        return unreachable_proxy(self.host, "Ollama", waited)
+    def _trouble(self, exc: BaseException, waited: float | None = None) -> tuple[str, str] | None:
+        """(message, hint) if TLS, or a proxy on the way, is what a failed connection to
+        Ollama failed at (tls.trouble); Ollama on this machine is reached past any proxy."""
+        direct = this_machine(self.host)
+        return tls_trouble(exc, self.host, "OLLAMA_HOST", "Ollama", waited, direct=direct)
 
     def _limit(self, seconds: float) -> None:
         """Let this thread's next request wait at most `seconds` (connect and each read)."""
@@ -204,14 +203,9 @@ class LLM:
                 # The client says "failed to connect" for a refused connection and for a
                 # failed TLS handshake alike; what failed is in the exception's context.
                 # (httpx's own error: `version` asks over the client's httpx session.)
-                tls = tls_trouble(
-                    exc, self.host, "OLLAMA_HOST", "Ollama", direct=this_machine(self.host)
-                )
-                if tls is not None:
-                    raise OllamaUnavailable(*tls) from exc
-                proxy = self._proxy_trouble()
-                if proxy is not None:
-                    raise OllamaUnavailable(*proxy) from exc
+                found = self._trouble(exc)
+                if found is not None:
+                    raise OllamaUnavailable(*found) from exc
                 raise OllamaUnavailable(
                     f"Ollama isn't running at {self.host}", hint=NOT_RUNNING_HINT
                 ) from exc
@@ -235,19 +229,9 @@ class LLM:
                 ) from exc
             except httpx.ConnectTimeout as exc:
                 # Nothing answered at all: a wrong host or a firewall, which retrying won't fix.
-                tls = tls_trouble(
-                    exc,
-                    self.host,
-                    "OLLAMA_HOST",
-                    "Ollama",
-                    self.connect_timeout,
-                    direct=this_machine(self.host),
-                )
-                if tls is not None:
-                    raise OllamaUnavailable(*tls) from exc
-                proxy = self._proxy_trouble(self.connect_timeout)
-                if proxy is not None:
-                    raise OllamaUnavailable(*proxy) from exc
+                found = self._trouble(exc, self.connect_timeout)
+                if found is not None:
+                    raise OllamaUnavailable(*found) from exc
                 raise OllamaUnavailable(
                     f"cannot reach Ollama at {self.host} "
                     f"(no connection within {self.connect_timeout:g} s)",

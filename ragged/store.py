@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ragged.errors import EmbeddingMismatch, StoreError
-from ragged.tls import CertificatesUnreadable, plain_http_refused, unreachable_proxy
+from ragged.tls import CertificatesUnreadable, plain_http_refused
 from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
@@ -834,13 +834,10 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
             )
     request_timeout, connect_timeout = _timeouts(where)
     if isinstance(exc, httpx.ConnectTimeout):
-        tls = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "Chroma", connect_timeout)
-        if tls is not None:
-            return StoreError(prefix + tls[0], tls[1])
         # chromadb's client follows the environment's proxies, this machine included.
-        proxy = unreachable_proxy(where, "the Chroma server", connect_timeout)
-        if proxy is not None:
-            return StoreError(prefix + proxy[0], proxy[1])
+        found = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "the Chroma server", connect_timeout)
+        if found is not None:
+            return StoreError(prefix + found[0], found[1])
         return StoreError(
             f"{prefix}cannot reach the Chroma server at {where} "
             f"(no connection within {connect_timeout:g} s)",
@@ -854,12 +851,9 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
             "this), then run the command again; RAGGED_CHROMA_TIMEOUT sets the wait",
         )
     if isinstance(exc, httpx.ConnectError):
-        tls = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "Chroma")
-        if tls is not None:
-            return StoreError(prefix + tls[0], tls[1])
-        proxy = unreachable_proxy(where, "the Chroma server")
-        if proxy is not None:
-            return StoreError(prefix + proxy[0], proxy[1])
+        found = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "the Chroma server")
+        if found is not None:
+            return StoreError(prefix + found[0], found[1])
         return StoreError(f"{prefix}the Chroma server at {where} is not running", SERVER_DOWN_HINT)
     if isinstance(exc, httpx.TransportError):
         # Reset, "Server disconnected without sending a response": it went away mid-request.

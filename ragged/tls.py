@@ -2,10 +2,10 @@
 
 client_context(): the one client context the process's Ollama clients share, as httpx would
 make it, but whose trust anchors are read at its first TLS connection. trouble(): one line for
-a TLS failure that httpx and the clients above it report as a failed or timed-out connection.
-plain_http_refused(): one line for the reverse, http:// at a server that speaks only TLS.
-direct_mounts() keeps Ollama on this machine clear of proxies; unreachable_proxy() names the
-proxy the environment sends a request through when that proxy is what could not be reached.
+a failed or timed-out connection whose cause is TLS, or a proxy on the way that could not be
+reached, where httpx and the clients above it say only that the connection failed.
+plain_http_refused(): one line for http:// at a server that speaks only TLS. direct_mounts()
+keeps Ollama on this machine clear of proxies.
 """
 
 from __future__ import annotations
@@ -156,14 +156,30 @@ def trouble(
     waited: float | None = None,
     direct: bool = False,
 ) -> tuple[str, str] | None:
-    """(message, hint) when what failed behind `exc` is TLS with `where`, else None.
+    """(message, hint) when a connection to `where` failed, or got no answer, because of TLS
+    or of a proxy on the way rather than `server` itself; None when `server` is what failed.
 
-    httpx and the clients above it report a failed handshake as a failed connection, and one
-    that got no answer as a connect timeout; ragged then said that `server` was not running,
-    or could not be reached. The cause is still in the exception's chain. `setting` is the
-    variable that holds the URL (OLLAMA_HOST, RAGGED_CHROMA_URL); `waited`, the connect timeout;
-    `direct`, whether the client goes past the environment's proxies (`direct_mounts`).
+    httpx and the clients above it report both as a failed connection (or a connect timeout),
+    and ragged then said that `server` was not running, or could not be reached. `setting` is
+    the variable that holds the URL (OLLAMA_HOST, RAGGED_CHROMA_URL); `waited`, the connect
+    timeout; `direct`, whether the client goes past the environment's proxies (`direct_mounts`).
     """
+    found = _tls_trouble(exc, where, setting, server, waited, direct)
+    if found is None and not direct:
+        found = _unreachable_proxy(where, server, waited)
+    return found
+
+
+def _tls_trouble(
+    exc: BaseException,
+    where: str,
+    setting: str,
+    server: str,
+    waited: float | None,
+    direct: bool,
+) -> tuple[str, str] | None:
+    """(message, hint) when what failed behind `exc` is TLS with `where`: the cause is still
+    in the exception's chain."""
     import ssl
 
     plain_http = (
@@ -290,12 +306,9 @@ def direct_mounts(where: str) -> dict[str, None]:
     return {f"all://[{host}]" if ":" in host else f"all://{host}": None}
 
 
-def unreachable_proxy(
-    where: str, server: str, waited: float | None = None
-) -> tuple[str, str] | None:
+def _unreachable_proxy(where: str, server: str, waited: float | None) -> tuple[str, str] | None:
     """(message, hint) when a request to `where` went through a proxy, which is then what a
-    failed or timed-out connection failed to reach; else None. `server` names what is at
-    `where` ("Ollama", "the Chroma server")."""
+    failed or timed-out connection failed to reach; else None."""
     from urllib.parse import urlsplit
 
     found = proxy_for(where)

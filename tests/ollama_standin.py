@@ -13,7 +13,8 @@ nomic-embed-text and of models outside CATALOGUE; all-minilm (384) and mxbai-emb
 their real sizes so tests can provoke a dimension mismatch.
 
 State and knobs (all thread-safe; the plain attributes may be changed while running):
-`url`, `host` (`start(tls=context)` serves HTTPS), `installed`, `loaded` (names /api/ps lists), `add_model(name)`, `remove_model(name)`,
+`url`, `host` (`start(tls=context)` serves HTTPS), `installed`, `loaded` (names /api/ps lists),
+`add_model(name)`, `remove_model(name)`,
 `requests` (a snapshot of the log of `Request(method, path, body)`), `count(path)`,
 `embedded_inputs`, `busy_seconds` (time spent in simulated work), `peak_parallel` (most requests
 working at once), `prompt_truncations` (prompts cut to fit num_ctx), `reset()` (clears the log and

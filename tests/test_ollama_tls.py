@@ -20,7 +20,7 @@ from ragged import llm, tls
 from ragged.cli import app
 from tests.conftest import CHAT_MODEL, EMBED_MODEL
 from tests.ollama_standin import OllamaStandIn
-from tests.tls import Authority, make_authority, raw_server
+from tests.tls import PLAIN_HTTP_REFUSED, Authority, make_authority, raw_server
 
 
 @pytest.fixture
@@ -224,24 +224,6 @@ def test_https_to_a_plain_http_server_says_to_write_http(
     assert f"TLS with {plain_http_reply} failed (" in result.stderr
     assert "write http:// in OLLAMA_HOST" in result.stderr
     assert "isn't running" not in result.stderr and "Traceback" not in result.output
-
-
-# What TLS servers answer a plain-HTTP request with: Go's net/http (Caddy, Traefik), nginx
-# and Apache. Ollama has no TLS of its own: https:// means one of these in front of it.
-PLAIN_HTTP_REFUSED = {
-    "go": b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
-    "nginx": b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Type: text/html\r\n"
-    b"Connection: close\r\n\r\n<html>\r\n<head><title>400 The plain HTTP request was sent "
-    b"to HTTPS port</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
-    b"<center>The plain HTTP request was sent to HTTPS port</center>\r\n<hr><center>nginx"
-    b"</center>\r\n</body>\r\n</html>\r\n",
-    "apache": b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nConnection: close\r\n"
-    b'\r\n<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>400 Bad '
-    b"Request</title>\n</head><body>\n<h1>Bad Request</h1>\n<p>Your browser sent a request "
-    b"that this server could not understand.<br />\nReason: You're speaking plain HTTP to an "
-    b"SSL-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please."
-    b"<br />\n</p>\n</body></html>\n",
-}
 
 
 @pytest.mark.parametrize("server", sorted(PLAIN_HTTP_REFUSED))

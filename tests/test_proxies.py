@@ -16,15 +16,14 @@ import pytest
 from typer.testing import CliRunner
 
 from ragged.cli import app
+from tests.chroma_server import free_port
 from tests.ollama_standin import OllamaStandIn
 
 
 @pytest.fixture
 def proxy_down() -> str:
     """A proxy URL nothing listens at."""
-    with OllamaStandIn() as server:
-        host = server.host
-    return f"http://{host}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"])

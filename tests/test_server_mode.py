@@ -32,7 +32,7 @@ from ragged.store import http_options, open_store
 from tests.chroma_server import ChromaServer, free_port
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
-from tests.tls import raw_server
+from tests.tls import PLAIN_HTTP_REFUSED, raw_server
 
 RAGGED = [sys.executable, "-m", "ragged"]
 TOKEN = "s3cret-token"
@@ -315,8 +315,7 @@ def test_http_to_a_tls_port_is_named_with_https_as_the_fix(
 ) -> None:
     """http:// at a TLS proxy in front of the server (Caddy, Traefik: Go's own reply); 0.2
     asked whether it was a Chroma 1.x server."""
-    reply = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
-    with raw_server(reply) as host:
+    with raw_server(PLAIN_HTTP_REFUSED["go"]) as host:
         monkeypatch.setenv("RAGGED_CHROMA_URL", f"http://{host}")
         result = run(runner, "collections", ok=False)
     assert result.exit_code == 1

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -334,69 +334,71 @@ def test_ollama_going_away_leaves_text_pending_then_embedded_when_it_returns(
         ollama.stop()
 
 
-@pytest.mark.server
-def test_a_watch_that_cannot_embed_or_store_says_what_to_do(
-    tmp_path: Path, env: Path, watchers: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The retry line comes with the hint `ingest` gives for the same fault: Ollama gone, then
-    the Chroma server gone, each fixed while the watch runs."""
-    notes = tmp_path / "notes"
-    write_notes(notes)
+@pytest.fixture
+def servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[OllamaStandIn, ChromaServer]]:
+    """An Ollama stand-in and a Chroma server (RAGGED_CHROMA_URL) of the test's own, which
+    it may stop and start again."""
     ollama = OllamaStandIn().start()
     server = ChromaServer(tmp_path / "chroma").start()
     monkeypatch.setenv("RAGGED_CHROMA_URL", server.url)
     try:
-        port = int(ollama.host.rsplit(":", 1)[1])
-        watcher: Watcher = watchers(env, ollama.host, notes, as_json=False)
-        seen = watcher.line("synced 3 files") + 1
-        ollama.stop()
-        (notes / "outage.md").write_text("# Outage\n\nWombats produce cube-shaped droppings.\n")
-        seen = watcher.line("stored as text and await", seen) + 1
-        hint = watcher.stderr[watcher.line("hint:", seen)]
-        assert watcher.stderr[seen] == hint and hint.rstrip().endswith(f"hint: {NOT_RUNNING_HINT}")
-        ollama.start(port)
-        server.stop()
-        (notes / "later.md").write_text("# Later\n\nQuokkas are marsupials.\n")
-        seen = watcher.line("could not apply changes", seen) + 1
-        hint = watcher.stderr[watcher.line("hint:", seen)]
-        assert watcher.stderr[seen] == hint and hint.rstrip().endswith(
-            f"hint: {SERVER_DOWN_HINT}"
-        ), hint
-        server.start()
-        # Both faults mended: everything stored and embedded, as a fresh ingest would be.
-        deadline = time.monotonic() + TIMEOUT
-        while len(snapshot(env)[0]) != 5 or snapshot(env)[3]:
-            assert time.monotonic() < deadline, "".join(watcher.stderr)
-            time.sleep(0.2)
-        _, in_catalog, in_store, _ = snapshot(env)
-        assert in_catalog == in_store
-        assert watcher.interrupt()[0] == 130
+        yield ollama, server
     finally:
         ollama.stop()
         server.stop()
+
+
+@pytest.mark.server
+def test_a_watch_that_cannot_embed_or_store_says_what_to_do(
+    tmp_path: Path, env: Path, watchers: Any, servers: tuple[OllamaStandIn, ChromaServer]
+) -> None:
+    """The retry line comes with the hint `ingest` gives for the same fault, on the line right
+    after it: Ollama gone, then the Chroma server gone, each fixed while the watch runs."""
+    ollama, server = servers
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    port = int(ollama.host.rsplit(":", 1)[1])
+    watcher: Watcher = watchers(env, ollama.host, notes, as_json=False)
+    seen = watcher.line("synced 3 files") + 1
+    ollama.stop()
+    (notes / "outage.md").write_text("# Outage\n\nWombats produce cube-shaped droppings.\n")
+    seen = watcher.line("stored as text and await", seen) + 1
+    assert watcher.line("hint:", seen) == seen
+    assert watcher.stderr[seen].rstrip().endswith(f"hint: {NOT_RUNNING_HINT}")
+    ollama.start(port)
+    server.stop()
+    (notes / "later.md").write_text("# Later\n\nQuokkas are marsupials.\n")
+    seen = watcher.line("could not apply changes", seen) + 1
+    assert watcher.line("hint:", seen) == seen
+    assert watcher.stderr[seen].rstrip().endswith(f"hint: {SERVER_DOWN_HINT}")
+    server.start()
+    # Both faults mended: every file stored and embedded, the catalog and the store agreeing.
+    deadline = time.monotonic() + TIMEOUT
+    while len(snapshot(env)[0]) != 5 or snapshot(env)[3]:
+        assert time.monotonic() < deadline, "".join(watcher.stderr)
+        time.sleep(0.2)
+    _, in_catalog, in_store, _ = snapshot(env)
+    assert in_catalog == in_store
+    assert watcher.interrupt()[0] == 130
 
 
 @pytest.mark.server
 def test_a_retry_in_json_carries_the_hint(
-    tmp_path: Path, env: Path, watchers: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, env: Path, watchers: Any, servers: tuple[OllamaStandIn, ChromaServer]
 ) -> None:
+    ollama, server = servers
     notes = tmp_path / "notes"
     write_notes(notes)
-    ollama = OllamaStandIn().start()
-    server = ChromaServer(tmp_path / "chroma").start()
-    monkeypatch.setenv("RAGGED_CHROMA_URL", server.url)
-    try:
-        watcher: Watcher = watchers(env, ollama.host, notes)
-        assert watcher.batch()["hint"] is None
-        server.stop()
-        (notes / "later.md").write_text("# Later\n\nQuokkas are marsupials.\n")
-        failed = watcher.batch()
-        assert failed["error"] and failed["retry_in"] > 0
-        assert failed["hint"] == SERVER_DOWN_HINT, failed
-        assert watcher.interrupt()[0] == 130
-    finally:
-        ollama.stop()
-        server.stop()
+    watcher: Watcher = watchers(env, ollama.host, notes)
+    assert watcher.batch()["hint"] is None
+    server.stop()
+    (notes / "later.md").write_text("# Later\n\nQuokkas are marsupials.\n")
+    failed = watcher.batch()
+    assert failed["error"] and failed["retry_in"] > 0
+    assert failed["hint"] == SERVER_DOWN_HINT, failed
+    assert watcher.interrupt()[0] == 130
 
 
 def test_one_line_per_applied_batch_without_json(

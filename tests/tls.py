@@ -104,12 +104,31 @@ def make_authority(folder: Path, *, expired: bool = False) -> Authority:
     return out
 
 
+# What TLS servers answer a plain-HTTP request with: Go's net/http (Caddy, Traefik), nginx
+# and Apache. Neither Ollama nor `chroma run` has TLS of its own: https:// means one of these in front.
+PLAIN_HTTP_REFUSED = {
+    "go": b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+    "nginx": b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Type: text/html\r\n"
+    b"Connection: close\r\n\r\n<html>\r\n<head><title>400 The plain HTTP request was sent "
+    b"to HTTPS port</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
+    b"<center>The plain HTTP request was sent to HTTPS port</center>\r\n<hr><center>nginx"
+    b"</center>\r\n</body>\r\n</html>\r\n",
+    "apache": b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nConnection: close\r\n"
+    b'\r\n<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>400 Bad '
+    b"Request</title>\n</head><body>\n<h1>Bad Request</h1>\n<p>Your browser sent a request "
+    b"that this server could not understand.<br />\nReason: You're speaking plain HTTP to an "
+    b"SSL-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please."
+    b"<br />\n</p>\n</body></html>\n",
+}
+
+
 @contextmanager
 def raw_server(reply: bytes | None = None) -> Iterator[str]:
-    """A TCP server that speaks no TLS; yields `127.0.0.1:PORT`. With `reply`, it writes that
-    at once to each connection and closes it (Go's net/http, Ollama's, answering a TLS hello
-    that happens to hold a newline with "400 Bad Request"); without, it accepts and never
-    writes (the same server given a hello with no newline: its request line never ends)."""
+    """A TCP server that speaks no TLS; yields `127.0.0.1:PORT`. With `reply`, it reads what
+    each connection sends first, writes `reply` and closes (Go's net/http, Ollama's, answering
+    a TLS hello that happens to hold a newline with "400 Bad Request"; or a TLS proxy's
+    refusal of plain HTTP, PLAIN_HTTP_REFUSED); without, it accepts and never writes (the
+    same server given a hello with no newline: its request line never ends)."""
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
 

@@ -86,22 +86,22 @@ def watch(
                 live.update(f"applying {events} changes" if events else "syncing")
 
         status = "starting"
-        told: list[str | None] = [None]  # the fault whose hint was printed last
+        told: str | None = None  # the fault whose hint was printed last
 
         def on_purge(starting: bool) -> None:
             if live is not None:
                 live.update("purging deleted text…" if starting else status)
 
         def on_batch(batch: Batch) -> None:
-            nonlocal status
+            nonlocal status, told
             if json_out:
                 sys.stdout.write(json.dumps(batch_data(batch), ensure_ascii=False) + "\n")
                 sys.stdout.flush()
             elif batch.changed or batch.error or batch.report.embed_error or batch.report.held_back:
                 # The hint once per fault: a retry every few seconds repeats only the line.
                 fault = batch_fault(batch)
-                err.print(batch_line(batch, with_hint=fault != told[0]))
-                told[0] = fault
+                err.print(batch_line(batch, with_hint=fault != told))
+                told = fault
             if batch.report.unblanked and not json_out:
                 render.notice(batch.report.unblanked)
             if live is not None:
