@@ -7,11 +7,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ragged.errors import ModelMissing, OllamaFailed, OllamaUnavailable
 from ragged.models import PLAIN, embedding_format, full_name
-from ragged.tls import direct_mounts, plain_http_refused, this_machine
+from ragged.tls import direct_mounts, plain_http_dropped, plain_http_refused, this_machine
 from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ T = TypeVar("T")
 # A wrong or unreachable OLLAMA_HOST should fail in seconds; the response timeout
 # (settings.timeout, 300 s) stays long because a model loading over a network can be slow.
 CONNECT_TIMEOUT = 10.0
+DROP_PROBE_TIMEOUT = 1.0  # a TLS handshake with the port that dropped a request (_dropped)
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
 # Bounded backoff, at most 7.5 s of pauses per call; and never past the call's deadline, the
 # configured timeout, which bounds the whole wait (attempts and pauses together).
@@ -119,6 +120,10 @@ class LLM:
         # client's timeout to what is left of its deadline without racing another thread.
         self._local = threading.local()
         self._loaded = False  # the client library imported (once)
+        # What asking the port for TLS found, once a request was dropped (_dropped): None
+        # before, then the (message, hint) or False.
+        self._tls_only: tuple[str, str] | Literal[False] | None = None
+        self._probing = threading.Lock()
 
     @property
     def _client(self) -> Any:
@@ -143,6 +148,20 @@ class LLM:
         Ollama failed at (tls.trouble); Ollama on this machine is reached past any proxy."""
         direct = this_machine(self.host)
         return tls_trouble(exc, self.host, "OLLAMA_HOST", "Ollama", waited, direct=direct)
+
+    def _dropped(self) -> tuple[str, str] | None:
+        """(message, hint) if the port dropped a request because it speaks only TLS
+        (tls.plain_http_dropped). Asked at the first dropped request, before any retry (no
+        retry can mend it), and once per LLM, whose threads all take that one answer: a
+        plain server that awaits a request line holds the probe for up to a second, which a
+        real drop (a restart) would otherwise pay again at every one."""
+        with self._probing:  # the embedding threads' drops wait for one probe, then agree
+            if self._tls_only is None:
+                wait = min(DROP_PROBE_TIMEOUT, self.connect_timeout)
+                direct = this_machine(self.host)
+                found = plain_http_dropped(self.host, "OLLAMA_HOST", wait, direct=direct)
+                self._tls_only = found or False
+        return self._tls_only or None
 
     def _limit(self, seconds: float) -> None:
         """Let this thread's next request wait at most `seconds` (connect and each read)."""
@@ -251,6 +270,8 @@ class LLM:
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 # The connection was reset or closed mid-request: a crashed runner, a restart,
                 # an overloaded proxy. The request is safe to send again.
+                if (found := self._dropped()) is not None:
+                    raise OllamaFailed(*found) from exc
                 if self._pause(attempt, deadline):
                     attempt += 1
                     continue

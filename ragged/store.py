@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from ragged.errors import EmbeddingMismatch, StoreError
-from ragged.tls import CertificatesUnreadable, plain_http_refused
+from ragged.tls import CertificatesUnreadable, plain_http_dropped, plain_http_refused
 from ragged.tls import trouble as tls_trouble
 
 if TYPE_CHECKING:
@@ -856,7 +856,11 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
             return StoreError(prefix + found[0], found[1])
         return StoreError(f"{prefix}the Chroma server at {where} is not running", SERVER_DOWN_HINT)
     if isinstance(exc, httpx.TransportError):
-        # Reset, "Server disconnected without sending a response": it went away mid-request.
+        # Reset, "Server disconnected without sending a response": it went away mid-request,
+        # or it speaks only TLS. Asked on this error path only; chromadb's client does not retry.
+        found = plain_http_dropped(where, "RAGGED_CHROMA_URL", min(1.0, connect_timeout))
+        if found is not None:
+            return StoreError(prefix + found[0], found[1])
         return StoreError(
             f"{prefix}lost the connection to the Chroma server at {where} ({text})",
             SERVER_DOWN_HINT,

@@ -4,8 +4,9 @@ client_context(): the one client context the process's Ollama clients share, as 
 make it, but whose trust anchors are read at its first TLS connection. trouble(): one line for
 a failed or timed-out connection whose cause is TLS, or a proxy on the way that could not be
 reached, where httpx and the clients above it say only that the connection failed.
-plain_http_refused(): one line for http:// at a server that speaks only TLS. direct_mounts()
-keeps Ollama on this machine clear of proxies.
+plain_http_refused() and plain_http_dropped(): one line for http:// at a server that speaks only
+TLS, by its refusal or by a TLS handshake after it dropped the request. direct_mounts() keeps
+Ollama on this machine clear of proxies.
 """
 
 from __future__ import annotations
@@ -333,5 +334,39 @@ def plain_http_refused(status: int, body: str, where: str, setting: str) -> tupl
         return None
     return (
         f"{where} speaks HTTPS: it refused a plain-HTTP request (HTTP 400)",
+        f"write https:// in {setting}",
+    )
+
+
+def plain_http_dropped(
+    where: str, setting: str, timeout: float, direct: bool = False
+) -> tuple[str, str] | None:
+    """(message, hint) if `where`, an http:// URL that just closed or reset a request without
+    a reply, completes a TLS handshake; else None.
+
+    A port that speaks only TLS (stunnel, a load balancer's passthrough) drops a plain-HTTP
+    request without a word, as OpenSSL does, and ragged said it had lost the connection.
+    Asked only after that failure, so a working server is never probed. Not when the request
+    went through a proxy (`direct` False and one applies): the proxy is what dropped it. A
+    plain server that awaits a request line gets no line from a TLS hello: `timeout` bounds it.
+    """
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    if parts.scheme != "http" or not parts.hostname or (not direct and proxy_for(where)):
+        return None
+    # Only whether the far end speaks TLS: nothing is sent over it, so nothing is verified.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout) as sock:
+            context.wrap_socket(sock, server_hostname=parts.hostname).close()
+    except (OSError, ValueError):
+        return None
+    return (
+        f"{where} speaks HTTPS: it closed the connection on a plain-HTTP request",
         f"write https:// in {setting}",
     )

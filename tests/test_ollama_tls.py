@@ -20,7 +20,7 @@ from ragged import llm, tls
 from ragged.cli import app
 from tests.conftest import CHAT_MODEL, EMBED_MODEL
 from tests.ollama_standin import OllamaStandIn
-from tests.tls import PLAIN_HTTP_REFUSED, Authority, make_authority, raw_server
+from tests.tls import PLAIN_HTTP_REFUSED, Authority, make_authority, raw_server, tls_only_server
 
 
 @pytest.fixture
@@ -247,6 +247,37 @@ def test_http_to_a_tls_port_says_to_write_https(
     check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "ollama")
     assert check["status"] == "fail" and "speaks HTTPS" in check["detail"]
     assert "write https://" in check["fix"]
+
+
+def test_http_to_a_port_that_speaks_only_tls_says_to_write_https(
+    runner: CliRunner, authority: Authority, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http:// at a port that speaks only TLS (stunnel, a TLS passthrough), which closes the
+    connection without a reply: 0.2 said it lost the connection and to read Ollama's log."""
+    with tls_only_server(authority.server_context()) as host:
+        monkeypatch.setenv("OLLAMA_HOST", f"http://{host}")
+        result = runner.invoke(app, ["ingest", str(docs)])
+        doctor = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 1
+    assert (
+        f"http://{host} speaks HTTPS: it closed the connection on a plain-HTTP request"
+        in result.stderr
+    )
+    assert "write https:// in OLLAMA_HOST" in result.stderr
+    assert "await embeddings" in result.stderr
+    for wrong in ("lost the connection", "server log", "Traceback"):
+        assert wrong not in result.output, wrong
+    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "ollama")
+    assert check["status"] == "fail" and "speaks HTTPS" in check["detail"]
+    assert "write https://" in check["fix"]
+
+
+def test_a_server_that_drops_every_request_is_still_a_lost_connection() -> None:
+    """No TLS behind the port either: the connection is what failed, as before."""
+    with raw_server(b"") as host:
+        with pytest.raises(llm.OllamaFailed, match="lost the connection") as caught:
+            llm.LLM(f"http://{host}", timeout=5, retry_delays=()).version()
+    assert "HTTPS" not in str(caught.value) and "server log" in (caught.value.hint or "")
 
 
 def test_a_web_page_in_an_error_is_reported_by_its_title(

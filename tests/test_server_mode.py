@@ -32,7 +32,7 @@ from ragged.store import http_options, open_store
 from tests.chroma_server import ChromaServer, free_port
 from tests.conftest import new_chroma_database
 from tests.ollama_standin import OllamaStandIn
-from tests.tls import PLAIN_HTTP_REFUSED, raw_server
+from tests.tls import PLAIN_HTTP_REFUSED, make_authority, raw_server, tls_only_server
 
 RAGGED = [sys.executable, "-m", "ragged"]
 TOKEN = "s3cret-token"
@@ -324,6 +324,36 @@ def test_http_to_a_tls_port_is_named_with_https_as_the_fix(
     )
     assert "write https:// in RAGGED_CHROMA_URL" in result.stderr
     assert "Chroma 1.x" not in result.stderr and "Traceback" not in result.output
+
+
+def test_http_to_a_port_that_speaks_only_tls_is_named_with_https_as_the_fix(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http:// at a port that speaks only TLS (stunnel, a TLS passthrough), which closes the
+    connection without a reply: 0.2 said it lost the connection and to start the server."""
+    with tls_only_server(make_authority(tmp_path / "ca").server_context()) as host:
+        monkeypatch.setenv("RAGGED_CHROMA_URL", f"http://{host}")
+        result = run(runner, "collections", ok=False)
+    assert result.exit_code == 1
+    assert (
+        f"http://{host} speaks HTTPS: it closed the connection on a plain-HTTP request"
+        in result.stderr
+    )
+    assert "write https:// in RAGGED_CHROMA_URL" in result.stderr
+    for wrong in ("lost the connection", "start it", "Traceback"):
+        assert wrong not in result.output, wrong
+
+
+def test_a_server_that_drops_every_request_is_still_a_lost_connection(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No TLS behind the port either: the connection is what failed, as before."""
+    with raw_server(b"") as host:
+        monkeypatch.setenv("RAGGED_CHROMA_URL", f"http://{host}")
+        result = run(runner, "collections", ok=False)
+    assert result.exit_code == 1
+    assert f"lost the connection to the Chroma server at http://{host}" in result.stderr
+    assert "HTTPS" not in result.stderr
 
 
 def test_an_ssl_cert_file_that_does_not_exist_is_named_not_a_traceback(

@@ -13,7 +13,7 @@ import ipaddress
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,21 +145,52 @@ def raw_server(reply: bytes | None = None) -> Iterator[str]:
                 while conn.recv(65536):
                     pass
 
-    def serve() -> None:
-        while True:
-            try:
-                conn = listener.accept()[0]
-            except OSError:
-                return
-            if reply is None:
-                held.append(conn)
-                continue
-            threading.Thread(target=answer, args=(conn, reply), daemon=True).start()
+    def take(conn: socket.socket) -> None:
+        if reply is None:
+            held.append(conn)
+        else:
+            answer(conn, reply)
 
-    threading.Thread(target=serve, daemon=True).start()
+    _accept(listener, take)
     try:
         yield f"127.0.0.1:{listener.getsockname()[1]}"
     finally:
         listener.close()
         for conn in held:
             conn.close()
+
+
+@contextmanager
+def tls_only_server(context: ssl.SSLContext) -> Iterator[str]:
+    """A port that speaks only TLS, as stunnel or a load balancer's TLS passthrough does;
+    yields `127.0.0.1:PORT`. A handshake completes (and the connection then closes); a
+    plain-HTTP request fails its handshake and the connection closes without a word, as
+    OpenSSL ends it (no alert for an HTTP request; the unread request makes the close a reset).
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def handshake(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(5)
+            context.wrap_socket(conn, server_side=True).close()
+
+    _accept(listener, handshake)
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def _accept(listener: socket.socket, take: Callable[[socket.socket], None]) -> None:
+    """Hand each connection `listener` accepts to `take`, on a thread of its own, until the
+    listener is closed."""
+
+    def serve() -> None:
+        while True:
+            try:
+                conn = listener.accept()[0]
+            except OSError:
+                return
+            threading.Thread(target=take, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
