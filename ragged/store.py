@@ -70,10 +70,12 @@ HEARTBEAT_PATH = "/api/v2/heartbeat"
 CHROMA_SQLITE = "chroma.sqlite3"  # the embedded store's SQLite file, in its folder
 OPEN_LOCK = "chroma.lock"  # beside the store, not in it: its files are fingerprinted (see Store)
 LOG_DELETE = 3  # the `operation` code of a delete in Chroma's log (0 add, 1 update, 2 upsert)
+# What a command's hint asks once the server is back; `watch`, which tries again by itself,
+# says so in its place (cli/watch.py).
+RUN_AGAIN = " and run the command again, which finishes any interrupted work"
 SERVER_DOWN_HINT = (
-    "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`) and "
-    "run the command again, which finishes any interrupted work; or unset RAGGED_CHROMA_URL "
-    "to use the embedded store"
+    "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`)"
+    f"{RUN_AGAIN}; or unset RAGGED_CHROMA_URL to use the embedded store"
 )
 
 
@@ -848,7 +850,7 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
         return StoreError(
             f"{prefix}the Chroma server at {where} did not answer within {request_timeout:g} s",
             hint="check the server's load and log (a stopped or frozen process looks like "
-            "this), then run the command again; RAGGED_CHROMA_TIMEOUT sets the wait",
+            f"this){RUN_AGAIN}; RAGGED_CHROMA_TIMEOUT sets the wait",
         )
     if isinstance(exc, httpx.ConnectError):
         found = tls_trouble(exc, where, "RAGGED_CHROMA_URL", "the Chroma server")
