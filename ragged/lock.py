@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,10 +21,17 @@ class Busy(RaggedError):
 
 
 @contextmanager
-def write_lock(home: Path, wait: bool = False, waitable: bool = False) -> Iterator[None]:
+def write_lock(
+    home: Path,
+    wait: bool = False,
+    waitable: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Hold an exclusive OS lock on the data dir; the OS drops it if the process dies (kill -9).
 
-    `waitable`: the command has a --wait option, which the refusal then suggests.
+    `waitable`: the command has a --wait option, which the refusal then suggests. `on_wait`:
+    told once, before a wait begins, whom it waits for (an `ingest --wait` that said nothing
+    for the length of another's run looked hung).
     """
     from ragged.config import PRIVATE_FILE, private_dir
 
@@ -39,7 +46,14 @@ def write_lock(home: Path, wait: bool = False, waitable: bool = False) -> Iterat
             "and ask work on a read-only one",
         ) from exc
     try:
-        _lock(fd, path, wait, waitable)
+        if wait and on_wait is not None:
+            try:
+                _lock(fd, path, wait=False)
+            except Busy:
+                on_wait(f"waiting for another ragged process{_holder(path)} writing to {home}")
+                _lock(fd, path, wait=True)
+        else:
+            _lock(fd, path, wait, waitable)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield
@@ -107,14 +121,19 @@ def _lock(fd: int, path: Path, wait: bool, waitable: bool = False) -> None:
         raise _busy(path, waitable) from exc
 
 
-def _busy(path: Path, waitable: bool) -> Busy:
+def _holder(path: Path) -> str:
+    """ " (pid N)" for the process that holds the lock file `path` (it writes its pid there),
+    or nothing if that cannot be read."""
     try:
         pid = path.read_text().strip()
     except OSError:
         pid = ""
-    who = f" (pid {pid})" if pid else ""
+    return f" (pid {pid})" if pid else ""
+
+
+def _busy(path: Path, waitable: bool) -> Busy:
     return Busy(
-        f"another ragged process{who} is writing to {path.parent}",
+        f"another ragged process{_holder(path)} is writing to {path.parent}",
         hint="wait for it to finish, or run again with --wait"
         if waitable
         else "run this again when it has finished",

@@ -78,6 +78,7 @@ def watch(
     on_ready: Callable[[list[Path]], None] | None = None,
     on_purge: Callable[[bool], None] | None = None,
     on_purge_problem: Callable[[str], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
     quiet_ms: int = DEFAULT_QUIET_MS,
     poll: bool = False,
     stop: Any = None,
@@ -86,7 +87,8 @@ def watch(
 
     `on_busy(events)` is called as a batch starts, `on_batch` when it has been applied;
     `on_purge(True)` as a purge of deleted text starts and `on_purge(False)` when it ends,
-    `on_purge_problem` with why deleted text may stay readable, if it may; `stop` is a
+    `on_purge_problem` with why deleted text may stay readable, if it may; `on_wait` with
+    whom a batch waits for, when another process holds the write lock; `stop` is a
     threading.Event for callers that run this in a thread.
     """
     import watchfiles
@@ -117,7 +119,9 @@ def watch(
         walk = trigger != "retry" or retry_walk
         error: RaggedError | None = None
         try:
-            report = _apply(roots if walk else [], settings, llm, on_file, deleted=deleted)
+            report = _apply(
+                roots if walk else [], settings, llm, on_file, deleted=deleted, on_wait=on_wait
+            )
         except RaggedError as exc:
             if trigger == "start":
                 raise  # a wrong model or an unreachable store: say so at once and stop
@@ -205,6 +209,7 @@ def _apply(
     llm: LLM,
     on_file: Callable[[FileOutcome], None] | None,
     deleted: set[str],
+    on_wait: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """One batch: an incremental ingest of the roots under the write lock, released after."""
     from ragged.index import open_index
@@ -218,7 +223,7 @@ def _apply(
 
     # Wait for another writer (an `ingest` in another shell) rather than give up: the
     # changes are kept by the watcher meanwhile.
-    with write_lock(Path(settings.home), wait=True):
+    with write_lock(Path(settings.home), wait=True, on_wait=on_wait):
         with open_index(settings, create=True) as index:
             return ingest(
                 list(roots),

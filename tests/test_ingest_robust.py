@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -127,6 +128,34 @@ def test_second_ingest_while_one_runs_exits_clearly(
     assert f"another ragged process (pid {os.getpid()}) is writing to {env}" in done.stderr
     assert "--wait" in done.stderr
     assert ollama.count("/api/embed") == 0
+
+
+def test_an_ingest_told_to_wait_says_whom_it_waits_for_then_runs(
+    ollama: OllamaStandIn, docs: Path, env: Path
+) -> None:
+    """`ingest --wait` behind another writer printed nothing until that one finished: in a
+    script or a terminal it looked hung. It says once, on stderr, whom it waits for."""
+    with write_lock(env):
+        proc = subprocess.Popen(
+            [*RAGGED, "ingest", str(docs), "--wait", "--json"],
+            env=environ(env, ollama),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        first: list[str] = []
+        reader = threading.Thread(target=lambda: first.append(proc.stderr.readline()))
+        reader.start()
+        reader.join(timeout=30)  # the lock is held all the while: the line comes before
+        assert first and proc.poll() is None, "no word from an ingest that waits"
+    stdout, rest = proc.communicate(timeout=60)
+    line = first[0]
+    assert line == f"! waiting for another ragged process (pid {os.getpid()}) writing to {env}\n"
+    assert proc.returncode == 0, rest
+    report = json.loads(stdout)
+    assert report["chunks"] == report["embedded"] > 0
+    assert "waiting" not in rest
 
 
 @pytest.mark.parametrize("argv", [["remove", "notes.txt"], ["reset", "--yes"]])

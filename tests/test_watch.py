@@ -24,6 +24,7 @@ from ragged.config import load_settings
 from ragged.index import open_index
 from ragged.ingest import ingest
 from ragged.llm import NOT_RUNNING_HINT, connect
+from ragged.lock import write_lock
 from ragged.store import open_store
 from tests.chroma_server import ChromaServer
 from tests.ollama_standin import OllamaStandIn
@@ -301,6 +302,28 @@ def test_the_write_lock_is_free_between_batches(
     watcher.wait_until(
         lambda: str(notes / "later.md") in {f[0] for f in snapshot(env)[0]}, "after other writers"
     )
+
+
+def test_a_batch_behind_another_writer_says_whom_it_waits_for(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, watchers: Any
+) -> None:
+    """A change made while another process writes (a long `ingest` in another shell) waited
+    without a word: the watch looked stuck. It says whom it waits for, then applies it."""
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    watcher: Watcher = watchers(env, ollama.host, notes)
+    watcher.batch()
+    with write_lock(env):
+        (notes / "later.md").write_text("# Later\n\nSloths are slow.\n")
+        at = watcher.line("waiting for another ragged process")
+        assert (
+            watcher.stderr[at]
+            .rstrip()
+            .endswith(f"waiting for another ragged process (pid {os.getpid()}) writing to {env}")
+        )
+        assert watcher.batches.empty()  # nothing applied while the lock is held
+    assert watcher.batch()["added"] == 1
+    assert watcher.interrupt()[0] == 130
 
 
 def test_ollama_going_away_leaves_text_pending_then_embedded_when_it_returns(

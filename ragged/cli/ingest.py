@@ -76,7 +76,11 @@ def ingest(
     ] = False,
     yes: YesOpt = False,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for another running ingest instead of exiting.")
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait for another running ingest instead of exiting (saying whom it waits for).",
+        ),
     ] = False,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -127,7 +131,9 @@ def ingest(
                 f"{held.files} from it (an unmounted disk looks like this). Remove them?"
             )
 
-        with write_lock(Path(settings.home), wait=wait, waitable=True):
+        with write_lock(
+            Path(settings.home), wait=wait, waitable=True, on_wait=None if quiet else render.notice
+        ):
             with open_collection(settings, create=True) as index:
                 with render.ingest_progress(not quiet) as progress:
                     report = run_ingest(

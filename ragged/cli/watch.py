@@ -88,6 +88,12 @@ def watch(
         status = "starting"
         told: str | None = None  # the fault whose hint was printed last
 
+        def on_wait(text: str) -> None:
+            if not quiet:
+                err.print(f"{time.strftime('%H:%M:%S')} [yellow]{render.escape(text)}[/]")
+            if live is not None:
+                live.update(text)
+
         def on_purge(starting: bool) -> None:
             if live is not None:
                 live.update("purging deleted text…" if starting else status)
@@ -125,6 +131,7 @@ def watch(
                 on_ready=on_ready,
                 on_purge=on_purge,
                 on_purge_problem=purge_notice,
+                on_wait=on_wait,
                 quiet_ms=debounce,
                 poll=poll,
             )
