@@ -229,8 +229,18 @@ class LLM:
                     f"Ollama isn't running at {self.host}", hint=NOT_RUNNING_HINT
                 ) from exc
             except ollama.ResponseError as exc:
-                if exc.status_code == 404 and model:
-                    raise ModelMissing(model, self.host) from exc
+                if exc.status_code == 404 and _names_a_model(str(exc.error)):
+                    if model:
+                        raise ModelMissing(model, self.host) from exc
+                elif exc.status_code == 404:
+                    # Ollama's 404s all name a model: this one is another service's (Chroma's
+                    # port, say), or an Ollama too old to have the call ("404 page not found").
+                    raise OllamaFailed(
+                        f"{self.host} answered, but its reply is not Ollama's "
+                        f"(HTTP 404 to {_path_of(exc)})",
+                        hint=NOT_OLLAMA_HINT
+                        + "; if it is Ollama, `ragged doctor` checks its version",
+                    ) from exc
                 if exc.status_code == 400 and TOO_LONG_MESSAGE in str(exc.error):
                     raise InputTooLong(f"{model}: {exc.error}") from exc
                 refused = plain_http_refused(
@@ -520,6 +530,22 @@ def _reply_text(text: str) -> str:
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
         text = title.group(1) if title else re.sub(r"<[^>]*>", " ", text)
     return " ".join(text.split())
+
+
+def _names_a_model(error: str) -> bool:
+    """Whether an error reply is Ollama's for a model it lacks: `model 'NAME' not found`, or
+    `model "NAME" not found, try pulling it first` (the legacy embeddings call)."""
+    text = error.lower()
+    return text.startswith("model ") and " not found" in text
+
+
+def _path_of(exc: BaseException) -> str:
+    """The path of the request an error reply answered: the ollama client raises its
+    ResponseError while handling httpx's status error, which holds the request."""
+    import httpx
+
+    cause = exc.__cause__ or exc.__context__
+    return cause.request.url.path if isinstance(cause, httpx.HTTPStatusError) else "a request"
 
 
 def _short(exc: BaseException) -> str:

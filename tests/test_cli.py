@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from ragged.__main__ import main
 from ragged.answer import CANNOT_ANSWER_PHRASE
 from ragged.cli import app
+from tests.chroma_server import ChromaServer
 from tests.fixed_reply import fixed_reply
 from tests.ollama_standin import OllamaStandIn
 from tests.pdfgen import write_pdf
@@ -167,6 +168,29 @@ def test_a_host_that_is_not_ollama_gives_one_clear_line(
     assert "Traceback" not in result.output
     result = run(runner, "doctor", ok=False)
     assert "Traceback" not in result.output and "not Ollama's" in result.output
+
+
+@pytest.mark.server
+def test_a_host_that_answers_404_is_not_taken_for_ollama_without_the_model(
+    runner: CliRunner, chroma_server: ChromaServer, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OLLAMA_HOST at the Chroma server's port (8001 beside 11434 in the compose file): its 404
+    read as Ollama's "model not found", and ragged said to `ollama pull` a model; doctor said
+    "Ollama at URL failed:  (HTTP 404)" and sent the user to Ollama's log."""
+    monkeypatch.setenv("OLLAMA_HOST", chroma_server.url)
+    result = run(runner, "ingest", str(docs), ok=False)
+    assert result.exit_code == 1
+    assert (
+        f"{chroma_server.url} answered, but its reply is not Ollama's (HTTP 404 to /api/"
+        in result.stderr
+    )
+    assert "check OLLAMA_HOST" in result.stderr and "await embeddings" in result.stderr
+    assert "ollama pull" not in result.stderr and "not pulled" not in result.stderr
+    doctor = run(runner, "doctor", "--json", ok=False)
+    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "ollama")
+    assert check["status"] == "fail"
+    assert check["detail"].endswith("reply is not Ollama's (HTTP 404 to /api/tags)")
+    assert "check OLLAMA_HOST" in check["fix"] and "server log" not in check["fix"]
 
 
 def test_missing_chat_model_names_the_pull_command(
