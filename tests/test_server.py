@@ -404,6 +404,46 @@ def test_a_non_loopback_bind_without_a_key_is_refused(
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
+def serve_at(home: Path, standin: OllamaStandIn, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ragged", "serve", *args],
+        env=server_env(home, standin.host, RAGGED_API_KEY="s3cret-key"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_port_in_use_is_one_line_and_nothing_claims_to_serve(
+    home: Path, standin: OllamaStandIn
+) -> None:
+    """0.2 printed "ragged serving http://127.0.0.1:PORT/" first, then uvicorn's log lines
+    ("ERROR: [Errno 98] error while attempting to bind ...") and exited 3."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = serve_at(home, standin, "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        f"Error: cannot serve on 127.0.0.1:{port}: another program is listening on that port\n"
+    ), done.stderr
+    assert "--port" in done.stderr
+    for noise in ("ragged serving", "ERROR:", "INFO:", "Traceback"):
+        assert noise not in done.stderr, noise
+
+
+def test_an_address_this_machine_does_not_have_is_one_line(
+    home: Path, standin: OllamaStandIn
+) -> None:
+    done = serve_at(home, standin, "--host", "192.0.2.10", "--port", str(free_port()))
+    assert done.returncode == 1
+    assert (
+        done.stderr.startswith("Error: cannot serve on 192.0.2.10:")
+        and "this machine has no such address" in done.stderr
+    ), done.stderr
+    for noise in ("ragged serving", "ERROR:", "Traceback"):
+        assert noise not in done.stderr, noise
+
+
 @pytest.fixture(scope="module")
 def guarded(home: Path, standin: OllamaStandIn, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     log = tmp_path_factory.mktemp("log") / "serve-key.log"

@@ -50,25 +50,24 @@ def serve(
     Example: ragged serve --port 8000, then open http://127.0.0.1:8000/
     """
     from ragged import render
-    from ragged.server import API_KEY_ENV, check_bind, run
+    from ragged.server import API_KEY_ENV, bind, check_bind, run
 
     state: State = ctx.obj
     with reporting(state):
         settings = state.settings(collection=collection, chat_model=model)
         api_key = os.environ.get(API_KEY_ENV) or None
         check_bind(host, api_key, allow_no_key)
+        sock = bind(host, port)
         shown = f"[{host}]" if ":" in host else host
         render.console(stderr=True).print(
             f"ragged serving http://{shown}:{port}/ (data dir {settings.home}"
             + (", API key required" if api_key else "")
-            + ")"
+            + "; Ctrl-C to stop)"
         )
         run(
             settings,
-            host,
-            port,
+            sock,
             api_key=api_key,
             cors_origins=cors_origin or (),
-            allow_no_key=allow_no_key,
             log_level="debug" if state.debug else "info",
         )
