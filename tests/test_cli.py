@@ -248,6 +248,19 @@ def test_path_that_does_not_exist(runner: CliRunner, ollama: OllamaStandIn, tmp_
     assert f"{missing}: no such file or directory" in result.stderr
 
 
+@pytest.mark.parametrize("url", ["https://example.com/paper.pdf", "http://intranet/wiki/home.html"])
+def test_a_url_is_named_as_one_not_as_a_missing_file(
+    runner: CliRunner, ollama: OllamaStandIn, url: str
+) -> None:
+    """0.2 said "https:/example.com/paper.pdf: no such file or directory" (one slash lost)."""
+    result = run(runner, "ingest", url, ok=False)
+    assert result.exit_code == 1
+    assert f"{url}: a URL; ragged ingests files on this machine: download it first" in (
+        result.stderr
+    )
+    assert ollama.count("/api/embed") == 0
+
+
 def test_ask_without_ollama_shows_best_passages(
     runner: CliRunner,
     ollama: OllamaStandIn,

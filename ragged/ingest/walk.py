@@ -149,7 +149,12 @@ def walk(
             root = given.resolve(strict=True)
             st = root.stat()
         except FileNotFoundError:
-            out.skipped.append(Skipped(shown(given), "no such file or directory", failed=True))
+            url = _as_url(given)
+            if url is not None:
+                reason = "a URL; ragged ingests files on this machine: download it first"
+                out.skipped.append(Skipped(url, reason, failed=True))
+            else:
+                out.skipped.append(Skipped(shown(given), "no such file or directory", failed=True))
             continue
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on old Pythons
             out.skipped.append(
@@ -290,3 +295,12 @@ def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, object]]) -> str 
         if spec.match_file(rel):  # type: ignore[attr-defined]
             return str(rules)
     return None
+
+
+def _as_url(given: Path) -> str | None:
+    """The URL a path that does not exist was given as, if it was one: a Path keeps one slash
+    of `https://` ("https:/host/file.pdf"), which read as a missing file."""
+    import re
+
+    match = re.match(r"(?i)(https?|ftp|s3|gs):/+(?=[^/])", str(given))
+    return f"{match.group(1)}://{str(given)[match.end() :]}" if match else None
