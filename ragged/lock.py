@@ -122,8 +122,8 @@ def _lock(fd: int, path: Path, wait: bool, waitable: bool = False) -> None:
 
 
 def _holder(path: Path) -> str:
-    """ " (pid N)" for the process that holds the lock file `path` (it writes its pid there),
-    or nothing if that cannot be read."""
+    """The holder of the lock file `path` as ' (pid N)' (a holder writes its pid there), or
+    an empty string if that cannot be read."""
     try:
         pid = path.read_text().strip()
     except OSError:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ragged.config import Settings
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 API_KEY_ENV = "RAGGED_API_KEY"
 
 
