@@ -165,6 +165,12 @@ def watch(
             for batch in changes:
                 if batch:
                     apply("changes", batch)
+                    gone = [root for root in roots if not root.is_dir()]
+                    if gone:
+                        deleted = {p for change, p in batch if change == watchfiles.Change.deleted}
+                        stopped = _vanished(gone, roots, settings, deleted)
+                        purge(wait=True)  # what it forgot is not left readable
+                        raise stopped
                 elif retry_at is not None and time.monotonic() >= retry_at:
                     apply("retry", set())
                 if purge_at is not None and time.monotonic() >= purge_at:
@@ -177,6 +183,38 @@ def watch(
         purge(wait=False)
         raise
     purge(wait=False)  # stopped by `stop`
+
+
+def _vanished(
+    gone: Sequence[Path], roots: Sequence[Path], settings: Settings, deleted: set[str]
+) -> RaggedError:
+    """Forget the stored files under the folders `gone` whose deletion the batch saw, and
+    say why watch stops: it cannot follow a folder made again at the same path (the OS
+    watch went with the folder), and a watch that went on watching nothing synced nothing.
+
+    Only files seen deleted: an unmounted disk's folder can vanish too (udisks removes it),
+    without a deletion event for any file on it, and its files are then kept, as `ingest`
+    keeps a folder's that yields no files."""
+    from ragged.index import open_index
+    from ragged.lock import write_lock
+
+    def seen_deleted(path: str) -> bool:  # the file, or a folder that held it
+        return any(str(p) in deleted for p in (Path(path), *Path(path).parents))
+
+    with write_lock(Path(settings.home), wait=True), open_index(settings) as index:
+        stored = {f.path for root in gone for f in index.catalog.files(str(root))}
+        forget = [p for p in stored if seen_deleted(p)]
+        if forget:
+            index.remove(forget)
+    kept = len(stored) - len(forget)
+    names = " and ".join(map(str, gone)) + (" is" if len(gone) == 1 else " are")
+    what = f"{len(forget)} file{'' if len(forget) == 1 else 's'} forgotten"
+    if kept:
+        what += f", {kept} kept (no deletion seen: an unmounted disk looks like this)"
+    hint = f"run `ragged watch {' '.join(map(str, roots))}` again once it exists"
+    if kept:
+        hint += f"; `ragged remove {' '.join(map(str, gone))}` forgets the files kept"
+    return RaggedError(f"{names} gone (deleted or moved): {what}; watch stopped", hint=hint)
 
 
 def _empty_report() -> IngestReport:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -324,6 +325,32 @@ def test_a_batch_behind_another_writer_says_whom_it_waits_for(
         assert watcher.batches.empty()  # nothing applied while the lock is held
     assert watcher.batch()["added"] == 1
     assert watcher.interrupt()[0] == 130
+
+
+def test_a_watched_folder_deleted_whole_is_forgotten_and_the_watch_stops_saying_so(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path, watchers: Any
+) -> None:
+    """`rm -rf` of the watched folder: 0.2 said "no such file or directory", kept its files
+    in the collection and went on watching nothing, so a folder made again at that path was
+    never synced. Files whose deletion was seen are forgotten (and purged); then it stops."""
+    notes = tmp_path / "notes"
+    write_notes(notes)
+    (notes / "a.md").write_text(f"# Alpha\n\nThe okapi lives in the Ituri forest. {SECRET}\n")
+    watcher: Watcher = watchers(env, ollama.host, notes)
+    assert watcher.batch()["added"] == 3
+    shutil.rmtree(notes)
+    try:
+        watcher.proc.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("watch went on with its folder gone: " + "".join(watcher.stderr))
+    time.sleep(0.1)  # the reader thread takes the last lines
+    stderr = "".join(watcher.stderr)
+    assert watcher.proc.returncode == 1, stderr
+    assert f"Error: {notes} is gone (deleted or moved): 3 files forgotten; watch stopped" in stderr
+    assert f"`ragged watch {notes}`" in stderr
+    files, in_catalog, in_store, pending = snapshot(env)
+    assert files == set() and in_catalog == in_store == set() and pending == 0
+    assert files_holding(env, SECRET) == []
 
 
 def test_ollama_going_away_leaves_text_pending_then_embedded_when_it_returns(
