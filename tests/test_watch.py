@@ -353,6 +353,49 @@ def test_a_watched_folder_deleted_whole_is_forgotten_and_the_watch_stops_saying_
     assert files_holding(env, SECRET) == []
 
 
+@pytest.fixture
+def mounted(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(disk, mount point): a folder bind-mounted at another, as a USB disk at /media/...;
+    skipped where this process may not mount (not root, or in a container that forbids it)."""
+    disk, point = tmp_path / "disk", tmp_path / "media-usb"
+    disk.mkdir()
+    point.mkdir()
+    done = subprocess.run(["mount", "--bind", str(disk), str(point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield disk, point
+    finally:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+def test_a_watched_disk_unmounted_keeps_its_files_and_the_watch_stops_saying_so(
+    ollama: OllamaStandIn, env: Path, watchers: Any, mounted: tuple[Path, Path]
+) -> None:
+    """The mount point goes with the disk (udisks removes it), and no file on it is seen
+    deleted: its files stay stored, and the watch does not go on watching nothing."""
+    disk, point = mounted
+    write_notes(disk)
+    watcher: Watcher = watchers(env, ollama.host, point)
+    assert watcher.batch()["added"] == 3
+    subprocess.run(["umount", str(point)], check=True)
+    point.rmdir()
+    try:
+        watcher.proc.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("watch went on with its folder gone: " + "".join(watcher.stderr))
+    time.sleep(0.1)
+    stderr = "".join(watcher.stderr)
+    assert watcher.proc.returncode == 1, stderr
+    assert (
+        f"Error: {point} is gone (deleted or moved): 0 files forgotten, 3 kept (no deletion "
+        "seen: an unmounted disk looks like this); watch stopped" in stderr
+    )
+    assert f"`ragged remove {point}`" in stderr
+    files, in_catalog, in_store, pending = snapshot(env)
+    assert len(files) == 3 and in_catalog == in_store and pending == 0
+
+
 def test_ollama_going_away_leaves_text_pending_then_embedded_when_it_returns(
     tmp_path: Path, env: Path, watchers: Any
 ) -> None:
