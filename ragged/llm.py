@@ -22,7 +22,6 @@ T = TypeVar("T")
 # A wrong or unreachable OLLAMA_HOST should fail in seconds; the response timeout
 # (settings.timeout, 300 s) stays long because a model loading over a network can be slow.
 CONNECT_TIMEOUT = 10.0
-DROP_PROBE_TIMEOUT = 1.0  # a TLS handshake with the port that dropped a request (_dropped)
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
 # Bounded backoff, at most 7.5 s of pauses per call; and never past the call's deadline, the
 # configured timeout, which bounds the whole wait (attempts and pauses together).
@@ -157,9 +156,10 @@ class LLM:
         real drop (a restart) would otherwise pay again at every one."""
         with self._probing:  # the embedding threads' drops wait for one probe, then agree
             if self._tls_only is None:
-                wait = min(DROP_PROBE_TIMEOUT, self.connect_timeout)
                 direct = this_machine(self.host)
-                found = plain_http_dropped(self.host, "OLLAMA_HOST", wait, direct=direct)
+                found = plain_http_dropped(
+                    self.host, "OLLAMA_HOST", self.connect_timeout, direct=direct
+                )
                 self._tls_only = found or False
         return self._tls_only or None
 

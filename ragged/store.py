@@ -860,7 +860,7 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
     if isinstance(exc, httpx.TransportError):
         # Reset, "Server disconnected without sending a response": it went away mid-request,
         # or it speaks only TLS. Asked on this error path only; chromadb's client does not retry.
-        found = plain_http_dropped(where, "RAGGED_CHROMA_URL", min(1.0, connect_timeout))
+        found = plain_http_dropped(where, "RAGGED_CHROMA_URL", connect_timeout)
         if found is not None:
             return StoreError(prefix + found[0], found[1])
         return StoreError(

@@ -29,6 +29,8 @@ NOT_TLS = {
     "UNKNOWN_PROTOCOL",
 }
 
+# The longest wait for the TLS handshake plain_http_dropped() tries after a dropped request.
+PROBE_TIMEOUT = 1.0
 # How TLS servers refuse a plain-HTTP request, with HTTP 400 (lower case, spaces collapsed):
 # Go's net/http (Caddy, Traefik), nginx, Apache httpd.
 PLAIN_HTTP_REFUSALS = (
@@ -339,7 +341,7 @@ def plain_http_refused(status: int, body: str, where: str, setting: str) -> tupl
 
 
 def plain_http_dropped(
-    where: str, setting: str, timeout: float, direct: bool = False
+    where: str, setting: str, connect_timeout: float, direct: bool = False
 ) -> tuple[str, str] | None:
     """(message, hint) if `where`, an http:// URL that just closed or reset a request without
     a reply, completes a TLS handshake; else None.
@@ -348,7 +350,8 @@ def plain_http_dropped(
     request without a word, as OpenSSL does, and ragged said it had lost the connection.
     Asked only after that failure, so a working server is never probed. Not when the request
     went through a proxy (`direct` False and one applies): the proxy is what dropped it. A
-    plain server that awaits a request line gets no line from a TLS hello: `timeout` bounds it.
+    plain server that awaits a request line gets no line from a TLS hello: the probe waits at
+    most PROBE_TIMEOUT (or the client's own connect timeout, if shorter).
     """
     import socket
     import ssl
@@ -361,6 +364,7 @@ def plain_http_dropped(
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    timeout = min(PROBE_TIMEOUT, connect_timeout)
     try:
         with socket.create_connection((parts.hostname, parts.port or 80), timeout) as sock:
             context.wrap_socket(sock, server_hostname=parts.hostname).close()

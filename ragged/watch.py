@@ -163,16 +163,18 @@ def watch(
                 on_ready(roots)
             apply("start", set())
             for batch in changes:
-                if not batch and any(not root.is_dir() for root in roots):
-                    # Gone between batches (an unmounted disk's mount point goes without an
-                    # event): the events of a deletion still being gathered come next.
-                    batch = next(changes, set())
                 if batch:
                     apply("changes", batch)
                 elif retry_at is not None and time.monotonic() >= retry_at:
                     apply("retry", set())
                 gone = [root for root in roots if not root.is_dir()]  # a stat each per tick
                 if gone:
+                    if not batch:
+                        # Gone between batches (an unmounted disk's mount point goes without
+                        # an event): the events of a deletion still being gathered come next.
+                        batch = next(changes, set())
+                        if batch:
+                            apply("changes", batch)
                     deleted = {p for change, p in batch if change == watchfiles.Change.deleted}
                     stopped = _vanished(gone, roots, settings, deleted)
                     purge(wait=True)  # what it forgot is not left readable
