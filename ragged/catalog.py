@@ -217,6 +217,7 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         from ragged.config import private_dir, private_file
+        from ragged.disk import full
 
         self.path = path
         self.batch_started: float | None = None  # when the open batch began (see open_batch)
@@ -237,7 +238,9 @@ class Catalog:
                     path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
                 )
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{path}: cannot open the catalog: {exc}") from exc
+            raise full(exc, path, "cannot open the catalog") or StoreError(
+                f"{path}: cannot open the catalog: {exc}"
+            ) from exc
         try:
             if not self.read_only:
                 _use_wal(self._db)
@@ -252,6 +255,10 @@ class Catalog:
             self._identity = _identity(path)
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            # Not damage: SQLite could not grow the shared-memory file it needs even to read.
+            # `doctor --fix` would have moved a sound catalog aside.
+            if found := full(exc, path, "cannot open the catalog"):
+                raise found from exc
             raise CatalogDamaged(
                 f"{path}: the catalog is damaged ({exc})",
                 hint="run `ragged doctor --fix` to rebuild it from the vector store",

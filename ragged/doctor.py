@@ -6,15 +6,15 @@ Core only: every check returns a `Check`; pulls report through a callback. The C
 from __future__ import annotations
 
 import ipaddress
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from ragged.disk import free_bytes, human_size
 from ragged.errors import RaggedError
-from ragged.hardware import GiB, Host, MiB
+from ragged.hardware import GiB, Host
 from ragged.models import TIERS
 
 if TYPE_CHECKING:
@@ -119,17 +119,6 @@ def failed(checks: Sequence[Check]) -> bool:
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-
-def human_size(n: int | None) -> str:
-    """Bytes for people: 2019393189 -> '1.9 GB', 274302450 -> '262 MB', 68719476736 -> '64 GB'."""
-    if n is None:
-        return "unknown"
-    if n < MiB:
-        return f"{n / 1024:.0f} KB"
-    if n < GiB:
-        return f"{n / MiB:.0f} MB"
-    return f"{n / GiB:.1f} GB" if n < 10 * GiB else f"{n / GiB:.0f} GB"
 
 
 def _version_tuple(text: str) -> tuple[int, ...] | None:
@@ -777,14 +766,10 @@ def check_store(settings: Settings) -> Check:
 def check_disk(settings: Settings) -> Check:
     """Free space where the index lives."""
     path = Path(settings.home).expanduser()
-    probe = path
-    # The data dir may not exist yet; the disk it will be on is its nearest existing parent's.
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        free = shutil.disk_usage(probe).free
-    except OSError as exc:
-        return Check("disk", "warn", f"cannot measure free space at {path}: {exc}")
+    # The data dir may not exist yet: the disk it will be on counts.
+    free = free_bytes(path)
+    if free is None:
+        return Check("disk", "warn", f"cannot measure free space at {path}")
     data = {"path": str(path), "free_bytes": free}
     detail = f"{human_size(free)} free at {path}"
     if free < DISK_FAIL:

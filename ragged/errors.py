@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Ends a hint for a fault after which the next run picks up where this one stopped (`watch`
+# says instead that it does so itself: ragged/cli/watch.py).
+RUN_AGAIN = " and run the command again, which finishes any interrupted work"
+
 
 class RaggedError(Exception):
     """Base for every error ragged reports as one line instead of a traceback."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from ragged.errors import EmbeddingMismatch, StoreError
+from ragged.errors import RUN_AGAIN, EmbeddingMismatch, StoreError
 from ragged.tls import CertificatesUnreadable, plain_http_dropped, plain_http_refused
 from ragged.tls import trouble as tls_trouble
 
@@ -72,7 +72,6 @@ OPEN_LOCK = "chroma.lock"  # beside the store, not in it: its files are fingerpr
 LOG_DELETE = 3  # the `operation` code of a delete in Chroma's log (0 add, 1 update, 2 upsert)
 # What a command's hint asks once the server is back; `watch`, which tries again by itself,
 # says so in its place (cli/watch.py).
-RUN_AGAIN = " and run the command again, which finishes any interrupted work"
 SERVER_DOWN_HINT = (
     "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`)"
     f"{RUN_AGAIN}; or unset RAGGED_CHROMA_URL to use the embedded store"
@@ -806,13 +805,21 @@ def explain(exc: BaseException, where: str, doing: str | None = None) -> StoreEr
     """
     import httpx
 
+    from ragged.disk import ServerFull, full, says_full
+
     if isinstance(exc, StoreError):
         return exc  # already said (e.g. the client could not be opened)
     prefix = f"{doing}: " if doing else ""  # the messages below name `where` themselves
     general = f"{doing} at {where}: " if doing else f"Chroma at {where} failed: "
     text = str(exc) or type(exc).__name__
     if not where.startswith(("http://", "https://")):
-        return StoreError(general + text)
+        return full(exc, where, doing or "Chroma failed") or StoreError(general + text)
+    if says_full(exc):
+        return ServerFull(
+            f"{prefix}the Chroma server at {where} has run out of disk space: {text[:200]}",
+            hint="free some space on the server's disk (where `chroma run --path` keeps its "
+            f"data){RUN_AGAIN}",
+        )
     # chromadb re-raises some httpx errors as a bare ValueError or Exception: look beneath.
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, httpx.HTTPError):
@@ -968,7 +975,9 @@ def _client(settings: Settings) -> Any:
                 _lay_out(path / CHROMA_SQLITE, page_size_for(settings.chunk_tokens))
                 return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         except Exception as exc:
-            raise StoreError(
+            from ragged.disk import full
+
+            raise full(exc, path, "cannot open Chroma") or StoreError(
                 f"cannot open Chroma at {path}: {exc}", hint="check that the data dir is writable"
             ) from exc
 

@@ -28,6 +28,7 @@ from ragged.llm import NOT_RUNNING_HINT, connect
 from ragged.lock import write_lock
 from ragged.store import open_store
 from tests.chroma_server import ChromaServer
+from tests.mounts import mount_or_skip, unmount
 from tests.ollama_standin import OllamaStandIn
 from tests.test_data_dir import SECRET, files_holding, secret_docs
 
@@ -360,13 +361,11 @@ def mounted(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     disk, point = tmp_path / "disk", tmp_path / "media-usb"
     disk.mkdir()
     point.mkdir()
-    done = subprocess.run(["mount", "--bind", str(disk), str(point)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {done.stderr.decode(errors='replace').strip()}")
+    mount_or_skip("--bind", str(disk), str(point))
     try:
         yield disk, point
     finally:
-        subprocess.run(["umount", str(point)], capture_output=True)
+        unmount(point)
 
 
 def test_a_watched_disk_unmounted_keeps_its_files_and_the_watch_stops_saying_so(
@@ -429,8 +428,8 @@ def test_ollama_going_away_leaves_text_pending_then_embedded_when_it_returns(
 
 WATCH_SERVER_DOWN_HINT = (
     "start it (`docker compose up -d chromadb`, or `chroma run --path DIR --port PORT`); watch "
-    "finishes any interrupted work once it answers; or unset RAGGED_CHROMA_URL to use the "
-    "embedded store"
+    "tries again by itself, and finishes any interrupted work; or unset RAGGED_CHROMA_URL to "
+    "use the embedded store"
 )
 
 

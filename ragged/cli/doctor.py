@@ -206,7 +206,7 @@ def _models_text(report: ModelsReport, host: str) -> None:
     from rich.table import Table
 
     from ragged import render
-    from ragged.doctor import human_size
+    from ragged.disk import human_size
 
     out = render.console()
     esc = render.escape

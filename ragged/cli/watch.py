@@ -150,10 +150,12 @@ def batch_fault(batch: Batch) -> str | None:
 def batch_hint(batch: Batch) -> str | None:
     """What to do about the batch's fault: the hint `ingest` gives for the same one, except
     that watch tries again by itself where a command is to be run again."""
-    from ragged.store import RUN_AGAIN
+    from ragged.errors import RUN_AGAIN
 
     hint = batch.error.hint if batch.error is not None else batch.report.embed_hint
-    return hint and hint.replace(RUN_AGAIN, "; watch finishes any interrupted work once it answers")
+    return hint and hint.replace(
+        RUN_AGAIN, "; watch tries again by itself, and finishes any interrupted work"
+    )
 
 
 def batch_line(batch: Batch, with_hint: bool = True) -> str:

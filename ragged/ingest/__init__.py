@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from ragged.catalog import CHUNKING_KEY, ChunkRow, FileRecord, now
-from ragged.errors import RaggedError, UnreadableDocument
+from ragged.disk import full
+from ragged.errors import RaggedError, StoreError, UnreadableDocument
 from ragged.index import embed_text, embed_title, make_row
 from ragged.ingest.writer import BATCHES_PER_WRITE, MIN_BATCHES_PER_WRITE, VectorWriter
 
@@ -547,6 +548,13 @@ def ingest(
             report.purge_problem = index.purge()
             report.purged = True
         report.purge_due = index.purge_due
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        # A full disk, met by the catalog's commit, a Chroma write or an open: said once, of
+        # the whole run. Files are staged before they are embedded, so the next run finishes.
+        disk_full = full(exc, settings.home, "ingest stopped; what it stored is kept")
+        if disk_full is None:
+            raise
+        raise disk_full from exc
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
         parsers.close()

@@ -1,0 +1,193 @@
+"""A full disk under the data dir (a real tmpfs of a few MB): every command says so in one
+line, nothing is called damaged that is not, and what was stored is kept, so that once space
+is freed the next run finishes the work and the catalog and the store agree."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragged.catalog import open_catalog
+from ragged.config import load_settings
+from tests.chroma_server import ChromaServer
+from tests.mounts import SmallDisk
+from tests.ollama_standin import OllamaStandIn
+from tests.test_ingest_robust import environ, stored_ids
+from tests.test_watch import Watcher
+
+RAGGED = [sys.executable, "-m", "ragged"]
+FILES = 120
+
+
+def notes(root: Path, seed: int = 7) -> Path:
+    """120 notes of ~1,500 words each (~1,500 chunks' worth of store: 15-20 MB), each with a
+    word found in it alone."""
+    rng = random.Random(seed)
+    words = [a + b for a in ("lor", "ips", "dol", "sit", "ame", "con") for b in ("an", "ex", "or")]
+    root.mkdir(parents=True)
+    for i in range(FILES):
+        paras = [" ".join(rng.choice(words) for _ in range(120)) + "." for _ in range(12)]
+        (root / f"note-{i:03}.md").write_text(f"# Note {i}\n\nmarker{i} " + "\n\n".join(paras))
+    return root
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    small = SmallDisk(tmp_path / "disk", "200m")
+    try:
+        yield small
+    finally:
+        small.close()
+
+
+def ragged(home: Path, ollama: OllamaStandIn, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RAGGED, *args],
+        env=environ(home, ollama, NO_COLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def says_disk_full(done: subprocess.CompletedProcess[str], home: Path) -> None:
+    """One error line naming the disk, its hint, exit 1, and no traceback."""
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "│" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(f"Error: the disk holding {home}"), done.stderr
+    assert " is full (" in errors[0], done.stderr
+    assert "damaged" not in done.stderr
+    assert "hint: free some space on it, or move the data dir (RAGGED_HOME)" in done.stderr
+
+
+def agrees(home: Path) -> None:
+    """Every note stored once, its chunks in the catalog and the store alike, none pending."""
+    in_store, in_catalog, pending = stored_ids(home)
+    assert in_store == in_catalog and pending == 0
+    assert len(in_catalog) > FILES
+
+
+# Three sizes, three places the disk fills up on the machine this was written on: the
+# catalog's commit (2 MB), a Chroma write (4 MB), Chroma's compaction of its log (6 MB).
+@pytest.mark.parametrize("size", ["2m", "4m", "6m"])
+def test_an_ingest_that_fills_the_disk_says_so_and_the_next_run_finishes_the_work(
+    ollama: OllamaStandIn, tmp_path: Path, disk: SmallDisk, size: str
+) -> None:
+    folder = notes(tmp_path / "notes")
+    home = disk.point / "home"
+    disk.resize(size)
+    says_disk_full(ragged(home, ollama, "ingest", str(folder)), home)
+    # Run again on the same full disk: the same line, whatever no longer opens.
+    says_disk_full(ragged(home, ollama, "ingest", str(folder)), home)
+
+    disk.resize("200m")
+    again = ragged(home, ollama, "ingest", str(folder), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["pending"] == 0
+    agrees(home)
+    listed = json.loads(ragged(home, ollama, "list", "--json").stdout)
+    assert len(listed) == FILES
+    found = ragged(home, ollama, "search", "marker37", "--mode", "lexical", "--json")
+    assert json.loads(found.stdout)["hits"][0]["path"].endswith("note-037.md"), found.stdout
+
+
+def test_on_a_full_disk_reads_say_so_and_doctor_fix_moves_no_catalog_aside(
+    ollama: OllamaStandIn, tmp_path: Path, disk: SmallDisk
+) -> None:
+    folder = notes(tmp_path / "notes")
+    home = disk.point / "home"
+    assert ragged(home, ollama, "ingest", str(folder), "--quiet").returncode == 0
+    filler = disk.fill()
+
+    for command in (["search", "marker37"], ["ask", "what is marker37?"], ["list"]):
+        says_disk_full(ragged(home, ollama, *command), home)
+    fixed = ragged(home, ollama, "doctor", "--fix", "--json")
+    report: dict[str, Any] = json.loads(fixed.stdout)
+    failed = {c["name"]: c for c in report["checks"] if c["status"] == "fail"}
+    assert "disk" in failed, report
+    assert not [c for c in report["checks"] if "damaged" in (c.get("detail") or "")], report
+    catalogs = sorted(p.name for p in (home / "catalog" / "embedded").iterdir())
+    assert not [name for name in catalogs if ".damaged-" in name], catalogs
+
+    filler.unlink()
+    found = ragged(home, ollama, "search", "marker37", "--mode", "lexical", "--json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["hits"][0]["path"].endswith("note-037.md")
+    agrees(home)
+
+
+def test_watch_on_a_full_disk_says_so_and_catches_up_once_space_is_freed(
+    ollama: OllamaStandIn, tmp_path: Path, disk: SmallDisk
+) -> None:
+    folder = notes(tmp_path / "notes")
+    home = disk.point / "home"
+    watcher = Watcher(home, ollama.host, folder)
+    try:
+        _catches_up(watcher, folder, home, disk)
+    finally:
+        watcher.kill()
+
+
+def _catches_up(watcher: Watcher, folder: Path, home: Path, disk: SmallDisk) -> None:
+    assert watcher.batch()["added"] == FILES
+    filler = disk.fill()
+    (folder / "late.md").write_text("# Late\n\nlatemarker: written after the disk filled up.\n")
+
+    failed = watcher.batch()
+    assert failed["error"].startswith(f"the disk holding {home}"), failed
+    assert " is full (" in failed["error"] and failed["retry_in"] > 0, failed
+    assert failed["hint"] == (
+        "free some space on it, or move the data dir (RAGGED_HOME); watch tries again by "
+        "itself, and finishes any interrupted work"
+    )
+    filler.unlink()
+
+    def late_stored() -> bool:
+        catalog = open_catalog(load_settings({"home": home}))
+        try:
+            return any(f.path.endswith("late.md") for f in catalog.files())
+        finally:
+            catalog.close()
+
+    watcher.wait_until(late_stored, "the new file stored once space was freed")
+    agrees(home)
+    assert watcher.interrupt()[0] == 130
+
+
+@pytest.mark.server
+def test_a_full_disk_on_the_chroma_server_is_named_as_the_servers(
+    ollama: OllamaStandIn, tmp_path: Path, disk: SmallDisk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not "the disk holding RAGGED_HOME": this machine's disk has room."""
+    server = ChromaServer(disk.point / "server" / "data")
+    server.start()
+    try:
+        monkeypatch.setenv("RAGGED_CHROMA_URL", server.url)
+        home = tmp_path / "home"
+        assert ragged(home, ollama, "ingest", str(notes(tmp_path / "notes"))).returncode == 0
+        filler = disk.fill()
+        more = notes(tmp_path / "more", seed=8)
+        done = ragged(home, ollama, "ingest", str(more))
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1, done.stderr
+        assert errors[0].startswith(
+            f"Error: the Chroma server at {server.url} has run out of disk space: "
+        ), done.stderr
+        assert "hint: free some space on the server's disk" in done.stderr
+
+        filler.unlink()
+        again = ragged(home, ollama, "ingest", str(more), "--json")
+        assert again.returncode == 0 and json.loads(again.stdout)["pending"] == 0, again.stderr
+        agrees(home)
+    finally:
+        server.stop()
