@@ -17,6 +17,7 @@ import pytest
 from ragged.catalog import open_catalog
 from ragged.config import load_settings
 from tests.chroma_server import ChromaServer
+from tests.conftest import new_chroma_database
 from tests.mounts import SmallDisk
 from tests.ollama_standin import OllamaStandIn
 from tests.test_ingest_robust import environ, stored_ids
@@ -191,3 +192,28 @@ def test_a_full_disk_on_the_chroma_server_is_named_as_the_servers(
         agrees(home)
     finally:
         server.stop()
+
+
+@pytest.mark.server
+def test_a_copy_onto_a_full_disk_says_so_and_the_next_copy_finishes_it(
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    disk: SmallDisk,
+    chroma_server: ChromaServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RAGGED_CHROMA_DATABASE", new_chroma_database(chroma_server))
+    url = chroma_server.url
+    folder = notes(tmp_path / "notes")
+    on_server = ragged(tmp_path / "elsewhere", ollama, "--chroma-url", url, "ingest", str(folder))
+    assert on_server.returncode == 0, on_server.stderr
+    home = disk.point / "home"
+    for size in ("2m", "4m"):
+        disk.resize(size)
+        says_disk_full(ragged(home, ollama, "copy", "--from", url), home)
+
+    disk.resize("200m")
+    again = ragged(home, ollama, "copy", "--from", url, "--json")
+    assert again.returncode == 0, again.stderr
+    agrees(home)
+    assert len(json.loads(ragged(home, ollama, "list", "--json").stdout)) == FILES

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand
 
+from ragged.errors import RaggedError
+
 if TYPE_CHECKING:
     from ragged.config import Settings
     from ragged.index import Index
@@ -39,7 +41,6 @@ class State:
 def reporting(state: State) -> Iterator[None]:
     """The one place errors become a message on stderr and an exit code."""
     from ragged import render
-    from ragged.errors import RaggedError
 
     try:
         yield
@@ -51,6 +52,31 @@ def reporting(state: State) -> Iterator[None]:
     except KeyboardInterrupt as exc:
         render.interrupted()
         raise typer.Exit(128 + getattr(exc, "signum", 2)) from None  # 128 + SIGINT, or as sent
+    except Exception as exc:
+        full = None if state.debug else _disk_full(exc, state)
+        if full is None:
+            raise
+        render.error(full.message, full.hint)
+        raise typer.Exit(1) from None
+
+
+def _disk_full(exc: Exception, state: State) -> RaggedError | None:
+    """A full disk met where no layer said so (a catalog write in `copy`, say), as they do."""
+    import sqlite3
+
+    if not isinstance(exc, OSError | sqlite3.Error):
+        return None
+    from ragged.disk import LOW_SPACE, free_bytes, full
+
+    try:
+        home = state.settings().home
+    except RaggedError:
+        return None
+    named = getattr(exc, "filename", None)
+    found = full(exc, named or home)
+    if found is not None and not named and (free_bytes(home) or 0) >= LOW_SPACE:
+        return None  # another disk's (stdout's file?): not the data dir's to name
+    return found
 
 
 class Stopped(KeyboardInterrupt):
