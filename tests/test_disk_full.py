@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ragged.catalog import open_catalog
@@ -20,6 +21,7 @@ from tests.chroma_server import ChromaServer
 from tests.conftest import new_chroma_database
 from tests.mounts import SmallDisk
 from tests.ollama_standin import OllamaStandIn
+from tests.ragged_server import RaggedServer, server_env
 from tests.test_ingest_robust import environ, stored_ids
 from tests.test_watch import Watcher
 
@@ -217,3 +219,25 @@ def test_a_copy_onto_a_full_disk_says_so_and_the_next_copy_finishes_it(
     assert again.returncode == 0, again.stderr
     agrees(home)
     assert len(json.loads(ragged(home, ollama, "list", "--json").stdout)) == FILES
+
+
+def test_the_app_answers_503_on_a_full_disk_and_serves_again_once_space_is_freed(
+    ollama: OllamaStandIn, tmp_path: Path, disk: SmallDisk
+) -> None:
+    home = disk.point / "home"
+    assert ragged(home, ollama, "ingest", str(notes(tmp_path / "notes"))).returncode == 0
+    with RaggedServer(server_env(home, ollama.host)) as server:
+        filler = disk.fill()
+        full = httpx.post(server.url + "/search", json={"query": "marker37"}, timeout=60)
+        assert full.status_code == 503, full.text
+        error = full.json()["error"]
+        assert error["message"].startswith(f"the disk holding {home}"), error
+        assert " is full (" in error["message"] and error["hint"].startswith("free some space")
+        health = httpx.get(server.url + "/health", timeout=60)
+        assert health.status_code == 503 and " is full (" in health.json()["store"]["error"]
+
+        filler.unlink()
+        back = httpx.post(server.url + "/search", json={"query": "marker37"}, timeout=60)
+        assert back.status_code == 200, back.text
+        assert back.json()["hits"][0]["path"].endswith("note-037.md")
+        assert httpx.get(server.url + "/health", timeout=60).status_code == 200
