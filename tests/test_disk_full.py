@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -88,7 +89,12 @@ def test_an_ingest_that_fills_the_disk_says_so_and_the_next_run_finishes_the_wor
     folder = notes(tmp_path / "notes")
     home = disk.point / "home"
     disk.resize(size)
-    says_disk_full(ragged(home, ollama, "ingest", str(folder)), home)
+    stopped = ragged(home, ollama, "ingest", str(folder))
+    says_disk_full(stopped, home)
+    assert re.search(
+        rf"is full \(.+ free\): ingest stopped after \d+ of {FILES} files; what it stored is kept\n",
+        stopped.stderr,
+    ), stopped.stderr
     # Run again on the same full disk: the same line, whatever no longer opens.
     says_disk_full(ragged(home, ollama, "ingest", str(folder)), home)
 

@@ -551,7 +551,10 @@ def ingest(
     except (StoreError, sqlite3.Error, OSError) as exc:
         # A full disk, met by the catalog's commit, a Chroma write or an open: said once, of
         # the whole run. Files are staged before they are embedded, so the next run finishes.
-        disk_full = full(exc, settings.home, "ingest stopped; what it stored is kept")
+        stopped = (
+            f"ingest stopped after {state.files} of {files_total} files; what it stored is kept"
+        )
+        disk_full = full(exc, settings.home, stopped)
         if disk_full is None:
             raise
         raise disk_full from exc
