@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ragged.errors import RUN_AGAIN, StoreError
 
-MiB, GiB = 2**20, 2**30  # as in ragged.hardware, whose import (platform, subprocess) ingest skips
+MiB, GiB = 1024**2, 1024**3  # here, not in ragged.hardware, whose import `ingest` skips
 
 # A failed write of SQLite's or Chroma's with less than this free is put down to the disk:
 # the write that failed may have wanted more than what is left (an index file of megabytes).

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MiB = 1024**2
-GiB = 1024**3
+from ragged.disk import GiB, MiB  # byte units: defined where `ingest` finds them cheaply
 
 Runner = Callable[[Sequence[str]], str | None]
 
