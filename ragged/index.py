@@ -1091,6 +1091,7 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
         lost = Index(settings, catalog, store).lost_vector_files()
         cached_revision = catalog.meta("server_revision")
         purge_due, purge_failed = catalog.meta(PURGE_DUE_KEY), catalog.meta(PURGE_FAILED_KEY)
+        tombstoned = len(catalog.tombstones())
     finally:
         catalog.close()
     refill = f"{FIX} embeds them again from the stored text"
@@ -1145,6 +1146,15 @@ def health(settings: Settings, name: str, probe: bool = True) -> Health:
             "warn",
             f"{files} files, {chunks} chunks, {pending} of them awaiting embeddings",
             "`ragged ingest` (no path needed) embeds them",
+        )
+    if tombstoned:
+        # The catalog forgot them first (reads no longer serve them); the store's delete,
+        # and the purge after it, did not happen: a full disk, a kill, a server gone.
+        return found(
+            "warn",
+            f"{tombstoned} chunks of removed or changed files are still to be deleted from the "
+            "vector store, their text readable in its files (a run stopped before it could)",
+            f"the next `ingest` or `remove` deletes and purges them; {FIX} does it now",
         )
     if purge_due:
         return found(

@@ -3,6 +3,7 @@ process may not mount (not root, or in a container that forbids it)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -32,8 +33,9 @@ class SmallDisk:
     def resize(self, size: str) -> None:
         subprocess.run(["mount", "-o", f"remount,size={size}", str(self.point)], check=True)
 
-    def fill(self) -> Path:
-        """Write a file until the disk has no byte left; returns it (delete it to free them)."""
+    def fill(self, leave: int = 0) -> Path:
+        """Write a file until the disk has no byte left, then give `leave` bytes back; returns
+        it (delete it to free the rest)."""
         filler = self.point / "filler"
         with open(filler, "wb", buffering=0) as out:  # unbuffered: nothing left to flush
             for block in (65536, 512):  # then the last bytes, a small block at a time
@@ -42,6 +44,8 @@ class SmallDisk:
                         out.write(b"\0" * block)
                 except OSError:
                     pass
+        if leave:
+            os.truncate(filler, max(0, filler.stat().st_size - leave))
         return filler
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from tests.conftest import new_chroma_database
 from tests.mounts import SmallDisk
 from tests.ollama_standin import OllamaStandIn
 from tests.ragged_server import RaggedServer, server_env
+from tests.test_data_dir import files_holding
 from tests.test_ingest_robust import environ, stored_ids
 from tests.test_watch import Watcher
 
@@ -247,3 +248,40 @@ def test_the_app_answers_503_on_a_full_disk_and_serves_again_once_space_is_freed
         assert back.status_code == 200, back.text
         assert back.json()["hits"][0]["path"].endswith("note-037.md")
         assert httpx.get(server.url + "/health", timeout=60).status_code == 200
+
+
+def collection_check(home: Path, ollama: OllamaStandIn, *args: str) -> dict[str, Any]:
+    done = ragged(home, ollama, "doctor", *args, "--json")
+    checks = json.loads(done.stdout)["checks"]
+    return next(c for c in checks if c["name"] == "collection default")
+
+
+# KB left free before `remove`: too few for the catalog's step (nothing is removed), or for
+# the store's (the catalog has forgotten the files, Chroma still holds their text), or enough.
+@pytest.mark.parametrize("reserve", [64, 256, 1024])
+def test_a_remove_stopped_by_a_full_disk_is_named_by_doctor_and_finished_by_its_fix(
+    ollama: OllamaStandIn, tmp_path: Path, disk: SmallDisk, reserve: int
+) -> None:
+    folder = notes(tmp_path / "notes")
+    home = disk.point / "home"
+    assert ragged(home, ollama, "ingest", str(folder), "--quiet").returncode == 0
+    gone = {str(folder / f"note-00{i}.md"): f"marker{i} " for i in (1, 2)}
+    filler = disk.fill(leave=reserve * 1024)
+    done = ragged(home, ollama, "remove", *gone)
+    if done.returncode != 0:
+        says_disk_full(done, home)
+    filler.unlink()
+
+    listed = {f["path"] for f in json.loads(ragged(home, ollama, "list", "--json").stdout)}
+    forgotten = [word for path, word in gone.items() if path not in listed]
+    left = [word for word in forgotten if files_holding(home, word)]
+    health = collection_check(home, ollama)
+    if left:  # their text is still on disk: doctor must not say all is well
+        assert health["status"] == "warn", health
+        assert "still to be deleted from the vector store" in health["detail"] or (
+            "still to be purged" in health["detail"]  # deleted, not yet purged
+        ), health
+    collection_check(home, ollama, "--fix")
+    assert [word for word in forgotten if files_holding(home, word)] == []
+    assert collection_check(home, ollama)["status"] == "ok"
+    agrees(home)
