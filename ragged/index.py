@@ -628,19 +628,23 @@ class Index:
             stored = store.purge()
         if stored is not None:
             problems.append(stored)
-        if not problems:
-            catalog.clear_purge_due(seen)
-        elif isinstance(stored, Lasting) and len(problems) == 1:
-            # Not doable on these files (laid out by another Chroma version, which the notice
-            # sends to `chroma vacuum`): trying again would cost a whole purge each time for
-            # nothing. It did not succeed, so an earlier failure stays on record.
-            catalog.clear_purge_due(seen, purged=False)
-        else:
-            # A full disk, a held lock: the next runs try again, and `doctor` names the
-            # problem until a purge succeeds.
-            catalog.purge_failed(seen, "; ".join(problems))
-        if matched:
-            catalog.set_meta("store_fingerprint", store.fingerprint() or "")
+        # What is recorded below is bookkeeping: on a disk too full to write even that, the
+        # purge stays due (marked before the deletion) and the fingerprint unrecorded (the
+        # next run compares counts), which is safe; the problem is still said.
+        with contextlib.suppress(sqlite3.Error):
+            if not problems:
+                catalog.clear_purge_due(seen)
+            elif isinstance(stored, Lasting) and len(problems) == 1:
+                # Not doable on these files (laid out by another Chroma version, which the
+                # notice sends to `chroma vacuum`): trying again would cost a whole purge
+                # each time for nothing. It did not succeed, so an earlier failure stays.
+                catalog.clear_purge_due(seen, purged=False)
+            else:
+                # A full disk, a held lock: the next runs try again, and `doctor` names the
+                # problem until a purge succeeds.
+                catalog.purge_failed(seen, "; ".join(problems))
+            if matched:
+                catalog.set_meta("store_fingerprint", store.fingerprint() or "")
         if problems == [stored]:
             return stored  # its kind (Lasting or not) decides what the notice advises
         return "; ".join(problems) or None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ragged.disk import full
+from ragged.errors import StoreError
 from ragged.index import label
 
 if TYPE_CHECKING:
@@ -124,13 +127,36 @@ def _glob(pattern: str, stored: list[str], cwd: str | None = None) -> list[str]:
     ]
 
 
+def _stopped(index: Index, targets: Sequence[str]) -> str:
+    """What a remove that a full disk stopped has done: the catalog forgets the files first
+    (reads stop serving them), then the store deletes them; a stop between leaves that to
+    the next writer (docs/design.md, "The Index")."""
+    try:
+        kept = sum(index.catalog.file(p) is not None for p in targets)
+    except sqlite3.Error:
+        kept = len(targets)
+    if kept == len(targets):
+        return "remove stopped; nothing was removed"
+    return (
+        f"remove stopped: {len(targets) - kept} of {len(targets)} files are no longer "
+        "searched, and their text is deleted from the data dir by `ragged doctor --fix` or "
+        "the next `remove` or `ingest`"
+    )
+
+
 def remove(
     index: Index, paths: Sequence[str], on_problem: Callable[[str], None] | None = None
 ) -> list[str]:
     """Forget stored files, and leave their text readable nowhere on disk; returns those that
     were stored. `on_problem` hears why deleted text may remain in the store's files, if it may."""
     targets = sorted(set(paths))
-    index.remove(targets)
+    try:
+        index.remove(targets)
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        disk_full = full(exc, index.settings.home, _stopped(index, targets))
+        if disk_full is None:
+            raise
+        raise disk_full from exc
     problem = index.purge()
     if problem and on_problem:
         on_problem(problem)
