@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ragged.errors import RUN_AGAIN, StoreError
@@ -92,6 +92,14 @@ def full(exc: BaseException, where: Path | str, doing: str | None = None) -> Dis
     if free is not None and free < LOW_SPACE and any(_from_storage(e) for e in _chain(exc)):
         return DiskFull(where, free, doing)
     return None
+
+
+def raise_if_full(exc: BaseException, where: Path | str, doing: Callable[[], str]) -> None:
+    """Raise `exc` as DiskFull, said of the command that met it (`doing()`: what it had
+    done), if it was a full disk under `where`; else return, for the caller to re-raise."""
+    found = full(exc, where)
+    if found is not None:
+        raise found.doing(doing(), where) from exc
 
 
 def says_full(exc: BaseException) -> bool:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ragged.disk import full
+from ragged.disk import raise_if_full
 from ragged.errors import StoreError
 from ragged.index import label
 
@@ -153,10 +153,8 @@ def remove(
     try:
         index.remove(targets)
     except (StoreError, sqlite3.Error, OSError) as exc:
-        disk_full = full(exc, index.settings.home, _stopped(index, targets))
-        if disk_full is None:
-            raise
-        raise disk_full from exc
+        raise_if_full(exc, index.settings.home, lambda: _stopped(index, targets))
+        raise
     problem = index.purge()
     if problem and on_problem:
         on_problem(problem)

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from ragged.errors import RaggedError
-
 if TYPE_CHECKING:
     from ragged.config import Settings
+    from ragged.errors import RaggedError
     from ragged.index import Index
 
 
@@ -41,6 +40,7 @@ class State:
 def reporting(state: State) -> Iterator[None]:
     """The one place errors become a message on stderr and an exit code."""
     from ragged import render
+    from ragged.errors import RaggedError
 
     try:
         yield
@@ -67,6 +67,7 @@ def _disk_full(exc: Exception, state: State) -> RaggedError | None:
     if not isinstance(exc, OSError | sqlite3.Error):
         return None
     from ragged.disk import LOW_SPACE, free_bytes, full
+    from ragged.errors import RaggedError
 
     try:
         home = state.settings().home

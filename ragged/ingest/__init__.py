@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from ragged.catalog import CHUNKING_KEY, ChunkRow, FileRecord, now
-from ragged.disk import full
+from ragged.disk import raise_if_full
 from ragged.errors import RaggedError, StoreError, UnreadableDocument
 from ragged.index import embed_text, embed_title, make_row
 from ragged.ingest.writer import BATCHES_PER_WRITE, MIN_BATCHES_PER_WRITE, VectorWriter
@@ -551,13 +551,14 @@ def ingest(
     except (StoreError, sqlite3.Error, OSError) as exc:
         # A full disk, met by the catalog's commit, a Chroma write or an open: said once, of
         # the whole run. Files are staged before they are embedded, so the next run finishes.
-        stopped = (
-            f"ingest stopped after {state.files} of {files_total} files; what it stored is kept"
+        raise_if_full(
+            exc,
+            settings.home,
+            lambda: (
+                f"ingest stopped after {state.files} of {files_total} files; what it stored is kept"
+            ),
         )
-        disk_full = full(exc, settings.home, stopped)
-        if disk_full is None:
-            raise
-        raise disk_full from exc
+        raise
     finally:
         embedder.pool.shutdown(wait=False, cancel_futures=True)
         parsers.close()
