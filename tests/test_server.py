@@ -495,3 +495,140 @@ def test_cors_is_off_unless_an_origin_is_configured(
         guarded.url + "/ask", headers={**preflight, "Origin": "http://evil.example"}
     )
     assert "access-control-allow-origin" not in other.headers
+
+
+# -- DNS rebinding: without a key, only requests addressed to this machine ---------------------
+
+
+def addressed(
+    server: RaggedServer, name: str, method: str, path: str, **headers: str
+) -> httpx.Response:
+    """A request to the server's own socket, its Host header naming `name` (port kept), as a
+    browser sends it once a page's name has been re-pointed at 127.0.0.1."""
+    return httpx.request(
+        method,
+        server.url + path,
+        headers={"Host": f"{name}:{server.port}", **headers},
+        json={"query": "Foxtrot daemon port", "question": FOXTROT},
+        timeout=60,
+    )
+
+
+DATA_ROUTES = [
+    ("POST", "/search"),
+    ("POST", "/ask"),
+    ("GET", "/collections"),
+    ("GET", "/v1/models"),
+    ("GET", "/health"),
+    ("GET", "/"),
+]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "evil.example",
+        "attacker.example.com",
+        "127.0.0.1.nip.io",
+        "localhost.evil.example",
+        "EVIL.example.",
+    ],
+)
+def test_without_a_key_a_request_addressed_to_another_name_is_refused(
+    server: RaggedServer, api: httpx.Client, name: str
+) -> None:
+    """0.2 answered every request whatever name it was addressed to: a web page whose name its
+    owner re-points at 127.0.0.1 (DNS rebinding) is, for the browser, the same origin as the
+    app, so any page the user opened could read their documents through it."""
+    chunk, _ = an_id(api)
+    shown = name.lower().rstrip(".")
+    for method, path in [*DATA_ROUTES, ("GET", f"/sources/{chunk}/file")]:
+        response = addressed(server, name, method, path)
+        assert response.status_code == 403, (path, response.text)
+        error = response.json()["error"]
+        assert error["message"].startswith(f"refused a request addressed to {shown}: "), error
+        assert f"--allow-host {shown}" in error["hint"] and "RAGGED_API_KEY" in error["hint"]
+        assert "Foxtrot" not in response.text and "7341" not in response.text
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "127.0.0.1",
+        "127.0.0.2",
+        "192.168.1.20",
+        "[::1]",
+        "localhost",
+        "LOCALHOST.",
+        "notes.localhost",
+        "ragged-app",  # a compose service name, from another container
+        "host.docker.internal",  # a container reaching the host (Docker Desktop)
+        "my-mac.local",
+        "nas.home.arpa",
+        socket.gethostname(),
+    ],
+)
+def test_a_request_addressed_to_this_machine_is_served(server: RaggedServer, name: str) -> None:
+    for method, path in DATA_ROUTES:
+        response = addressed(server, name, method, path)
+        assert response.status_code == 200, (name, path, response.text)
+
+
+def test_a_request_without_a_host_header_is_served(server: RaggedServer) -> None:
+    """HTTP/1.0 has no Host header, and no browser sends such a request."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /collections HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.split()[1] == b"200", data
+
+
+def test_a_refused_name_is_logged_once_with_the_way_to_allow_it(server: RaggedServer) -> None:
+    for _ in range(3):
+        assert addressed(server, "once.example", "GET", "/collections").status_code == 403
+    assert server.log is not None
+    lines = [line for line in server.tail().splitlines() if "once.example" in line]
+    assert len(lines) == 1, lines
+    assert "--allow-host once.example" in lines[0]
+
+
+@pytest.fixture(scope="module")
+def named(home: Path, standin: OllamaStandIn, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    log = tmp_path_factory.mktemp("log") / "serve-named.log"
+    args = ["--allow-host", "rag.example.org", "--allow-host", ".team.example"]
+    with RaggedServer(server_env(home, standin.host), args, log=log) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("rag.example.org", 200),
+        ("RAG.Example.org", 200),
+        ("docs.team.example", 200),
+        ("team.example", 200),
+        ("localhost", 200),
+        ("other.example.org", 403),
+        ("rag.example.org.evil.example", 403),
+        ("evilteam.example", 403),
+    ],
+)
+def test_allow_host_adds_a_name_or_a_domain(named: RaggedServer, name: str, status: int) -> None:
+    assert addressed(named, name, "GET", "/collections").status_code == status
+
+
+def test_with_a_key_any_name_is_served_to_whoever_has_the_key(guarded: RaggedServer) -> None:
+    """The key is what guards the data then (a page cannot read it from another origin), and a
+    team's server is reached by names ragged cannot know, through proxies."""
+    keyed = {"Authorization": "Bearer s3cret-key"}
+    assert addressed(guarded, "rag.team.example", "GET", "/collections", **keyed).status_code == 200
+    assert addressed(guarded, "rag.team.example", "GET", "/collections").status_code == 401
+
+
+@pytest.mark.parametrize("name", ["http://rag.example.org", "rag.example.org/v1", ""])
+def test_allow_host_takes_a_name(home: Path, standin: OllamaStandIn, name: str) -> None:
+    done = serve_at(home, standin, "--port", str(free_port()), "--allow-host", name)
+    assert done.returncode == 2 or done.returncode == 1
+    assert "--allow-host" in done.stderr and "Traceback" not in done.stderr
+    assert "ragged serving" not in done.stderr

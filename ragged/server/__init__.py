@@ -89,6 +89,7 @@ def run(
     *,
     api_key: str | None = None,
     cors_origins: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
     log_level: str = "info",
 ) -> None:
     """Serve on `sock` (`bind`, after `check_bind`) until interrupted."""
@@ -96,7 +97,9 @@ def run(
 
     from ragged.server.app import create_app
 
-    app = create_app(settings, api_key=api_key, cors_origins=cors_origins)
+    app = create_app(
+        settings, api_key=api_key, cors_origins=cors_origins, allowed_hosts=allowed_hosts
+    )
     # Access logs only at debug: question text would otherwise land in every log line.
     config = uvicorn.Config(
         app, log_level=log_level, access_log=log_level == "debug", timeout_graceful_shutdown=5

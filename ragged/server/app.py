@@ -1,4 +1,5 @@
-"""The app: routers assembled, an API key on every data route, CORS only when asked, the page."""
+"""The app: routers assembled, an API key on every data route (or only this machine's names
+without one), CORS only when asked, the page."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ragged import __version__
 from ragged.server import api, openai
 from ragged.server.api import error_body
+from ragged.server.hosts import HostCheck
 from ragged.server.service import Service
 
 if TYPE_CHECKING:
@@ -41,9 +43,16 @@ def require_key(request: Request) -> None:
 
 
 def create_app(
-    settings: Settings, *, api_key: str | None = None, cors_origins: Sequence[str] = ()
+    settings: Settings,
+    *,
+    api_key: str | None = None,
+    cors_origins: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
 ) -> FastAPI:
-    """The app for one data dir; `ragged serve` runs it on uvicorn, tests on a free port."""
+    """The app for one data dir; `ragged serve` runs it on uvicorn, tests on a free port.
+
+    Without `api_key`, only requests addressed to this machine or to `allowed_hosts` (names
+    from `hosts.allowed_names`) are answered: see `hosts`."""
     svc = Service(settings, api_key)
 
     @asynccontextmanager
@@ -69,6 +78,10 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+
+    if not api_key:
+        # Added last, so it runs first: a refused request reaches nothing else.
+        app.add_middleware(HostCheck, extra=tuple(allowed_hosts))
 
     @app.exception_handler(Unauthorized)
     def unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
