@@ -134,6 +134,53 @@ def test_a_one_off_filter_never_deletes(
     assert len(listing(runner)) == 5 and chunk_ids() == before
 
 
+def test_a_folder_moved_and_ingested_under_its_new_name_leaves_no_copy_behind(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """0.2 said "5 added (5 moved)" yet kept the old paths too: `list` showed every file twice,
+    the old ones "ok", and search cited files that no longer exist."""
+    corpus = tree(tmp_path / "notes")
+    ingest(runner, str(corpus))
+    stored = chunk_ids()
+    moved = tmp_path / "Notes"
+    corpus.rename(moved)
+    (moved / "markdown/typer/tutorial/intro.md").rename(moved / "intro-typer.md")
+    result = run(runner, "ingest", str(moved), "--json")
+    report = json.loads(result.stdout)
+    assert (report["added"], report["moved"], report["removed"]) == (5, 5, 5), report
+    assert report["embedded"] == 0  # the vectors moved along
+    said = result.stderr
+    assert f"- {corpus / 'notes.txt'}: removed, moved to {moved / 'notes.txt'}" in said
+    old, new = corpus / "markdown/typer/tutorial/intro.md", moved / "intro-typer.md"
+    assert f"- {old}: removed, moved to {new}" in said
+    on_disk = sorted(str(p) for p in moved.rglob("*") if p.is_file())
+    assert sorted(listing(runner)) == on_disk
+    assert len(chunk_ids()) == len(stored)
+    found = hits(runner, "quetzal tutorial")
+    assert found and all(h["path"] in on_disk for h in found)
+    assert run(runner, "doctor", "--json").exit_code == 0
+
+
+def test_on_a_shared_server_a_path_missing_here_is_not_taken_for_a_move(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    chroma_server: ChromaServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server's collection holds other machines' files, whose paths this one cannot see:
+    a file here with the same bytes is a copy, and theirs stays."""
+    monkeypatch.setenv("RAGGED_CHROMA_URL", chroma_server.url)
+    monkeypatch.setenv("RAGGED_CHROMA_DATABASE", new_chroma_database(chroma_server))
+    theirs = tree(tmp_path / "theirs")
+    ingest(runner, str(theirs))
+    ours = tmp_path / "ours"
+    theirs.rename(ours)  # as seen from here, their paths are missing
+    report = ingest(runner, str(ours))
+    assert (report["added"], report["moved"], report["removed"]) == (5, 0, 0), report
+    assert len(listing(runner)) == 10
+
+
 @both_stores
 def test_deleted_and_newly_ignored_files_are_removed_with_the_reason(
     runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path

@@ -61,7 +61,8 @@ def ingest(
         ),
     ] = None,
     prune: Annotated[
-        bool, typer.Option(help="Forget stored files that are gone from the folder.")
+        bool,
+        typer.Option(help="Forget stored files gone from the folder, or moved (from anywhere)."),
     ] = True,
     strict: Annotated[
         bool,

@@ -65,6 +65,14 @@ class FileOutcome:
 
 
 @dataclass(frozen=True)
+class Move:
+    """A stored file gone from disk whose bytes a run stored under a new path."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
 class HeldBack:
     """A walked folder that yielded no files at all while the collection holds files from it."""
 
@@ -113,6 +121,8 @@ class IngestReport:
     embed_error: str | None = None  # why embedding stopped early (Ollama down, model missing)
     embed_hint: str | None = None
     held_back: list[HeldBack] = field(default_factory=list)
+    # Old paths are removed at the end of the run, as a walked folder's deleted files are.
+    moves: list[Move] = field(default_factory=list)
     # A saved conversation that could not be rid of deleted passages (ragged.index.Index).
     unblanked: str | None = None
     # Whether this run purged deleted text (a changed or pruned file's old chunks) from the
@@ -457,7 +467,7 @@ def ingest(
     def handle(cand: Candidate) -> None:
         state.current = cand.rel_path
         progress()
-        prepared = _prepare(cand, index, report, force=rechunk)
+        prepared = _prepare(cand, index, report, found.complete_roots, force=rechunk)
         if isinstance(prepared, FileOutcome):
             if prepared.status == "failed" and not prepared.known:
                 index.catalog.record_failure(prepared.path, signature(cand), prepared.reason)
@@ -536,7 +546,7 @@ def ingest(
         writer.flush()
         progress()
         if prune:
-            for outcome in _prune(found, index, report, confirm_prune):
+            for outcome in _prune(found, index, report, confirm_prune) + _moved(index, report):
                 record(outcome)
         # Every file was cut with these values now (those that could not be are reported).
         if chunks_now:
@@ -678,6 +688,21 @@ def _prune(
         index.remove([p for p, _ in gone if p in stored_paths])
         out += [FileOutcome(p, "removed", reason=why) for p, why in gone if p in stored_paths]
     return out
+
+
+def _moved(index: Index, report: IngestReport) -> list[FileOutcome]:
+    """Remove the old paths of files this run found moved (`IngestReport.moves`) that are still
+    stored (a walked folder's were pruned already) and still gone: a moved folder ingested
+    under its new name leaves no copy behind, wherever the old one was."""
+    moved: dict[str, str] = {}
+    for move in report.moves:
+        old = move.old
+        if old not in moved and not os.path.lexists(old) and index.catalog.file(old):
+            moved[old] = move.new
+    if not moved:
+        return []
+    index.remove(list(moved))
+    return [FileOutcome(old, "removed", reason=f"moved to {new}") for old, new in moved.items()]
 
 
 def _stream_file(
@@ -867,10 +892,17 @@ def _larger(cand: Candidate) -> int:
 
 
 def _prepare(
-    cand: Candidate, index: Index, report: IngestReport, force: bool = False
+    cand: Candidate,
+    index: Index,
+    report: IngestReport,
+    walked: Sequence[Path] = (),
+    force: bool = False,
 ) -> FileOutcome | tuple[Job, bytes | None]:
     """Settle a file without parsing if possible; else return what parsing needs: the job
     and the file's bytes, or None for a large file that is read again by blocks.
+
+    `walked` are the folders walked whole (a moved file's old path under one of them is
+    known to be gone from this machine, even on a shared server).
 
     `force` (a re-chunk) parses every file again, even unchanged ones, and copies no vectors.
     """
@@ -929,12 +961,23 @@ def _prepare(
         ingested_at=now(),
     )
     donors = catalog.files_with_hash(digest)
+    # The same bytes stored under a path gone from disk: this file was moved or renamed from
+    # there. On a shared server, only from a folder walked here: its collection holds other
+    # machines' files, whose paths are missing here, and this file may be a copy of theirs.
+    gone = [
+        d.path
+        for d in donors
+        if d.path != path
+        and not os.path.lexists(d.path)
+        and (not index.store.shared or any(Path(d.path).is_relative_to(r) for r in walked))
+    ]
+    report.moves += [Move(old, path) for old in gone]
+    if status == "added" and gone:
+        report.moved += 1
     # A large file's vectors are not copied: that would hold all of them in memory at once.
     reused = None if force or large or not donors else index.reuse(record, donors)
     if reused is not None:
         report.reused += reused
         report.chunks += reused
-        if status == "added" and any(not os.path.lexists(d.path) for d in donors if d.path != path):
-            report.moved += 1
         return FileOutcome(path, status, reused, reason="identical content already embedded")
     return Job(record, status, signature(cand)), data
