@@ -223,6 +223,35 @@ def test_a_folder_that_comes_back_empty_is_not_wiped(
     assert confirmed["removed"] == 5 and listing(runner) == {}
 
 
+@both_stores
+def test_a_stored_file_or_folder_named_but_gone_says_what_the_collection_still_holds(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """0.2 said only "no such file or directory", though the collection still served what it
+    had stored from there; nothing said how to forget it."""
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    notes = corpus / "notes.txt"
+    notes.unlink()
+    result = run(runner, "ingest", str(notes), ok=False)
+    assert result.exit_code == 1
+    said = " ".join(result.stderr.split())
+    assert (
+        f"✗ {notes}: no such file or directory; the collection still holds it from an earlier "
+        f"run (`ragged remove {notes}` forgets it)" in said
+    ), said
+    shutil.rmtree(corpus)  # or a disk's mount point, gone while it is not mounted
+    result = run(runner, "ingest", str(corpus), ok=False)
+    said = " ".join(result.stderr.split())
+    assert (
+        f"✗ {corpus}: no such file or directory; the collection still holds 5 files from it, "
+        f"kept as an unmounted disk's would be (`ragged remove {corpus}` forgets them)" in said
+    ), said
+    assert len(listing(runner)) == 5
+    never = run(runner, "ingest", str(tmp_path / "never"), ok=False)
+    assert f"✗ {tmp_path / 'never'}: no such file or directory\n" in never.stderr
+
+
 def test_headings_of_small_sections_that_share_a_chunk_are_searchable(
     runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:

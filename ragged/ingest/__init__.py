@@ -389,7 +389,8 @@ def ingest(
             on_file(outcome)
 
     for s in found.skipped:
-        record(FileOutcome(s.path, "failed" if s.failed else "skipped", reason=s.reason))
+        reason = s.reason + (_still_held(index, s.missing) if s.missing else "")
+        record(FileOutcome(s.path, "failed" if s.failed else "skipped", reason=reason))
     for outcome in gone:
         record(outcome)
 
@@ -654,6 +655,22 @@ def _add_stored_files(found: Walk, index: Index) -> list[FileOutcome]:
             Candidate(path, path, path.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         )
     return gone
+
+
+def _still_held(index: Index, missing: Path) -> str:
+    """What the collection still holds from a path given that does not exist. It is kept, as
+    an unmounted disk's files are (on macOS its mount point is gone too), but said."""
+    where = str(missing)
+    if index.catalog.file(where) is not None:
+        return f"; the collection still holds it from an earlier run (`ragged remove {where}` forgets it)"
+    held = len(index.catalog.files(where))
+    if not held:
+        return ""
+    files, them = ("1 file", "it") if held == 1 else (f"{held:,} files", "them")
+    return (
+        f"; the collection still holds {files} from it, kept as an unmounted disk's would "
+        f"be (`ragged remove {where}` forgets {them})"
+    )
 
 
 def _prune(

@@ -33,6 +33,7 @@ class Skipped:
     path: str
     reason: str
     failed: bool = False  # a problem (missing root, unreadable dir) rather than a rule
+    missing: Path | None = None  # a path given that does not exist, absolute
 
 
 @dataclass
@@ -154,7 +155,14 @@ def walk(
                 reason = "a URL; ragged ingests files on this machine: download it first"
                 out.skipped.append(Skipped(url, reason, failed=True))
             else:
-                out.skipped.append(Skipped(shown(given), "no such file or directory", failed=True))
+                out.skipped.append(
+                    Skipped(
+                        shown(given),
+                        "no such file or directory",
+                        failed=True,
+                        missing=given.resolve(),  # stored paths are resolved too
+                    )
+                )
             continue
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on old Pythons
             out.skipped.append(
