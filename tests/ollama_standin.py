@@ -23,7 +23,8 @@ counters), `fail_next(path, status=500, error=None, times=1)`, `fail_mid_stream(
 /api/embed request, whatever its size: a GPU's fixed cost per batch), `token_delay`,
 `first_token_delay`, `hold_generation` (a threading.Event: while one is set here, every
 generation waits after its first piece until the event is set, so a test can act while an
-answer is being streamed).
+answer is being streamed), `stream_ends` (how each streamed reply ended: complete, or cut
+short when the client went away, which is what stops a real Ollama's generation).
 
 Transport faults, for what no status code can show (a crashed or overloaded server, a flaky
 network): `drop_next(path, times=1, reset=True)` reads the request, then resets the connection
@@ -179,6 +180,16 @@ class Request:
     method: str
     path: str
     body: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """How one streamed reply ended: `complete`, or cut short because the client went away
+    (what Ollama logs as a 499, and stops generating for)."""
+
+    path: str
+    lines: int
+    complete: bool
 
 
 class _Fail(Exception):
@@ -660,6 +671,7 @@ class OllamaStandIn:
         """Forget logged requests, counters and pending injected failures (between runs)."""
         with self._lock:
             self._requests: list[Request] = []
+            self.stream_ends: list[StreamEnd] = []
             self.embedded_inputs = 0
             self.busy_seconds = 0.0
             self.peak_parallel = 0
@@ -1244,6 +1256,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         sent = 0
+        complete = False
         try:
             for line in lines:
                 last = line.get("done") is True or line.get("status") == "success"
@@ -1256,7 +1269,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if "error" in line:
                     break
             self.wfile.write(b"0\r\n\r\n")
+            complete = True
         finally:
+            standin = self.server.standin
+            with standin._lock:
+                standin.stream_ends.append(StreamEnd(urlsplit(self.path).path, sent, complete))
             close = getattr(lines, "close", None)
             if close is not None:
                 close()  # releases the model slot if the stream stopped early

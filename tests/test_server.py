@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,39 @@ def test_openai_without_ollama_is_a_503(server_without_ollama: RaggedServer) -> 
             model="ragged:default", messages=[{"role": "user", "content": FOXTROT}], stream=True
         )
     assert caught.value.status_code == 503 and "Ollama" in str(caught.value)
+
+
+LONG_ANSWER = " ".join(["The Foxtrot daemon listens on port 7341 [1]."] * 40)
+
+
+@pytest.mark.parametrize("route", ["/ask", "/v1/chat/completions"])
+def test_a_client_that_goes_away_mid_answer_stops_the_generation(
+    server: RaggedServer, standin: OllamaStandIn, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    """Ollama generates one answer at a time unless told otherwise (OLLAMA_NUM_PARALLEL=1).
+    0.2's /v1 went on generating an answer nobody would read once the client closed the
+    stream (a chat app's Stop button), and the next question waited for it to finish."""
+    standin.reset()
+    monkeypatch.setattr(standin, "answer_override", LONG_ANSWER)
+    monkeypatch.setattr(standin, "token_delay", 0.01)
+    if route == "/ask":
+        body: dict[str, Any] = {"question": FOXTROT, "stream": True}
+    else:
+        body = {"model": "ragged:default", "stream": True}
+        body["messages"] = [{"role": "user", "content": FOXTROT}]
+    with httpx.stream("POST", server.url + route, json=body, timeout=60) as response:
+        assert response.status_code == 200
+        pieces = 0
+        for line in response.iter_lines():
+            pieces += "Foxtrot" in line
+            if pieces == 3:
+                break  # the client goes away
+    deadline = time.monotonic() + 60
+    while not (ends := [e for e in standin.stream_ends if e.path == "/api/chat"]):
+        assert time.monotonic() < deadline, "the generation never ended"
+        time.sleep(0.05)
+    assert not ends[0].complete, ends  # cut short, not run to its end
+    assert ends[0].lines < len(LONG_ANSWER.split()) / 2, ends
 
 
 # -- /sources: only what the index holds -----------------------------------------------------

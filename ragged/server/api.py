@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ragged.server.service import NotFound, Service, status_of
+from ragged.server.service import NotFound, Service, relay, status_of
 
 if TYPE_CHECKING:
     from ragged.answer import Source
@@ -199,12 +199,12 @@ def ask(body: AskRequest, request: Request, svc: Service = Depends(service)) -> 
             "collection": name,
             "sources": reply_sources(result, name),
         }
-    events = svc.stream(body.question, history, name, options(body))
-    first = next(events)
+    turn = svc.stream(body.question, history, name, options(body))
+    first = next(turn)
     if first.kind == "error" and first.error is not None:
         return error_response(first.error)
     return StreamingResponse(
-        sse_events(first, events, name),
+        relay(sse_events(first, turn, name), turn),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ragged.server.api import MAX_QUESTION, MAX_TURNS, error_body, service, source_url
-from ragged.server.service import BadRequest, Event, NotFound, Service, status_of
+from ragged.server.service import BadRequest, Event, NotFound, Service, relay, status_of
 
 if TYPE_CHECKING:
     from ragged.conversation import Exchange, Reply
@@ -155,7 +155,7 @@ def chat_completions(body: ChatRequest, request: Request, svc: Service = Depends
     stream = chain(early, events)
     if body.stream:
         return StreamingResponse(
-            chunks(stream, completion, created, body.model, name, base),
+            relay(chunks(stream, completion, created, body.model, name, base), events),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

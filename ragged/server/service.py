@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,58 @@ class Event:
 
 class _Stopped(Exception):
     """The client went away: stop generating."""
+
+
+class Turn:
+    """A turn running on a worker thread; iterating it yields its events as they happen.
+
+    Iterating blocks on a queue, so it runs on a worker thread too (`relay`). `close()` (the
+    client went away) makes the turn's next token raise inside the worker, which ends the
+    request to Ollama, and wakes a reader blocked on the queue.
+    """
+
+    def __init__(self) -> None:
+        self._events: queue.Queue[Event | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._over = False
+
+    def put(self, event: Event) -> None:
+        self._events.put(event)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._events.put(None)
+
+    def __iter__(self) -> Turn:
+        return self
+
+    def __next__(self) -> Event:
+        if self._over:
+            raise StopIteration
+        event = self._events.get()
+        if event is None or event.kind in ("done", "error"):
+            self._over = True
+        if event is None:
+            raise StopIteration
+        return event
+
+
+async def relay(pieces: Iterator[str], turn: Turn) -> AsyncIterator[str]:
+    """A StreamingResponse's body: `pieces` (made from `turn`'s events), read on a worker
+    thread. When the client goes away, Starlette cancels this generator, and the turn is
+    closed: otherwise Ollama (one answer at a time by default) would go on generating an
+    answer nobody reads while the next question waits behind it."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    try:
+        async for piece in iterate_in_threadpool(pieces):
+            yield piece
+    finally:
+        turn.close()
 
 
 class Service:
@@ -188,22 +240,20 @@ class Service:
         history: Sequence[Exchange],
         collection: str | None,
         options: dict[str, Any],
-    ) -> Iterator[Event]:
-        """Run a turn on a worker thread and yield its events as they happen.
+    ) -> Turn:
+        """Start a turn on a worker thread; the Turn yields its events as they happen.
 
         The core is synchronous (the ollama client, SQLite, Chroma), so it runs on its own
-        thread and hands tokens over a queue. Closing the iterator (the client went away)
-        makes the next token raise inside the worker, which ends the request to Ollama.
+        thread and hands tokens over a queue. A route that stops reading must close it.
         """
         from ragged.conversation import reply
 
-        events: queue.Queue[Event] = queue.Queue()
-        stop = threading.Event()
+        turn = Turn()
 
         def on_token(piece: str) -> None:
-            if stop.is_set():
+            if turn.stopped:
                 raise _Stopped
-            events.put(Event("token", piece))
+            turn.put(Event("token", piece))
 
         def work() -> None:
             try:
@@ -214,30 +264,23 @@ class Service:
                         index,
                         self.llm,
                         model=self.model,
-                        on_standalone=lambda text: events.put(Event("standalone", text)),
+                        on_standalone=lambda text: turn.put(Event("standalone", text)),
                         on_token=on_token,
                         **options,
                     )
-                events.put(Event("done", reply=result))
+                turn.put(Event("done", reply=result))
             except _Stopped:
                 pass
             except RaggedError as exc:
-                events.put(Event("error", error=exc))
+                turn.put(Event("error", error=exc))
             except Exception as exc:  # a bug: the client gets a line, the log the traceback
                 import logging
 
                 logging.getLogger("ragged.server").exception("turn failed")
-                events.put(Event("error", error=RaggedError(f"internal error: {exc}")))
+                turn.put(Event("error", error=RaggedError(f"internal error: {exc}")))
 
         threading.Thread(target=work, name="ragged-turn", daemon=True).start()
-        try:
-            while True:
-                event = events.get()
-                yield event
-                if event.kind in ("done", "error"):
-                    return
-        finally:
-            stop.set()
+        return turn
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Ollama and the store reachable, with the collections' chunk counts."""
