@@ -87,7 +87,11 @@ class Settings:
     timeout: float = _setting(
         300.0, "Longest wait for one Ollama request, retries included (seconds).", "RAGGED_TIMEOUT"
     )
-    max_file_mb: float = _setting(50.0, "Files larger than this are skipped.", "RAGGED_MAX_FILE_MB")
+    max_file_mb: float = _setting(
+        50.0,
+        "Files larger than this are skipped (a .docx or .pptx by what it unpacks to).",
+        "RAGGED_MAX_FILE_MB",
+    )
     watch_purge_s: float = _setting(
         30.0,
         "Quiet seconds after which `watch` makes deleted text unreadable in the files "

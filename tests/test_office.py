@@ -246,3 +246,45 @@ def test_office_files_are_ingested_and_cited_by_slide_and_heading(
     )
     deck = [s for s in answer["sources"] if s["path"].endswith("deck.pptx")]
     assert deck and deck[0]["page"] == 2 and deck[0]["heading"] == "Income"
+
+
+def zip_bomb(path: Path, source: Path, unpacked_mb: float) -> Path:
+    """`source` with its main part padded with paragraphs until it unpacks to `unpacked_mb`:
+    a few KB on disk (deflate packs repeated XML about 1,000 to 1)."""
+    part = "word/document.xml" if source.suffix == ".docx" else "ppt/slides/slide1.xml"
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == part:
+                pad = b"<!-- " + b"a" * 1000 + b" -->"
+                at = data.index(b">", data.index(b"<", data.index(b"?>") + 2)) + 1
+                data = data[:at] + pad * int(unpacked_mb * 1e6 / len(pad)) + data[at:]
+            zout.writestr(item.filename, data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["docx", "pptx"])
+def test_an_office_file_that_unpacks_beyond_the_size_limit_is_skipped_unread(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, kind: str
+) -> None:
+    """0.2 judged a Word or PowerPoint file by its size on disk alone: a 1.4 MB .docx that
+    unpacks to 400 MB (a zip bomb) took ingest to a 7.7 GB peak and 92,653 chunks."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    made = tmp_path / f"made.{kind}"
+    (write_docx if kind == "docx" else write_pptx)(made)
+    bomb = zip_bomb(docs / f"bomb.{kind}", made, unpacked_mb=3)
+    assert bomb.stat().st_size < 100_000
+    (docs / "fine.md").write_text("# Fine\n\nA small note about a harbour.\n")
+    result = runner.invoke(app, ["ingest", str(docs), "--max-file-mb", "2"])
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(bomb) as archive:
+        unpacked = sum(i.file_size for i in archive.infolist()) / 1e6
+    assert 3 < unpacked < 5
+    said = f"- {bomb}: skipped, unpacks to {unpacked:.1f} MB, larger than the 2 MB limit\n"
+    assert said in result.stderr
+    listed = [Path(s["path"]).name for s in cli_json(runner, "list")]
+    assert listed == ["fine.md"]
+    # A limit it fits in lets it through (nothing is remembered against the file).
+    report = cli_json(runner, "ingest", str(docs), "--max-file-mb", "5")
+    assert report["added"] == 1 and report["skipped"] == 0

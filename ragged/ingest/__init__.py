@@ -707,6 +707,21 @@ def _prune(
     return out
 
 
+def _unpacks_too_large(path: Path, data: bytes | None, limit_mb: float) -> str | None:
+    """The size limit (max_file_mb) applied to what a Word or PowerPoint file unpacks to: a
+    zip bomb of a few KB would otherwise take parsing to gigabytes."""
+    from ragged.ingest.loaders import ZIP_SUFFIXES
+
+    if data is None or limit_mb <= 0 or not path.name.lower().endswith(ZIP_SUFFIXES):
+        return None
+    from ragged.ingest.office import unpacked_size
+
+    size = unpacked_size(data)
+    if size is None or size <= limit_mb * 1_000_000:
+        return None
+    return f"unpacks to {size / 1e6:.1f} MB, larger than the {limit_mb:g} MB limit"
+
+
 def _moved(index: Index, report: IngestReport) -> list[FileOutcome]:
     """Remove the old paths of files this run found moved (`IngestReport.moves`) that are still
     stored (a walked folder's were pruned already) and still gone: a moved folder ingested
@@ -950,6 +965,8 @@ def _prepare(
         return FileOutcome(path, "failed", reason="permission denied")
     except OSError as exc:
         return FileOutcome(path, "failed", reason=f"cannot read: {exc.strerror}")
+    if (too_large := _unpacks_too_large(cand.path, data, index.settings.max_file_mb)) is not None:
+        return FileOutcome(path, "skipped", reason=too_large)
     if (
         known
         and known.content_hash != digest

@@ -987,6 +987,10 @@ for _suffix in IMAGE_SUFFIXES:
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(LOADERS)
 # CPU-bound formats, parsed in worker processes: pypdf is pure Python, OCR takes seconds.
 HEAVY_SUFFIXES: tuple[str, ...] = (".pdf", *sorted(IMAGE_SUFFIXES))
+# Zip archives (Word, PowerPoint): their size on disk says little of what parsing them costs
+# (python-docx reads every part whole, then builds its XML tree), so the size limit applies
+# to what they unpack to (office.unpacked_size).
+ZIP_SUFFIXES: tuple[str, ...] = (".docx", ".pptx")
 
 
 def readable_suffixes() -> frozenset[str]:

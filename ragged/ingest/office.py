@@ -89,6 +89,17 @@ class _Outline:
         return Document(path, tuple(Section(text, heading=h) for h, text in self.parts), pages)
 
 
+def unpacked_size(data: bytes) -> int | None:
+    """What the archive's parts unpack to, from its directory (nothing is unpacked); None
+    when it is not a zip (parsing then says why). A part cannot unpack beyond its declared
+    size: zipfile stops there, and the checksum then fails."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return sum(item.file_size for item in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return None
+
+
 def _open_error(path: Path, kind: str, exc: Exception) -> UnreadableDocument:
     """A file python-docx/python-pptx cannot open, with the reason a user can act on."""
     if isinstance(exc, zipfile.BadZipFile):
