@@ -92,6 +92,12 @@ class Settings:
         "Files larger than this are skipped (a .docx or .pptx by what it unpacks to).",
         "RAGGED_MAX_FILE_MB",
     )
+    parser_memory_mb: float = _setting(
+        0.0,
+        "Memory one PDF or image parser process may use before its file fails (0: 1/8 of "
+        "this machine's memory, at least 1.5 GiB).",
+        "RAGGED_PARSER_MEMORY_MB",
+    )
     watch_purge_s: float = _setting(
         30.0,
         "Quiet seconds after which `watch` makes deleted text unreadable in the files "
@@ -333,6 +339,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "timeout": (0.1, 86_400, "seconds"),
     "chroma_timeout": (0.1, 86_400, "seconds"),
     "max_file_mb": (0, 1_000_000, "MB (0: no limit)"),
+    "parser_memory_mb": (0, 1_000_000, "MB (0: 1/8 of memory, at least 1.5 GiB)"),
     "watch_purge_s": (0, 86_400, "seconds"),
     "rerank": (0, 200, "passages (0: off)"),
 }

@@ -66,6 +66,37 @@ def pdf_bytes(pages: Sequence[Sequence[str]]) -> bytes:
     return bytes(out)
 
 
+def bomb_pdf_bytes(text_mb: float, pad_mb: float = 0) -> bytes:
+    """A PDF of one page whose compressed content stream shows `text_mb` MB of text (deflate
+    packs it about 300 to 1), then `pad_mb` MB of comment after %%EOF, which readers ignore:
+    a large file is parsed first."""
+    import zlib
+
+    line = b"(" + b"alpha beta gamma delta " * 20 + b") Tj T*\n"
+    stream = zlib.compress(
+        b"BT /F1 10 Tf 12 TL 50 750 Td\n" + line * int(text_mb * 1e6 / len(line)) + b"ET", 9
+    )
+    content = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
+    objects = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        4: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>",
+        5: content + stream + b"\nendstream",
+    }
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = {}
+    for number, body in objects.items():
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 6\n0000000000 65535 f \n"
+    out += b"".join(b"%010d 00000 n \n" % offsets[n] for n in range(1, 6))
+    out += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    return bytes(out) + b"%" + b"x" * int(pad_mb * 1e6) + b"\n"
+
+
 def write_pdf(path: Path, pages: Sequence[Sequence[str]]) -> Path:
     """Write `pages` as a PDF at `path` and return the path."""
     path.write_bytes(pdf_bytes(pages))

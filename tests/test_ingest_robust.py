@@ -22,6 +22,7 @@ from ragged.lock import write_lock
 from ragged.store import open_store
 from tests.conftest import bench_dir
 from tests.ollama_standin import OllamaStandIn
+from tests.pdfgen import bomb_pdf_bytes, write_pdf
 from tests.terminal import run_in_terminal
 
 RAGGED = [sys.executable, "-m", "ragged"]
@@ -226,6 +227,36 @@ def test_unreadable_file_is_named(ollama: OllamaStandIn, docs: Path, env: Path) 
         Path(s["path"]).name: (s["status"], s["reason"]) for s in json.loads(listing.stdout)
     }
     assert len(statuses) == 6 and statuses["secret.md"] == ("failed", "permission denied")
+
+
+def test_a_pdf_that_needs_more_memory_than_allowed_fails_alone_and_the_run_goes_on(
+    ollama: OllamaStandIn, tmp_path: Path, env: Path
+) -> None:
+    """0.2: a 1.1 MB PDF whose one page shows 300 MB of text took its parser process past
+    10 GB, and on until the system's OOM killer stopped it (or another program). A parser
+    process that died made every PDF queued beside it fail as "parser crashed", and the next
+    one submitted ended the run with a traceback (BrokenProcessPool)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(30):
+        write_pdf(docs / f"report{i:02}.pdf", [[f"Report {i} on harbour item{i}."]])
+    bomb = docs / "bomb.pdf"
+    bomb.write_bytes(bomb_pdf_bytes(text_mb=60, pad_mb=1))  # the largest: parsed first
+    done = subprocess.run(
+        [*RAGGED, "ingest", str(docs), "--json"],
+        env=environ(env, ollama, RAGGED_PARSER_MEMORY_MB="400"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "parser crashed" not in done.stderr, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["added"], report["failed"]) == (30, 1), done.stderr
+    assert (
+        f"✗ {bomb}: its parser process needed more than 400 MB of memory for it "
+        "(parser_memory_mb)" in " ".join(done.stderr.split())
+    ), done.stderr
 
 
 def test_progress_shows_on_a_terminal_only(ollama: OllamaStandIn, docs: Path, env: Path) -> None:

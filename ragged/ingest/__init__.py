@@ -13,6 +13,7 @@ excludes it; never because of a command-line filter.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -29,6 +30,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -830,7 +832,8 @@ class Parsers:
     """Parses files: text formats inline, PDFs in a pool of processes meanwhile.
 
     Extracting a PDF's text is CPU-bound (pdfium, or pure-Python pypdf), so threads would not
-    help; a crash in pdfium's C++ then costs one file, not the run. Workers chunk what they
+    help; a crash in pdfium's C++, or a file past the memory ceiling (ragged.ingest.guard),
+    then costs one file, not the run (`_recover`). Workers chunk what they
     extract too: every tokenizer call hands the GIL back, and in this process another thread
     (chromadb's import, Ollama's replies) keeps it for up to a switch interval each time, so a
     117-page PDF that chunks in 0.09 s alone took 0.6 s here (docs/benchmarks.md, "Seventh
@@ -843,7 +846,9 @@ class Parsers:
         self.settings = settings
         self.workers = max(1, min(4, os.cpu_count() or 1))
         self.pool: ProcessPoolExecutor | None = None
-        self.queue: list[tuple[Job, Future[Parsed]]] = []
+        # The bytes stay with each file until it is parsed: a file a dying process took with
+        # it is parsed again.
+        self.queue: list[tuple[Job, bytes, Future[Parsed]]] = []
         self.done: list[tuple[Job, Parsed]] = []
 
     @staticmethod
@@ -867,38 +872,103 @@ class Parsers:
                 )
             )
             return
-        if self.pool is None:
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
         # Bounded look-ahead keeps memory flat on folders of large PDFs.
         while not self.has_room():
             self._take(block=True)
-        settings = self.settings
-        self.queue.append(
-            (
-                job,
-                self.pool.submit(
-                    parse_file, path, data, settings.chunk_tokens, settings.chunk_overlap
-                ),
-            )
+        try:
+            future = self._pool().submit(parse_file, path, data, *self._sizes())
+        except BrokenProcessPool:  # a process died since the last look
+            self._recover([])
+            future = self._pool().submit(parse_file, path, data, *self._sizes())
+        self.queue.append((job, data, future))
+
+    def _sizes(self) -> tuple[int, int]:
+        return self.settings.chunk_tokens, self.settings.chunk_overlap
+
+    def _pool(self, workers: int | None = None, note: str | None = None) -> ProcessPoolExecutor:
+        """The pool (started on first use), or with `workers`, a new one of that many, each
+        process under the memory ceiling (ragged.ingest.guard)."""
+        if self.pool is not None and workers is None:
+            return self.pool
+        from ragged.ingest import guard
+
+        pool = ProcessPoolExecutor(
+            workers or self.workers,
+            mp_context=get_context("spawn"),
+            initializer=guard.start,
+            initargs=(guard.ceiling(self.settings.parser_memory_mb), note),
         )
+        if workers is None:
+            self.pool = pool
+        return pool
 
     def _take(self, block: bool) -> None:
         """Collect the files whose text is ready, in whatever order they finished."""
         if not self.queue:
             return
         if block:
-            wait([f for _, f in self.queue], return_when=FIRST_COMPLETED)
+            wait([f for _, _, f in self.queue], return_when=FIRST_COMPLETED)
         waiting = []
-        for job, future in self.queue:
+        lost: list[tuple[Job, bytes]] = []
+        for job, data, future in self.queue:
             if not future.done():
-                waiting.append((job, future))
+                waiting.append((job, data, future))
                 continue
             try:
                 parsed = future.result()
-            except Exception as exc:  # a worker that died (out of memory, a crash in pdfium)
+            except BrokenProcessPool:
+                lost.append((job, data))
+                continue
+            except Exception as exc:  # a bug in a loader, raised rather than returned
                 parsed = f"parser crashed: {exc.__class__.__name__}: {exc}"
             self.done.append((job, parsed))
         self.queue = waiting
+        if lost:
+            self._recover(lost)
+
+    def _recover(self, lost: list[tuple[Job, bytes]]) -> None:
+        """A parser process died (past the memory ceiling, killed, a crash in pdfium), and
+        every file the pool held failed with it, innocent or not. Each is parsed again in a
+        process of its own, so only the one that kills it again fails; the run goes on with
+        a fresh pool."""
+        wait([f for _, _, f in self.queue])  # a broken pool fails the rest at once
+        for job, data, future in self.queue:
+            if future.exception() is not None:
+                lost.append((job, data))
+            else:
+                self.done.append((job, future.result()))
+        self.queue = []
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        for job, data in lost:
+            self.done.append((job, self._alone(job.record.path, data)))
+
+    def _alone(self, path: str, data: bytes) -> Parsed:
+        import tempfile
+
+        from ragged.ingest import guard
+
+        fd, note = tempfile.mkstemp(prefix="ragged-parser-")
+        os.close(fd)
+        os.unlink(note)  # the process writes it only if it ends itself at the ceiling
+        pool = self._pool(workers=1, note=note)
+        try:
+            return pool.submit(parse_file, path, data, *self._sizes()).result()
+        except BrokenProcessPool:
+            if guard.over_ceiling(note):
+                limit = guard.ceiling(self.settings.parser_memory_mb)
+                return (
+                    f"its parser process needed more than {limit / 1e6:,.0f} MB of memory for "
+                    "it (parser_memory_mb)"
+                )
+            return "its parser process died on it (killed, or a crash in the PDF library)"
+        except Exception as exc:
+            return f"parser crashed: {exc.__class__.__name__}: {exc}"
+        finally:
+            pool.shutdown(wait=True)
+            with contextlib.suppress(OSError):
+                os.unlink(note)
 
     def ready(self) -> list[tuple[Job, Parsed]]:
         self._take(block=False)
