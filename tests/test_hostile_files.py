@@ -164,3 +164,29 @@ def test_escape_sequences_in_names_and_text_never_reach_the_terminal(
         assert raw not in data
     hit = json.loads(data)["hits"][0]
     assert ESCAPES in hit["path"] and "\x9b2J\u202e" in hit["text"]
+
+
+def test_headings_padded_with_a_megabyte_of_spaces_do_not_stall_the_run(
+    tmp_path: Path, ollama: OllamaStandIn
+) -> None:
+    """0.2's heading patterns backtracked over runs of spaces and tabs in quadratic time: one
+    heading line of "# a", a million spaces and "b" would have held ingest for over half an
+    hour (20,000 spaces took 0.9 s; a closing "#" after them 1.7 s; an attribute list too)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    run = " " * 1_000_000
+    (docs / "padded.md").write_text(
+        f"# Alpha{run}omega\n\nFirst body.\n\n"
+        f"## Bravo{run}#x\n\nSecond body.\n\n"
+        f"## Charlie{run}{{#c\n\nThird body.\n\n"
+        "## Delta ##\n\nFourth body.\n\n"
+        "## Echo {#e .wide}\n\nFifth body.\n"
+    )
+    done = ragged(tmp_path / "home", ollama, "ingest", str(docs), "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    for word in ("body", "Bravo", "Charlie", "Delta", "Echo"):  # later headings are indexed too
+        found = ragged(tmp_path / "home", ollama, "search", word, "--mode", "lexical", "--json")
+        hits = json.loads(found.stdout)["hits"]
+        # The small sections share one chunk, cited by the first heading, its run made one space.
+        assert [h["heading"] for h in hits] == ["Alpha omega"], (word, hits)
+        assert "Fifth body." in hits[0]["text"]
