@@ -205,6 +205,17 @@ def test_ask_rejects_bad_requests_with_one_clear_message(
 # -- OpenAI-compatible ------------------------------------------------------------------------
 
 
+def test_a_long_history_of_blank_answers_is_answered_without_a_stall(api: httpx.Client) -> None:
+    """0.2 took the [n] marks out of earlier answers with a pattern quadratic in runs of
+    spaces: 200 earlier answers of 40,000 characters, nearly all spaces (a model's
+    degenerate output sent back by a client), held one request for about five minutes of
+    CPU, 1.6 s each."""
+    history = [{"question": "What is Foxtrot?", "answer": " " * 39_980 + "Foxtrot [1]"}] * 200
+    response = api.post("/ask", json={"question": "and its port?", "history": history}, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["answered"] and "7341" in response.json()["answer"]
+
+
 def test_models_are_the_collections(client: openai.OpenAI) -> None:
     assert sorted(m.id for m in client.models.list()) == ["ragged:default", "ragged:faq"]
 
