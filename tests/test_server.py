@@ -303,27 +303,37 @@ LONG_ANSWER = " ".join(["The Foxtrot daemon listens on port 7341 [1]."] * 40)
 
 
 @pytest.mark.parametrize("route", ["/ask", "/v1/chat/completions"])
+@pytest.mark.parametrize("stream", [True, False])
 def test_a_client_that_goes_away_mid_answer_stops_the_generation(
-    server: RaggedServer, standin: OllamaStandIn, monkeypatch: pytest.MonkeyPatch, route: str
+    server: RaggedServer,
+    standin: OllamaStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    route: str,
+    stream: bool,
 ) -> None:
     """Ollama generates one answer at a time unless told otherwise (OLLAMA_NUM_PARALLEL=1).
-    0.2's /v1 went on generating an answer nobody would read once the client closed the
-    stream (a chat app's Stop button), and the next question waited for it to finish."""
+    0.2 went on generating an answer nobody would read once the client closed the stream (a
+    chat app's Stop button) or gave up waiting for a whole answer (its timeout), and the
+    next question waited for it to finish."""
     standin.reset()
     monkeypatch.setattr(standin, "answer_override", LONG_ANSWER)
-    monkeypatch.setattr(standin, "token_delay", 0.01)
+    monkeypatch.setattr(standin, "token_delay", 0.02)  # 6.4 s for the whole answer
     if route == "/ask":
-        body: dict[str, Any] = {"question": FOXTROT, "stream": True}
+        body: dict[str, Any] = {"question": FOXTROT, "stream": stream}
     else:
-        body = {"model": "ragged:default", "stream": True}
+        body = {"model": "ragged:default", "stream": stream}
         body["messages"] = [{"role": "user", "content": FOXTROT}]
-    with httpx.stream("POST", server.url + route, json=body, timeout=60) as response:
-        assert response.status_code == 200
-        pieces = 0
-        for line in response.iter_lines():
-            pieces += "Foxtrot" in line
-            if pieces == 3:
-                break  # the client goes away
+    if stream:
+        with httpx.stream("POST", server.url + route, json=body, timeout=60) as response:
+            assert response.status_code == 200
+            pieces = 0
+            for line in response.iter_lines():
+                pieces += "Foxtrot" in line
+                if pieces == 3:
+                    break  # the client goes away
+    else:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up waiting
+            httpx.post(server.url + route, json=body, timeout=httpx.Timeout(60, read=1.5))
     deadline = time.monotonic() + 60
     while not (ends := [e for e in standin.stream_ends if e.path == "/api/chat"]):
         assert time.monotonic() < deadline, "the generation never ended"

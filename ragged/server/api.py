@@ -6,7 +6,8 @@ import html
 import json
 import mimetypes
 import re
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ragged.server.service import NotFound, Service, relay, status_of
+from ragged.server.service import NotFound, Service, relay, status_of, until_gone
 
 if TYPE_CHECKING:
     from ragged.answer import Source
@@ -190,10 +191,13 @@ def ask(body: AskRequest, request: Request, svc: Service = Depends(service)) -> 
     history = history_of(body.history)
     wants_events = body.stream or "text/event-stream" in request.headers.get("accept", "")
     if not wants_events:
-        try:
-            result = svc.reply(body.question, history, name, options(body))
-        except RaggedError as exc:
-            return error_response(exc)
+        turn = svc.stream(body.question, history, name, options(body))
+        last = deque(until_gone(turn, gone(request)), maxlen=1)
+        if not last or last[0].kind != "done" or last[0].reply is None:
+            if last and last[0].error is not None:
+                return error_response(last[0].error)
+            return Response(status_code=499)  # the client went away: nobody reads this
+        result = last[0].reply
         return {
             **reply_summary(result, result.retrieval),
             "collection": name,
@@ -208,6 +212,13 @@ def ask(body: AskRequest, request: Request, svc: Service = Depends(service)) -> 
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def gone(request: Request) -> Callable[[], bool]:
+    """Whether the client went away, asked from a sync route's worker thread."""
+    from anyio.from_thread import run
+
+    return lambda: run(request.is_disconnected)
 
 
 def sse(event: str, data: dict[str, Any]) -> str:

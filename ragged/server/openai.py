@@ -23,8 +23,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ragged.server.api import MAX_QUESTION, MAX_TURNS, error_body, service, source_url
-from ragged.server.service import BadRequest, Event, NotFound, Service, relay, status_of
+from ragged.server.api import MAX_QUESTION, MAX_TURNS, error_body, gone, service, source_url
+from ragged.server.service import (
+    BadRequest,
+    Event,
+    NotFound,
+    Service,
+    relay,
+    status_of,
+    until_gone,
+)
 
 if TYPE_CHECKING:
     from ragged.conversation import Exchange, Reply
@@ -160,7 +168,7 @@ def chat_completions(body: ChatRequest, request: Request, svc: Service = Depends
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     text: list[str] = []
-    for event in stream:
+    for event in chain(early, until_gone(events, gone(request))):
         if event.kind == "token":
             text.append(event.text)
         elif event.kind == "error" and event.error is not None:

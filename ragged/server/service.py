@@ -5,7 +5,8 @@ from __future__ import annotations
 import queue
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -97,14 +98,45 @@ class Turn:
         return self
 
     def __next__(self) -> Event:
+        event = self.next_within(None)
+        assert event is not None  # no timeout: an event, or StopIteration
+        return event
+
+    def next_within(self, seconds: float | None) -> Event | None:
+        """The next event, or None when none came within `seconds`; StopIteration at the end."""
         if self._over:
             raise StopIteration
-        event = self._events.get()
+        try:
+            event = self._events.get(timeout=seconds)
+        except queue.Empty:
+            return None
         if event is None or event.kind in ("done", "error"):
             self._over = True
         if event is None:
             raise StopIteration
         return event
+
+
+GONE_POLL_S = 1.0  # how often a route that answers at the end asks whether its client left
+
+
+def until_gone(turn: Turn, gone: Callable[[], bool]) -> Iterator[Event]:
+    """`turn`'s events, for a route that answers only at the end (no stream to notice a
+    client leaving on): it asks `gone()` every GONE_POLL_S, and a client that
+    gave up (its timeout, a closed script) closes the turn, as a closed stream does."""
+    ask_at = time.monotonic() + GONE_POLL_S
+    while True:
+        try:
+            event = turn.next_within(max(0.0, ask_at - time.monotonic()))
+        except StopIteration:
+            return
+        if event is not None:
+            yield event
+        if time.monotonic() >= ask_at:  # tokens keep coming: ask by the clock, not when idle
+            if gone():
+                turn.close()
+                return
+            ask_at = time.monotonic() + GONE_POLL_S
 
 
 async def relay(pieces: Iterator[str], turn: Turn) -> AsyncIterator[str]:
@@ -221,18 +253,6 @@ class Service:
         for idle in pools.values():
             for index in idle:
                 index.close()
-
-    def reply(
-        self,
-        question: str,
-        history: Sequence[Exchange],
-        collection: str | None,
-        options: dict[str, Any],
-    ) -> Reply:
-        from ragged.conversation import reply
-
-        with self.index(collection) as index:
-            return reply(question, history, index, self.llm, model=self.model, **options)
 
     def stream(
         self,
