@@ -17,7 +17,12 @@ from ragged.index import label
 if TYPE_CHECKING:
     from ragged.index import Index
 
-STATUSES = ("ok", "pending", "failed")
+STATUSES = ("ok", "pending", "failed", "missing")
+# A stored file this machine cannot find: deleted or moved outside any folder ingested since,
+# on a disk not mounted now, or (on a shared server) another machine's. Still searched.
+MISSING = (
+    "not found on this machine; still searched until `ragged remove` or an ingest of its folder"
+)
 GLOB_CHARS = frozenset("*?[")
 
 
@@ -28,8 +33,8 @@ class SourceInfo:
     chunks: int
     pages: int | None
     ingested_at: str  # ISO 8601 with the UTC offset; "" for a file never stored
-    status: str  # ok | pending (chunks await embeddings) | failed (see reason)
-    reason: str = ""  # why the last attempt failed; an older version may still be stored
+    status: str  # ok | pending (chunks await embeddings) | failed (see reason) | missing
+    reason: str = ""  # why the last attempt failed (an older version may still be stored)
 
 
 def _iso(timestamp: float) -> str:
@@ -44,14 +49,11 @@ def list_sources(
     found: dict[str, SourceInfo] = {}
     for f in index.files():
         failure = failures.get(f.path)
+        state, why = ("failed", failure.reason) if failure else (f.status, "")
+        if not failure and not os.path.lexists(f.path):  # a stat each: 1,831 files in ~5 ms
+            state, why = "missing", MISSING
         found[f.path] = SourceInfo(
-            f.path,
-            label(f.path),
-            f.chunks,
-            f.pages,
-            _iso(f.ingested_at),
-            "failed" if failure else f.status,
-            failure.reason if failure else "",
+            f.path, label(f.path), f.chunks, f.pages, _iso(f.ingested_at), state, why
         )
     for path, failure in failures.items():
         found.setdefault(path, SourceInfo(path, label(path), 0, None, "", "failed", failure.reason))

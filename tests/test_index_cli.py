@@ -252,6 +252,26 @@ def test_a_stored_file_or_folder_named_but_gone_says_what_the_collection_still_h
     assert f"✗ {tmp_path / 'never'}: no such file or directory\n" in never.stderr
 
 
+def test_list_says_which_stored_files_are_missing_from_disk(
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
+) -> None:
+    """0.2 listed a stored file deleted outside any folder ingested since as "ok", though
+    search and ask went on citing it."""
+    corpus = tree(tmp_path / "corpus")
+    ingest(runner, str(corpus))
+    notes = corpus / "notes.txt"
+    notes.unlink()
+    listed = listing(runner)
+    assert listed[str(notes)]["status"] == "missing"
+    assert "not found on this machine" in listed[str(notes)]["reason"]
+    assert {s["status"] for p, s in listed.items() if p != str(notes)} == {"ok"}
+    assert list(listing(runner, "--status", "missing")) == [str(notes)]
+    shown = " ".join(run(runner, "list").stdout.split())
+    assert "missing" in shown
+    run(runner, "remove", str(notes), "--yes")
+    assert listing(runner, "--status", "missing") == {}
+
+
 def test_headings_of_small_sections_that_share_a_chunk_are_searchable(
     runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:

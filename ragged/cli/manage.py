@@ -33,6 +33,7 @@ class Status(StrEnum):
     ok = "ok"
     pending = "pending"
     failed = "failed"
+    missing = "missing"
 
 
 def list_sources(
@@ -42,14 +43,17 @@ def list_sources(
         typer.Argument(metavar="PATTERN", help="Only files whose path matches this glob."),
     ] = None,
     status: Annotated[
-        Status | None, typer.Option(help="Only files with this status: ok, pending or failed.")
+        Status | None,
+        typer.Option(help="Only files with this status: ok, pending, failed or missing."),
     ] = None,
     collection: CollectionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List the stored files with their chunk counts, pages, time of ingest and status.
 
-    Files that failed to ingest are listed too (status failed, with the reason).
+    Files that failed to ingest are listed too (status failed, with the reason), and stored
+    files this machine cannot find are marked missing (deleted or moved outside any folder
+    ingested since, or on a disk not mounted now): they are still searched until removed.
 
     Example: ragged list '*.pdf' --status failed
     """
