@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 STATUSES = ("ok", "pending", "failed", "missing")
 # A stored file this machine cannot find: deleted or moved outside any folder ingested since,
-# on a disk not mounted now, or (on a shared server) another machine's. Still searched.
+# or on a disk not mounted now. Still searched. (Not said on a shared server: see below.)
 MISSING = (
     "not found on this machine; still searched until `ragged remove` or an ingest of its folder"
 )
@@ -47,10 +47,13 @@ def list_sources(
     """Stored files and remembered failures, optionally only those matching a glob or status."""
     failures = {f.path: f for f in index.catalog.failures()}
     found: dict[str, SourceInfo] = {}
+    # A shared server's collection holds other machines' files, which are not here either:
+    # nothing tells them from this machine's missing ones, and they are not for it to remove.
+    local = not index.store.shared
     for f in index.files():
         failure = failures.get(f.path)
         state, why = ("failed", failure.reason) if failure else (f.status, "")
-        if not failure and not os.path.lexists(f.path):  # a stat each: 1,831 files in ~5 ms
+        if local and not failure and not os.path.lexists(f.path):  # 1,831 stats: ~5 ms
             state, why = "missing", MISSING
         found[f.path] = SourceInfo(
             f.path, label(f.path), f.chunks, f.pages, _iso(f.ingested_at), state, why

@@ -272,6 +272,22 @@ def test_list_says_which_stored_files_are_missing_from_disk(
     assert listing(runner, "--status", "missing") == {}
 
 
+def test_on_a_shared_server_files_not_on_this_machine_are_not_called_missing(
+    runner: CliRunner,
+    ollama: OllamaStandIn,
+    tmp_path: Path,
+    chroma_server: ChromaServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another machine's files are not here either, and not this machine's to remove."""
+    monkeypatch.setenv("RAGGED_CHROMA_URL", chroma_server.url)
+    monkeypatch.setenv("RAGGED_CHROMA_DATABASE", new_chroma_database(chroma_server))
+    theirs = tree(tmp_path / "theirs")
+    ingest(runner, str(theirs))
+    shutil.rmtree(theirs)  # as seen from another machine
+    assert {s["status"] for s in listing(runner).values()} == {"ok"}
+
+
 def test_headings_of_small_sections_that_share_a_chunk_are_searchable(
     runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:
