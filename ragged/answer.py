@@ -374,8 +374,9 @@ def ask(
     """
     from ragged.later import Later
     from ragged.models import resolve_chat_model
-    from ragged.retrieve import retrieve
+    from ragged.retrieve import retrieve, well_formed
 
+    question = well_formed(question)
     stage = on_stage or (lambda _: None)
     settings = index.settings
     chat_model = model or resolve_chat_model(settings)[0]

@@ -213,10 +213,12 @@ def reply(
     """One conversational turn: condense the follow-up, retrieve with it, answer with history."""
     from ragged.answer import answer, context_size
     from ragged.models import resolve_chat_model
-    from ragged.retrieve import retrieve
+    from ragged.retrieve import retrieve, well_formed
     from ragged.tokens import count_tokens, warm_up
 
     warm_up()  # the history is counted: the tokenizer loads while retrieval waits on Ollama
+    question = well_formed(question)
+    history = [Exchange(well_formed(h.question), well_formed(h.answer)) for h in history]
     started = time.perf_counter()
     settings = index.settings
     chat_model = model or resolve_chat_model(settings)[0]

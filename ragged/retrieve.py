@@ -21,6 +21,27 @@ NEAR_DUPLICATE = 0.9  # Jaccard similarity of word shingles above which two pass
 SHINGLE = 5
 
 
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> str:
+    """Text as valid Unicode, which a JSON request and a UTF-8 file need.
+
+    Bytes that were not UTF-8 (typed on a Latin-1 terminal, piped from a cp1252 file) reach
+    Python as lone surrogates (PEP 383); they are read as cp1252, the encoding such text most
+    often is ("caf\\udce9" -> "café"). Any other lone surrogate (a JSON "\\ud800") becomes
+    U+FFFD.
+    """
+    if not _SURROGATE.search(text):
+        return text
+
+    def as_cp1252(match: re.Match[str]) -> str:
+        return match.group().encode("utf-8", "surrogateescape").decode("cp1252", "replace")
+
+    return _SURROGATE.sub("\ufffd", _ESCAPED_BYTES.sub(as_cp1252, text))
+
+
 @dataclass(frozen=True)
 class Retrieval:
     question: str
@@ -183,6 +204,7 @@ def retrieve(
     """
     from ragged.relevance import calibration, judge
 
+    question = well_formed(question)
     settings = index.settings
     k = k or settings.top_k
     mode = mode or settings.mode

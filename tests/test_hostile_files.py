@@ -190,3 +190,41 @@ def test_headings_padded_with_a_megabyte_of_spaces_do_not_stall_the_run(
         # The small sections share one chunk, cited by the first heading, its run made one space.
         assert [h["heading"] for h in hits] == ["Alpha omega"], (word, hits)
         assert "Fifth body." in hits[0]["text"]
+
+
+def run_bytes(
+    home: Path, ollama: OllamaStandIn, *args: bytes, stdin: bytes = b""
+) -> tuple[int, str, str]:
+    """A ragged command whose arguments are raw bytes, as a terminal in another encoding
+    passes them (RAGGED_CHAT_MODEL is the stand-in's)."""
+    done = subprocess.run(
+        [*(a.encode() for a in RAGGED), *args],
+        env=environ(home, ollama, RAGGED_CHAT_MODEL="llama3.2:3b"),
+        capture_output=True,
+        input=stdin,
+        timeout=120,
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode("utf-8", "replace")
+
+
+def test_a_question_in_bytes_that_are_not_utf8_is_read_not_a_traceback(
+    tmp_path: Path, ollama: OllamaStandIn
+) -> None:
+    """0.2 passed a question typed on a Latin-1 terminal (or piped from a Latin-1 file) on as
+    lone surrogates, and the request to Ollama ended in a traceback: "UnicodeEncodeError:
+    'utf-8' codec can't encode character '\\udce9' ... surrogates not allowed"."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cafe.md").write_text("# Café\n\nThe café opens at seven. Été hours differ.\n")
+    home = tmp_path / "home"
+    assert ragged(home, ollama, "ingest", str(docs)).returncode == 0
+    question = "When does the caf\xe9 open?".encode("latin-1")
+    code, out, err = run_bytes(home, ollama, b"search", question, b"--json")
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["query"] == "When does the café open?"
+    code, out, err = run_bytes(home, ollama, b"ask", question, b"--json")
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["question"] == "When does the café open?"
+    code, out, err = run_bytes(home, ollama, b"chat", b"--json", stdin=question + b"\n")
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out.splitlines()[0])["question"] == "When does the café open?"

@@ -270,7 +270,10 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 
 def has_words(value: str) -> str:
     """An argument callback: a question or query that is empty or blank is a usage error (2),
-    as the HTTP API refuses it, rather than a search for nothing that returns anything."""
+    as the HTTP API refuses it, rather than a search for nothing that returns anything. Bytes
+    that were not UTF-8 (a Latin-1 terminal) are read as text (retrieve.well_formed)."""
     if not value.strip():
         raise typer.BadParameter("it is empty: give some words to look for")
-    return value
+    from ragged.retrieve import well_formed
+
+    return well_formed(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -160,6 +160,12 @@ class Session:
                 f"[dim]collection '{self.conversation.collection}', model {self.model}; "
                 "/help for commands, Ctrl-D to leave[/]"
             )
+        # Bytes that are not UTF-8 (a Latin-1 terminal or file) arrive as escapes, not as a
+        # UnicodeDecodeError, and the question is then read as text (retrieve.well_formed).
+        from ragged.retrieve import well_formed
+
+        with suppress(AttributeError, ValueError):
+            sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
         while True:
             try:
                 line = input(PROMPT) if self.interactive else sys.stdin.readline()
@@ -170,7 +176,7 @@ class Session:
                 break
             if not self.interactive and not line:
                 break
-            line = line.strip()
+            line = well_formed(line.strip())
             if not line:
                 continue
             if line.startswith("/"):
