@@ -94,7 +94,7 @@ def watch(
     import watchfiles
 
     roots = folders(paths)
-    relevant = _Relevance(roots)
+    relevant = _Relevance(roots, own=[settings.home])
     changes = watchfiles.watch(
         *roots,
         watch_filter=relevant,
@@ -311,19 +311,26 @@ def _purge(
 
 class _Relevance:
     """Which file events can change the collection; the rest (hidden files, temp files of
-    other programs, unsupported types) start no batch."""
+    other programs, unsupported types, ragged's own data dir) start no batch.
 
-    def __init__(self, roots: Sequence[Path]) -> None:
+    The data dir (`own`) may lie inside a watched folder: each batch writes there (the
+    catalog's journal comes and goes, so does the write lock), and a deleted path might have
+    been a folder, so without this every batch started the next, for ever."""
+
+    def __init__(self, roots: Sequence[Path], own: Sequence[Path] = ()) -> None:
         from ragged.ingest.loaders import readable_suffixes
         from ragged.ingest.walk import IGNORE_FILES
 
         self.roots = [str(r) for r in roots]
+        self.own = [str(Path(p).expanduser().resolve()) for p in own]
         self.suffixes = readable_suffixes()
         self.ignore_files = set(IGNORE_FILES)
 
     def __call__(self, change: Any, path: str) -> bool:
         import watchfiles
 
+        if any(path == d or path.startswith(d + os.sep) for d in self.own):
+            return False
         root = next((r for r in self.roots if path.startswith(r + os.sep)), None)
         if root is None:
             return path in self.roots

@@ -277,6 +277,24 @@ def test_a_burst_of_100_files_is_a_few_batches_and_each_chunk_embedded_once(
     assert watcher.interrupt()[0] == 130
 
 
+def test_a_data_dir_inside_the_watched_folder_does_not_feed_the_watch(
+    ollama: OllamaStandIn, tmp_path: Path, watchers: Any
+) -> None:
+    """0.2, with RAGGED_HOME inside the watched folder: every batch's own writes (the
+    catalog's journal, the write lock) came back as deleted files, which might have been
+    folders, so the watch applied a batch two or three times a second for ever."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "seed.md").write_text("# Seed\n\nThe first file.\n")
+    watcher: Watcher = watchers(notes / "ragged-data", ollama.host, notes)
+    assert watcher.batch()["added"] == 1
+    (notes / "new.md").write_text("# New\n\nA second file.\n")
+    watcher.wait_until(lambda: any(b["added"] for b in watcher.seen[1:]), "the new file")
+    time.sleep(3)  # 0.2 applied six or more batches here
+    assert watcher.batches.empty(), [b["events"] for b in list(watcher.batches.queue)]
+    assert watcher.interrupt()[0] == 130
+
+
 def test_the_write_lock_is_free_between_batches(
     ollama: OllamaStandIn, tmp_path: Path, env: Path, watchers: Any
 ) -> None:
