@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,8 @@ T = TypeVar("T")
 # (settings.timeout, 300 s) stays long because a model loading over a network can be slow.
 CONNECT_TIMEOUT = 10.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503})
+# Ollama's 400 for chat or generate on an embedding-only model: '"NAME" does not support chat'.
+_CANNOT_CHAT = re.compile(r"does not support (chat|generate)\b")
 # Bounded backoff, at most 7.5 s of pauses per call; and never past the call's deadline, the
 # configured timeout, which bounds the whole wait (attempts and pauses together).
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
@@ -243,6 +246,14 @@ class LLM:
                     ) from exc
                 if exc.status_code == 400 and TOO_LONG_MESSAGE in str(exc.error):
                     raise InputTooLong(f"{model}: {exc.error}") from exc
+                if exc.status_code == 400 and _CANNOT_CHAT.search(str(exc.error)):
+                    # An embedding model named as the chat model: the log has nothing to add.
+                    raise OllamaFailed(
+                        f"{model} cannot answer questions: Ollama says it does not support "
+                        "chat (an embedding model?)",
+                        hint="name a chat model with --model or RAGGED_CHAT_MODEL (`ragged "
+                        "doctor` shows the one chosen for this machine)",
+                    ) from exc
                 refused = plain_http_refused(
                     exc.status_code, str(exc.error), self.host, "OLLAMA_HOST"
                 )

@@ -203,6 +203,19 @@ def test_missing_chat_model_names_the_pull_command(
     assert "ollama pull mistral:7b" in result.stderr
 
 
+def test_an_embedding_model_named_as_the_chat_model_says_so(
+    runner: CliRunner, ollama: OllamaStandIn, docs: Path
+) -> None:
+    """0.2 passed Ollama's 400 on with "see the Ollama server log" as the hint, which has
+    nothing more to say."""
+    ingested(runner, docs)
+    result = run(runner, "ask", "capybara?", "--model", "nomic-embed-text", ok=False)
+    assert result.exit_code == 1
+    said = " ".join(result.stderr.split())
+    assert "nomic-embed-text cannot answer questions: Ollama says it does not support chat" in said
+    assert "name a chat model" in said and "--model" in said and "server log" not in said
+
+
 def test_missing_embedding_model_keeps_text_pending(
     runner: CliRunner, ollama: OllamaStandIn, docs: Path
 ) -> None:
