@@ -388,6 +388,40 @@ def check_model(
     return Check(name, "ok", f"{model} pulled ({human_size(found.size)}{just}){reason}", None, data)
 
 
+def check_capability(check: Check, llm: LLM, needs: str) -> Check:
+    """A pulled model can do what ragged asks of it, by /api/show's `capabilities`: chat
+    ("completion") or embed ("embedding"). An Ollama that lists none says nothing here."""
+    model = check.data.get("model", "")
+    if check.status != "ok":
+        return check
+    try:
+        capabilities = list(llm.show(model).capabilities)
+    except RaggedError:
+        return check  # the later checks say why Ollama could not tell
+    if not capabilities or needs in capabilities:
+        return check
+    data = {**check.data, "capabilities": capabilities}
+    listed = ", ".join(capabilities)
+    if needs == "completion":
+        return Check(
+            check.name,
+            "fail",
+            f"{model} cannot chat: it is an embedding model (capabilities: {listed})",
+            "name a chat model with --model or RAGGED_CHAT_MODEL, or unset it for this "
+            "machine's choice",
+            data,
+        )
+    return Check(
+        check.name,
+        "warn",
+        f"{model} is not an embedding model (capabilities: {listed}): it embeds, but "
+        "retrieval is far worse than with a model made for it",
+        "set embed_model to an embedding model such as nomic-embed-text, in a new collection "
+        "(or `ragged reset` and ingest again)",
+        data,
+    )
+
+
 def check_embedding_format(model: str) -> Check:
     """ragged knows how this embedding model wants questions and documents formatted."""
     from ragged.models import embedding_format
@@ -969,6 +1003,7 @@ def run_checks(
         pulled_now=settings.embed_model in pulled and pulled[settings.embed_model] is None,
         pull_error=pulled.get(settings.embed_model),
     )
+    embed = check_capability(embed, probe, "embedding")
     checks += [embed, check_embedding_format(settings.embed_model)]
     chat = check_model(
         "chat model",
@@ -978,16 +1013,23 @@ def run_checks(
         pulled_now=chat_model in pulled and pulled[chat_model] is None,
         pull_error=pulled.get(chat_model),
     )
+    chat = check_capability(chat, probe, "completion")
     checks.append(chat)
 
     loaded = None
     if chat.status != "ok":
-        cause = "Ollama is not reachable" if installed is None else f"{chat_model} is not pulled"
+        cause = (
+            "Ollama is not reachable"
+            if installed is None
+            else f"{chat_model} cannot chat"
+            if chat.data.get("pulled")
+            else f"{chat_model} is not pulled"
+        )
         offload = _skipped("gpu offload", cause)
     else:
         offload, loaded = check_offload(settings, work, host, chat_model)
     checks.append(offload)
-    if chat.status != "ok" or embed.status != "ok":
+    if chat.status != "ok" or embed.status == "fail":
         checks.append(_skipped("context", "the models are not both available"))
     else:
         checks.append(check_context(settings, work, chat_model, loaded))

@@ -463,3 +463,24 @@ def test_cpu_only_on_another_machine_is_a_warning(
     check = judge_offload(LoadedModel("mistral:7b", 5 * GiB, 0, 8192), host, settings())
     assert check.status == "warn" and "on the server at http://gpu-box.lan:11434" in check.detail
     assert (TRAP_FIX in (check.fix or "")) == trap
+
+
+def test_an_embedding_model_named_as_the_chat_model_fails_its_own_check(
+    ollama: OllamaStandIn,
+) -> None:
+    """0.2 said "✓ chat model: nomic-embed-text pulled", and only the load of the offload
+    check failed, for a reason it did not name."""
+    checks = by_name(run_checks(settings(chat_model="nomic-embed-text"), host=LINUX_CPU))
+    chat = checks["chat model"]
+    assert chat.status == "fail"
+    assert "nomic-embed-text cannot chat: it is an embedding model" in chat.detail
+    assert chat.fix is not None and "RAGGED_CHAT_MODEL" in chat.fix
+    assert "cannot chat" in checks["gpu offload"].detail  # skipped, saying why
+
+
+def test_a_chat_model_named_as_the_embedding_model_warns(ollama: OllamaStandIn) -> None:
+    checks = by_name(run_checks(settings(embed_model="llama3.2:3b"), host=LINUX_CPU))
+    embed = checks["embedding model"]
+    assert embed.status == "warn"
+    assert "llama3.2:3b is not an embedding model" in embed.detail
+    assert embed.fix is not None and "nomic-embed-text" in embed.fix
