@@ -30,6 +30,10 @@ from tests.ollama_standin import OllamaStandIn
 
 RAGGED = [sys.executable, "-m", "ragged"]
 both_stores = pytest.mark.usefixtures("chroma_mode")
+# A shared collection's case: against a real Chroma server only (conftest's chroma_mode).
+on_a_server = pytest.mark.parametrize(
+    "chroma_mode", [pytest.param("server", marks=pytest.mark.server)], indirect=True
+)
 
 
 def run(runner: CliRunner, *args: str, ok: bool = True, input: str | None = None):  # type: ignore[no-untyped-def]
@@ -161,17 +165,12 @@ def test_a_folder_moved_and_ingested_under_its_new_name_leaves_no_copy_behind(
     assert run(runner, "doctor", "--json").exit_code == 0
 
 
+@on_a_server
 def test_on_a_shared_server_a_path_missing_here_is_not_taken_for_a_move(
-    runner: CliRunner,
-    ollama: OllamaStandIn,
-    tmp_path: Path,
-    chroma_server: ChromaServer,
-    monkeypatch: pytest.MonkeyPatch,
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, chroma_mode: str
 ) -> None:
     """A server's collection holds other machines' files, whose paths this one cannot see:
     a file here with the same bytes is a copy, and theirs stays."""
-    monkeypatch.setenv("RAGGED_CHROMA_URL", chroma_server.url)
-    monkeypatch.setenv("RAGGED_CHROMA_DATABASE", new_chroma_database(chroma_server))
     theirs = tree(tmp_path / "theirs")
     ingest(runner, str(theirs))
     ours = tmp_path / "ours"
@@ -272,16 +271,11 @@ def test_list_says_which_stored_files_are_missing_from_disk(
     assert listing(runner, "--status", "missing") == {}
 
 
+@on_a_server
 def test_on_a_shared_server_files_not_on_this_machine_are_not_called_missing(
-    runner: CliRunner,
-    ollama: OllamaStandIn,
-    tmp_path: Path,
-    chroma_server: ChromaServer,
-    monkeypatch: pytest.MonkeyPatch,
+    runner: CliRunner, ollama: OllamaStandIn, tmp_path: Path, chroma_mode: str
 ) -> None:
     """Another machine's files are not here either, and not this machine's to remove."""
-    monkeypatch.setenv("RAGGED_CHROMA_URL", chroma_server.url)
-    monkeypatch.setenv("RAGGED_CHROMA_DATABASE", new_chroma_database(chroma_server))
     theirs = tree(tmp_path / "theirs")
     ingest(runner, str(theirs))
     shutil.rmtree(theirs)  # as seen from another machine

@@ -885,22 +885,23 @@ class Parsers:
     def _sizes(self) -> tuple[int, int]:
         return self.settings.chunk_tokens, self.settings.chunk_overlap
 
-    def _pool(self, workers: int | None = None, note: str | None = None) -> ProcessPoolExecutor:
-        """The pool (started on first use), or with `workers`, a new one of that many, each
-        process under the memory ceiling (ragged.ingest.guard)."""
-        if self.pool is not None and workers is None:
-            return self.pool
+    def _pool(self) -> ProcessPoolExecutor:
+        """The pool, started on first use."""
+        if self.pool is None:
+            self.pool = self._start(self.workers)
+        return self.pool
+
+    def _start(self, workers: int, note: str | None = None) -> ProcessPoolExecutor:
+        """A pool of `workers` processes, each under the memory ceiling (ragged.ingest.guard),
+        which writes `note` when it ends one."""
         from ragged.ingest import guard
 
-        pool = ProcessPoolExecutor(
-            workers or self.workers,
+        return ProcessPoolExecutor(
+            workers,
             mp_context=get_context("spawn"),
             initializer=guard.start,
             initargs=(guard.ceiling(self.settings.parser_memory_mb), note),
         )
-        if workers is None:
-            self.pool = pool
-        return pool
 
     def _take(self, block: bool) -> None:
         """Collect the files whose text is ready, in whatever order they finished."""
@@ -952,7 +953,7 @@ class Parsers:
         fd, note = tempfile.mkstemp(prefix="ragged-parser-")
         os.close(fd)
         os.unlink(note)  # the process writes it only if it ends itself at the ceiling
-        pool = self._pool(workers=1, note=note)
+        pool = self._start(1, note)
         try:
             return pool.submit(parse_file, path, data, *self._sizes()).result()
         except BrokenProcessPool:

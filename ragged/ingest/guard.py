@@ -15,9 +15,11 @@ import os
 import sys
 import threading
 import time
+from contextlib import suppress
 
-GIB = 1024**3
-MIN_CEILING = 3 * GIB // 2  # the shared corpus's PDFs with OCR peak at about 0.6 GB
+from ragged.disk import GiB
+
+MIN_CEILING = 3 * GiB // 2  # the shared corpus's PDFs with OCR peak at about 0.6 GB
 SHARE_OF_MEMORY = 8  # a parser may take this fraction of the machine's memory, at least MIN
 POLL_S = 0.05  # pdfium grows about 0.3 GB/s on such a page: the ceiling is overshot by ~15 MB
 EXIT_CODE = 75
@@ -56,11 +58,8 @@ def start(limit: int, note: str | None) -> None:
         while True:
             if resident() > limit:
                 if note is not None:
-                    try:
-                        with open(note, "w") as out:
-                            out.write(str(limit))
-                    except OSError:
-                        pass
+                    with suppress(OSError), open(note, "w") as out:
+                        out.write(str(limit))
                 os._exit(EXIT_CODE)
             time.sleep(POLL_S)
 
