@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -493,6 +494,9 @@ class _HTMLText(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.stack: list[tuple[str, bool]] = []  # open elements: (tag, skipped)
+        # How many of each tag are open: an end tag is matched against the stack in constant
+        # time. HTML lets pages leave out </li> and </p>, so the stack can hold thousands.
+        self.open: Counter[str] = Counter()
         self.skipping = 0  # open elements whose text is dropped
         self.pre = 0  # open <pre> elements: whitespace is kept inside
         self.body: list[str] = []
@@ -571,10 +575,10 @@ class _HTMLText(HTMLParser):
                 self._to_flow()  # headings inside: the table lays out a page, it holds no data
             elif tag in ("td", "th", "tr", "caption"):
                 self._table_tag(tag, dict(attrs))
-                self.stack.append((tag, False))
+                self._push(tag, False)
                 return
         skip = tag in _SKIP or _hidden(attrs)
-        self.stack.append((tag, skip))
+        self._push(tag, skip)
         if skip:
             self.skipping += 1
         if self.skipping:
@@ -599,12 +603,17 @@ class _HTMLText(HTMLParser):
                 self.body[-1] = self.body[-1].rstrip(" ")
                 self.body.append(" | ")
 
+    def _push(self, tag: str, skipped: bool) -> None:
+        self.stack.append((tag, skipped))
+        self.open[tag] += 1
+
     def handle_endtag(self, tag: str) -> None:
-        if not any(open_tag == tag for open_tag, _ in self.stack):
+        if not self.open[tag]:
             return  # a stray end tag: browsers ignore it too
         # Pop up to the matching element: anything left open inside it ends here.
         while self.stack:
             open_tag, skipped = self.stack.pop()
+            self.open[open_tag] -= 1
             if skipped:
                 self.skipping -= 1
             self._ended(open_tag)
