@@ -252,3 +252,41 @@ def test_html_with_end_tags_left_out_is_read_in_linear_time(
     assert hit["heading"] == "Changes > Thanks", hit
     assert "To everyone who sent a quince patch\n\nAnd the last words" in hit["text"], hit
 
+
+def test_notebooks_of_odd_shapes_cost_one_line_not_the_run(
+    tmp_path: Path, ollama: OllamaStandIn
+) -> None:
+    """0.2 read a notebook's JSON trusting its shape: cells nested 100,000 deep (RecursionError),
+    metadata that is not an object, a worksheet that is not one, or a heading level that is
+    not a number ended the whole run with a traceback, the files after it never read."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "deep.ipynb").write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    odd = {
+        "nbformat": 3,
+        "metadata": "python",
+        "worksheets": [
+            "not a worksheet",
+            {
+                "cells": [
+                    {"cell_type": "heading", "level": "two", "source": "Odd harbour"},
+                    {"cell_type": "heading", "level": 1e999, "source": "Deeper"},
+                    {"cell_type": "code", "language": "py\n# Forged", "input": "tide = 3"},
+                ]
+            },
+        ],
+    }
+    (docs / "odd.ipynb").write_text(json.dumps(odd))
+    (docs / "zz-after.md").write_text("# After\n\nThe quince file read after the notebooks.\n")
+    done = ragged(tmp_path / "home", ollama, "ingest", str(docs))
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1, done.stderr  # one file failed; the run went on
+    lines = [line for line in done.stderr.splitlines() if "deep.ipynb" in line]
+    assert len(lines) == 1 and "nested too deeply" in lines[0], done.stderr
+    assert listed(tmp_path / "home", ollama) == ["odd.ipynb", "zz-after.md"]
+    found = ragged(tmp_path / "home", ollama, "search", "tide", "--mode", "lexical", "--json")
+    hit = json.loads(found.stdout)["hits"][0]
+    # Levels that are not numbers read as top level; a language with a line break is dropped,
+    # so it cannot open a heading of its own inside the code's fence.
+    assert (Path(hit["path"]).name, hit["heading"]) == ("odd.ipynb", "Deeper"), hit
+    assert hit["text"] == "```\ntide = 3\n```", hit
