@@ -288,3 +288,68 @@ def test_an_office_file_that_unpacks_beyond_the_size_limit_is_skipped_unread(
     # A limit it fits in lets it through (nothing is remembered against the file).
     report = cli_json(runner, "ingest", str(docs), "--max-file-mb", "5")
     assert report["added"] == 1 and report["skipped"] == 0
+
+
+def test_word_tables_of_any_length_and_odd_spans_are_read_in_one_pass(
+    tmp_path: Path, ollama: OllamaStandIn
+) -> None:
+    """0.2 read Word tables through python-docx's row.cells, which looks for the cell that a
+    vertical merge continues through the rows above, recursively, once per row: a price list
+    whose first column is merged down 800 rows took 46 s, and past about 1,000 rows the run
+    ended with a RecursionError. A cell spanning 99,999,999 columns (a 36 KB file) became 900
+    MB of pipes; a span or list level that is not a number ended the run with a ValueError."""
+    import docx
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls, qn
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    prices = docx.Document()
+    prices.add_heading("Prices", 1)
+    table = prices.add_table(rows=1500, cols=2)
+    for i, row in enumerate(table.rows):
+        first, second = row.cells
+        first.text = "" if i else "Quince"
+        second.text = f"price {i} euros"
+        # The first column one cell merged down every row, as Word writes it: vMerge
+        # "restart" on the first row, a bare vMerge below. (python-docx's own merge() and
+        # table.cell() recurse through the rows above, as its reader did.)
+        merge = ' w:val="restart"' if i == 0 else ""
+        first._tc.get_or_add_tcPr().append(parse_xml(f"<w:vMerge {nsdecls('w')}{merge}/>"))
+    prices.save(str(folder / "prices.docx"))
+
+    spans = docx.Document()
+    spans.add_heading("Spans", 1)
+    table = spans.add_table(rows=2, cols=3)
+    for i, value in enumerate(("wide medlar", "narrow", "bad", "quark", "yew", "zest")):
+        table.cell(i // 3, i % 3).text = value
+    wide = table.cell(0, 0).merge(table.cell(0, 1))
+    table.cell(1, 0)._tc.get_or_add_tcPr().append(
+        parse_xml(f'<w:gridSpan {nsdecls("w")} w:val="x"/>')
+    )
+    wide._tc.tcPr.find(qn("w:gridSpan")).set(qn("w:val"), "99999999")  # last: cell() expands it
+    item = spans.add_paragraph("a listed sloe", style="List Number")
+    item._p.get_or_add_pPr().append(
+        parse_xml(f'<w:numPr {nsdecls("w")}><w:ilvl w:val="abc"/><w:numId w:val="1"/></w:numPr>')
+    )
+    spans.save(str(folder / "spans.docx"))
+    (folder / "zz-after.md").write_text("# After\n\nRead after the Word files.\n")
+
+    runner = CliRunner()
+    report = cli_json(runner, "ingest", str(folder))
+    assert (report["added"], report["failed"]) == (3, 0), report
+
+    def lexical(word: str) -> list[dict]:  # type: ignore[type-arg]
+        return cli_json(runner, "search", word, "--mode", "lexical", "-k", "50")["hits"]
+
+    # Each row keeps the merged cell's text, so each piece of the table says what it prices.
+    for row in (1, 750, 1499):
+        [hit] = lexical(str(row))
+        assert f"| Quince | price {row} euros |" in hit["text"].splitlines(), hit
+    # The span is bounded (at 100 columns), the text kept; a span that is no number is 1.
+    [hit] = lexical("medlar")
+    assert len(hit["text"]) < 2_000 and "| wide medlar narrow |" in hit["text"], hit
+    [hit] = lexical("yew")
+    assert "| quark | yew | zest |" in hit["text"], hit
+    [hit] = lexical("sloe")  # a list level that is no number is the first
+    assert "\n- a listed sloe" in hit["text"], hit

@@ -18,6 +18,9 @@ _SPACE = re.compile(r"\s+")
 # A row: starts and ends with a pipe. A separator row: only pipes, dashes, colons, spaces.
 ROW = re.compile(r"^\|.*\|[ \t]*$")
 SEPARATOR = re.compile(r"^\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*$")
+# The most columns one cell may span (HTML colspan, Word gridSpan): a hostile file's span of
+# millions must not make millions of cells. Word itself allows 63 columns.
+MAX_SPAN = 100
 
 
 def cell_text(text: str) -> str:
@@ -76,8 +79,7 @@ class TableBuilder:
             self.start_row()
         self._fill_down()
         self.cell = []
-        # Bounded: a colspan of 10,000 in a hostile page must not make 10,000 cells.
-        self._colspan = max(1, min(colspan, 100))
+        self._colspan = max(1, min(colspan, MAX_SPAN))
         self._rowspan = max(1, min(rowspan, 1000))
 
     def text(self, text: str) -> None:
