@@ -353,3 +353,54 @@ def test_word_tables_of_any_length_and_odd_spans_are_read_in_one_pass(
     assert "| quark | yew | zest |" in hit["text"], hit
     [hit] = lexical("sloe")  # a list level that is no number is the first
     assert "\n- a listed sloe" in hit["text"], hit
+
+
+def test_slides_with_long_tables_or_odd_values_cost_at_most_their_own_file(
+    tmp_path: Path, ollama: OllamaStandIn
+) -> None:
+    """0.2 walked a slide table through python-pptx's row collection, which rebuilds its list
+    of rows for every row it hands out: 2,000 rows took 5.5 s, 10,000 about two minutes. An
+    attribute python-pptx cannot parse (a paragraph level or a shape position that is not a
+    number) ended the whole run with a ValueError."""
+    import pptx
+    from pptx.oxml.ns import qn
+    from pptx.table import _Cell
+    from pptx.util import Inches
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Ledger"
+    table = slide.shapes.add_table(10_000, 2, Inches(1), Inches(2), Inches(6), Inches(2)).table
+    for i, tr in enumerate(table._tbl.tr_lst):  # table.cell() is itself quadratic
+        _Cell(tr.tc_lst[0], table).text = f"entry {i}"
+        _Cell(tr.tc_lst[1], table).text = "quince" if i == 9_999 else "pear"
+    box = slide.shapes.add_textbox(Inches(1), Inches(0.1), Inches(4), Inches(0.5))
+    box.text_frame.text = "Indented medlar"
+    box.text_frame.paragraphs[0]._p.get_or_add_pPr().set("lvl", "abc")
+    deck.save(str(folder / "ledger.pptx"))
+
+    odd = pptx.Presentation()
+    slide = odd.slides.add_slide(odd.slide_layouts[5])
+    slide.shapes.title.text = "Odd"
+    box = slide.shapes.add_textbox(Inches(1), Inches(1), Inches(4), Inches(0.5))
+    box.text_frame.text = "Somewhere"
+    box._element.spPr.find(qn("a:xfrm")).find(qn("a:off")).set("x", "left")
+    odd.save(str(folder / "odd.pptx"))
+    (folder / "zz-after.md").write_text("# After\n\nRead after the slides.\n")
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", str(folder), "--json"], catch_exceptions=False)
+    assert result.exit_code == 1, result.output  # one file failed, the run went on
+    report = json.loads(result.stdout)
+    assert (report["added"], report["failed"]) == (2, 1), report
+    [line] = [line for line in result.stderr.splitlines() if "odd.pptx" in line]
+    assert "corrupt PowerPoint file" in line, result.stderr
+
+    def lexical(word: str) -> dict:  # type: ignore[type-arg]
+        [hit] = cli_json(runner, "search", word, "--mode", "lexical", "-k", "5")["hits"]
+        return hit  # type: ignore[no-any-return]
+
+    assert "| entry 9999 | quince |" in lexical("quince")["text"]
+    assert "Indented medlar" in lexical("medlar")["text"]  # a level that is no number is 0
