@@ -236,8 +236,7 @@ def split_text(
         ta = bisect_right(starts, a) - 1  # the token that contains offset a
         # The nearest offset after a where a token starts: the shortest piece possible.
         shortest = starts[bisect_right(starts, a)]
-        header = tables.header_for(a)
-        header_tokens = count_tokens(header) + 1 if header else 0
+        header, header_tokens = tables.header_for(a)
         if header_tokens > max_tokens // 2:
             header, header_tokens = "", 0  # a header that big would crowd out the rows
         budget = max_tokens - header_tokens
@@ -272,6 +271,10 @@ class _Tables:
         self.text = text
         # (start, end of the header + separator lines or start, end) of each table
         self.spans: list[tuple[int, int, int]] = []
+        # Table start -> tokens of its header and the line break after it, counted once: a
+        # header is repeated at every piece of its table, and one of 16,000 columns counted
+        # again for each of hundreds of pieces took seconds (quadratic in the table's width).
+        self._header_tokens: dict[int, int] = {}
         if "|" not in text:
             return
         offset = 0
@@ -340,12 +343,16 @@ class _Tables:
             return row[0]  # this row whole: a little more overlap
         return b
 
-    def header_for(self, a: int) -> str:
-        """The header and separator lines to repeat for a piece starting at a, if inside a table body."""
+    def header_for(self, a: int) -> tuple[str, int]:
+        """The header and separator lines to repeat for a piece starting at a, if inside a
+        table body, and their tokens with the line break that follows; ("", 0) if not."""
         table = self._table_at(a)
         if table is None or table[1] == table[0] or a <= table[1]:
-            return ""
-        return self.text[table[0] : table[1]]
+            return "", 0
+        header = self.text[table[0] : table[1]]
+        if table[0] not in self._header_tokens:
+            self._header_tokens[table[0]] = count_tokens(header) + 1
+        return header, self._header_tokens[table[0]]
 
 
 def _encode(text: str) -> list[int]:
